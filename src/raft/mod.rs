@@ -1,0 +1,114 @@
+//! The only home of openraft's generic types.
+//!
+//! Everything openraft-specific (type configuration, log storage, state
+//! machine, peer transport, the Raft RPC server) lives under this module.
+//! Other modules see [`typ`] aliases and the narrow handles re-exported here.
+//!
+//! Invariants:
+//! - Node ids are the operator's strings ("node1"); [`NodeId`] is the one
+//!   place they become openraft ids.
+//! - A [`Node`] carries both addresses a peer needs: where to send Raft RPCs
+//!   and where to forward client requests. Both are advertised addresses.
+
+pub mod log_store;
+pub mod network;
+pub mod rpc;
+pub mod snapshot;
+pub mod state_machine;
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::Serialize;
+
+use crate::kv;
+
+/// A node's id: the operator-chosen string from `node.id`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeId(pub String);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for NodeId {
+    fn from(s: &str) -> Self {
+        NodeId(s.to_string())
+    }
+}
+
+impl From<String> for NodeId {
+    fn from(s: String) -> Self {
+        NodeId(s)
+    }
+}
+
+/// openraft's storage test suite names nodes by number.
+impl From<u64> for NodeId {
+    fn from(n: u64) -> Self {
+        NodeId(n.to_string())
+    }
+}
+
+/// What the cluster knows about a member.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// Advertised Raft (peer) address, host:port.
+    pub raft_addr: String,
+    /// Advertised client HTTP address, host:port; forwarding targets this.
+    pub http_addr: String,
+}
+
+impl fmt::Display for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "raft={} http={}", self.raft_addr, self.http_addr)
+    }
+}
+
+openraft::declare_raft_types!(
+    /// dcache's Raft type configuration.
+    pub TypeConfig:
+        D = kv::Request,
+        R = kv::Response,
+        NodeId = NodeId,
+        Node = Node,
+);
+
+/// Snapshot payload as moved between state machine, disk and network.
+pub type SnapshotData = std::io::Cursor<Vec<u8>>;
+
+pub type Raft = openraft::Raft<TypeConfig, state_machine::StateMachine>;
+
+/// Short aliases for openraft's generic types instantiated with [`TypeConfig`].
+pub mod typ {
+    use super::TypeConfig;
+
+    pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
+    pub type Vote = openraft::alias::VoteOf<TypeConfig>;
+    pub type Entry = openraft::alias::EntryOf<TypeConfig>;
+    pub type EntryPayload = openraft::EntryPayload<crate::kv::Request, super::NodeId, super::Node>;
+    pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
+    pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
+    pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, super::SnapshotData>;
+    pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
+
+    pub type RaftError<E = openraft::errors::Infallible> =
+        openraft::errors::RaftError<TypeConfig, E>;
+    pub type RPCError = openraft::errors::RPCError<TypeConfig>;
+    pub type StreamingError = openraft::errors::StreamingError<TypeConfig>;
+    pub type ClientWriteError = openraft::errors::ClientWriteError<TypeConfig>;
+    pub type ClientWriteResponse = openraft::raft::ClientWriteResponse<TypeConfig>;
+    pub type ForwardToLeader = openraft::errors::ForwardToLeader<TypeConfig>;
+    pub type LinearizableReadError = openraft::errors::LinearizableReadError<TypeConfig>;
+
+    pub type AppendEntriesRequest = openraft::raft::AppendEntriesRequest<TypeConfig>;
+    pub type AppendEntriesResponse = openraft::raft::AppendEntriesResponse<TypeConfig>;
+    pub type VoteRequest = openraft::raft::VoteRequest<TypeConfig>;
+    pub type VoteResponse = openraft::raft::VoteResponse<TypeConfig>;
+    pub type SnapshotResponse = openraft::raft::SnapshotResponse<TypeConfig>;
+    pub type TransferLeaderRequest = openraft::raft::TransferLeaderRequest<TypeConfig>;
+    pub type TransferLeaderResponse = openraft::raft::TransferLeaderResponse<TypeConfig>;
+}
