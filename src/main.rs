@@ -1,1 +1,139 @@
-fn main() {}
+//! The `dcache` binary: run a node (default), load-test a cluster
+//! (`dcache bench`), or check a node's readiness (`dcache health`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use clap::Subcommand;
+use dcache::config::Config;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "dcache",
+    version,
+    about = "A distributed, strongly consistent key-value cache replicated with Raft"
+)]
+struct Cli {
+    /// YAML config file (the seed's `-config FILE` form is accepted too).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run a node (the default when no subcommand is given).
+    Run,
+    /// Load-test a cluster over HTTP and print throughput and latency.
+    Bench(dcache::bench::BenchArgs),
+    /// Exit 0 if the node at --addr is ready (GET /readyz), 1 otherwise.
+    Health {
+        #[arg(long, default_value = "localhost:11000")]
+        addr: String,
+    },
+}
+
+/// Accept the seed's single-dash long flags (`-config FILE`).
+fn normalize_args() -> Vec<String> {
+    std::env::args()
+        .map(|a| {
+            if a == "-config" || a.starts_with("-config=") {
+                format!("-{a}")
+            } else {
+                a
+            }
+        })
+        .collect()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse_from(normalize_args());
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dcache: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.cmd {
+        None | Some(Cmd::Run) => rt.block_on(run(cli.config)),
+        Some(Cmd::Bench(args)) => rt.block_on(bench(args)),
+        Some(Cmd::Health { addr }) => rt.block_on(health(addr)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("dcache: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(config.as_deref(), std::env::vars())?;
+    dcache::telemetry::init(&cfg.logging, &cfg.node_id());
+    let (http, raft) = dcache::node::bind(&cfg).await?;
+    let node = dcache::node::Node::start(cfg, http, raft)
+        .await
+        .context("cannot start the node")?;
+    wait_for_signal().await?;
+    // A second signal during shutdown exits at once.
+    tokio::spawn(async {
+        if wait_for_signal().await.is_ok() {
+            eprintln!("dcache: second signal, exiting now");
+            std::process::exit(130);
+        }
+    });
+    node.shutdown(true).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::SignalKind;
+    use tokio::signal::unix::signal;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    Ok(())
+}
+
+async fn bench(args: dcache::bench::BenchArgs) -> anyhow::Result<ExitCode> {
+    let report = dcache::bench::run(&args).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{report}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn health(addr: String) -> anyhow::Result<ExitCode> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .no_proxy()
+        .build()?;
+    match client.get(format!("http://{addr}/readyz")).send().await {
+        Ok(r) if r.status().is_success() => Ok(ExitCode::SUCCESS),
+        Ok(r) => {
+            eprintln!(
+                "dcache: {addr} is not ready: {}",
+                r.text().await.unwrap_or_default().trim()
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("dcache: cannot reach {addr}: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

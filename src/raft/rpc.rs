@@ -80,9 +80,9 @@ pub fn router(raft: Raft, info: NodeInfo) -> Router {
         .with_state(RpcState { raft, info })
 }
 
-fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
     rmp_serde::from_slice(body)
-        .map_err(|e| (StatusCode::BAD_REQUEST, format!("malformed RPC body: {e}")).into_response())
+        .map_err(|e| Box::new((StatusCode::BAD_REQUEST, format!("malformed RPC body: {e}")).into_response()))
 }
 
 fn encode<T: Serialize>(v: &T) -> Response {
@@ -103,7 +103,7 @@ fn fatal(e: impl std::fmt::Display) -> Response {
 async fn append(State(s): State<RpcState>, body: Bytes) -> Response {
     let req: typ::AppendEntriesRequest = match decode(&body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match s.raft.append_entries(req).await {
         Ok(resp) => encode(&resp),
@@ -114,7 +114,7 @@ async fn append(State(s): State<RpcState>, body: Bytes) -> Response {
 async fn vote(State(s): State<RpcState>, body: Bytes) -> Response {
     let req: typ::VoteRequest = match decode(&body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match s.raft.vote(req).await {
         Ok(resp) => encode(&resp),
@@ -125,7 +125,7 @@ async fn vote(State(s): State<RpcState>, body: Bytes) -> Response {
 async fn pre_vote(State(s): State<RpcState>, body: Bytes) -> Response {
     let req: typ::VoteRequest = match decode(&body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match s.raft.pre_vote(req).await {
         Ok(resp) => encode(&resp),
@@ -136,7 +136,7 @@ async fn pre_vote(State(s): State<RpcState>, body: Bytes) -> Response {
 async fn snapshot(State(s): State<RpcState>, body: Bytes) -> Response {
     let req: SnapshotRequest = match decode(&body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     // Reject a damaged snapshot before openraft hands it to the state machine.
     if let Err(e) = super::snapshot::verify_data(&req.data) {
@@ -155,7 +155,7 @@ async fn snapshot(State(s): State<RpcState>, body: Bytes) -> Response {
 async fn transfer_leader(State(s): State<RpcState>, body: Bytes) -> Response {
     let req: typ::TransferLeaderRequest = match decode(&body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match s.raft.handle_transfer_leader(req).await {
         Ok(resp) => encode(&resp),

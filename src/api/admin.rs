@@ -1,0 +1,100 @@
+//! Health, readiness, metrics, and the JSON fallbacks for unknown routes and
+//! wrong methods.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::HeaderValue;
+use axum::http::Method;
+use axum::http::StatusCode;
+use axum::http::Uri;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::response::Response;
+use axum::routing::get;
+use serde_json::json;
+
+use super::AppState;
+use super::Flavor;
+use super::error::ApiError;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+/// The seed's health document plus Raft detail. Always 200 like the seed
+/// (use `/readyz` for a status-code check); `status` is "healthy" only when
+/// the node is ready.
+async fn health(State(state): State<AppState>) -> Response {
+    let c = state.cluster();
+    let st = c.status();
+    let ready = c.readiness().ready;
+    let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    Json(json!({
+        "is_leader": st.is_leader,
+        "status": if ready { "healthy" } else { "unhealthy" },
+        "time": time,
+        "node_id": st.node_id,
+        "leader_id": st.leader_id,
+        "leader_addr": st.leader_addr,
+        "raft_state": st.raft_state,
+        "term": st.term,
+        "applied_index": st.applied_index,
+    }))
+    .into_response()
+}
+
+async fn livez() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let r = state.cluster().readiness();
+    let status = if r.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut resp = (status, Json(r)).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(super::error::RETRY_AFTER_SECS),
+        );
+    }
+    resp
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.metrics().render(state.cluster()).await;
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+pub async fn not_found(method: Method, uri: Uri) -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for {method} {}", uri.path()),
+    )
+    .render(Flavor::V1)
+}
+
+pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("method {method} is not allowed on {}", uri.path()),
+    )
+    .render(Flavor::V1)
+}

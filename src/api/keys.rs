@@ -1,0 +1,122 @@
+//! Keys in URLs and query strings: strict percent-decoding, done once.
+//!
+//! `decode` rejects malformed escapes (`%zz`, a truncated `%4`) and
+//! sequences that do not decode to UTF-8, rather than passing them through
+//! as `percent-encoding`'s lenient decoder would: a key must mean one thing.
+//! `+` is a literal plus in paths. `/` in a key is allowed, raw or as `%2F`.
+
+use crate::error::Error;
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Percent-decode `s` strictly into UTF-8.
+pub fn decode(s: &str, what: &str) -> Result<String, Error> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hi = bytes.get(i + 1).copied().and_then(hex);
+            let lo = bytes.get(i + 2).copied().and_then(hex);
+            match (hi, lo) {
+                (Some(h), Some(l)) => out.push(h * 16 + l),
+                _ => {
+                    let end = (i + 3).min(bytes.len());
+                    return Err(Error::InvalidInput(format!(
+                        "invalid percent-encoding {:?} in {what}",
+                        String::from_utf8_lossy(&bytes[i..end])
+                    )));
+                }
+            }
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| {
+        Error::InvalidInput(format!("{what} is not valid UTF-8 after percent-decoding"))
+    })
+}
+
+/// Check a decoded key against the rules and the size limit.
+pub fn validate(key: &str, max_key_bytes: usize) -> Result<(), Error> {
+    if key.is_empty() {
+        return Err(Error::InvalidInput("key must not be empty".into()));
+    }
+    if key.len() > max_key_bytes {
+        return Err(Error::TooLarge {
+            what: "key",
+            size: key.len(),
+            limit: max_key_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// Parse a raw query string into decoded (name, value) pairs. `+` means a
+/// space here, as in HTML forms.
+pub fn parse_query(q: Option<&str>) -> Result<Vec<(String, String)>, Error> {
+    let Some(q) = q else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for part in q.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        let k = decode(&k.replace('+', " "), "query parameter name")?;
+        let v = decode(&v.replace('+', " "), "query parameter value")?;
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_once_and_keeps_slashes_and_plus() {
+        assert_eq!(decode("a%2Fb/c", "key").unwrap(), "a/b/c");
+        assert_eq!(decode("a+b", "key").unwrap(), "a+b");
+        assert_eq!(decode("%2541", "key").unwrap(), "%41");
+        assert_eq!(decode("%E2%9C%93", "key").unwrap(), "✓");
+        assert_eq!(decode("caf%C3%A9", "key").unwrap(), "café");
+    }
+
+    #[test]
+    fn rejects_malformed_escapes_and_bad_utf8() {
+        for bad in ["%zz", "%4", "%", "a%g1", "%C3", "%FF"] {
+            assert!(decode(bad, "key").is_err(), "{bad} accepted");
+        }
+        let e = decode("x%zzy", "key").unwrap_err().to_string();
+        assert!(e.contains("%zz"), "{e}");
+    }
+
+    #[test]
+    fn validates_empty_and_size() {
+        assert!(validate("", 10).is_err());
+        assert!(validate("abc", 3).is_ok());
+        let e = validate("abcd", 3).unwrap_err().to_string();
+        assert!(e.contains("4 bytes") && e.contains("limit of 3"), "{e}");
+    }
+
+    #[test]
+    fn query_pairs() {
+        let q = parse_query(Some("cas=3&consistency=stale&redirect&x=a+b%21")).unwrap();
+        assert_eq!(
+            q,
+            vec![
+                ("cas".into(), "3".into()),
+                ("consistency".into(), "stale".into()),
+                ("redirect".into(), "".into()),
+                ("x".into(), "a b!".into()),
+            ]
+        );
+        assert!(parse_query(Some("a=%zz")).is_err());
+    }
+}

@@ -1,0 +1,177 @@
+//! Prometheus metrics: HTTP request counters and latency histograms (updated
+//! by the request middleware) and Raft/state gauges (sampled at scrape time).
+//!
+//! Invariant: gauges are read from openraft's metrics and the state reader
+//! when `/metrics` is scraped, so they never go stale between scrapes and
+//! cost nothing on the request path.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::histogram::exponential_buckets;
+use prometheus_client::registry::Registry;
+
+use crate::cluster::Cluster;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: String,
+}
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RequestLabels, Histogram>,
+    forwarded: Counter,
+    term: Gauge,
+    is_leader: Gauge,
+    leader_known: Gauge,
+    state: Family<StateLabels, Gauge>,
+    last_log_index: Gauge,
+    commit_index: Gauge,
+    applied_index: Gauge,
+    snapshot_index: Gauge,
+    purged_index: Gauge,
+    log_entries: Gauge,
+    members: Gauge,
+    keys: Gauge,
+    mem_bytes: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("dcache");
+        let requests = Family::<RequestLabels, Counter>::default();
+        r.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        let latency = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
+            // 0.1 ms .. ~3.3 s
+            Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+        });
+        r.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route, method and status",
+            latency.clone(),
+        );
+        let forwarded = Counter::default();
+        r.register(
+            "http_forwarded_requests",
+            "Requests this node forwarded to the leader",
+            forwarded.clone(),
+        );
+        macro_rules! gauge {
+            ($name:expr, $help:expr) => {{
+                let g = Gauge::default();
+                r.register($name, $help, g.clone());
+                g
+            }};
+        }
+        let term = gauge!("raft_term", "Current Raft term");
+        let is_leader = gauge!("raft_is_leader", "1 if this node is the leader");
+        let leader_known = gauge!("raft_leader_known", "1 if this node knows a leader");
+        let state = Family::<StateLabels, Gauge>::default();
+        r.register(
+            "raft_state",
+            "1 for this node's current Raft server state",
+            state.clone(),
+        );
+        let last_log_index = gauge!("raft_last_log_index", "Last log index on this node");
+        let commit_index = gauge!("raft_commit_index", "Highest log index known committed");
+        let applied_index = gauge!(
+            "raft_applied_index",
+            "Last log index applied to the state machine"
+        );
+        let snapshot_index = gauge!(
+            "raft_snapshot_index",
+            "Last log index in the latest snapshot (-1: none)"
+        );
+        let purged_index = gauge!("raft_purged_index", "Last purged log index (-1: none)");
+        let log_entries = gauge!("raft_log_entries", "Log entries stored on disk");
+        let members = gauge!("raft_members", "Members in the current configuration");
+        let keys = gauge!("cache_keys", "Keys in the state machine");
+        let mem_bytes = gauge!(
+            "cache_memory_bytes",
+            "Accounted bytes of keys, values and overhead"
+        );
+        Self {
+            registry: Mutex::new(r),
+            requests,
+            latency,
+            forwarded,
+            term,
+            is_leader,
+            leader_known,
+            state,
+            last_log_index,
+            commit_index,
+            applied_index,
+            snapshot_index,
+            purged_index,
+            log_entries,
+            members,
+            keys,
+            mem_bytes,
+        }
+    }
+
+    pub fn observe_request(&self, labels: RequestLabels, seconds: f64) {
+        self.latency.get_or_create(&labels).observe(seconds);
+        self.requests.get_or_create(&labels).inc();
+    }
+
+    pub fn inc_forwarded(&self) {
+        self.forwarded.inc();
+    }
+
+    /// Sample Raft and state gauges, then encode everything.
+    pub async fn render(&self, cluster: &Cluster) -> String {
+        let st = cluster.status();
+        let (log_entries, _, _) = cluster.log_store().stats().await;
+        let (keys, mem) = cluster.reader().size();
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.term.set(as_i64(st.term));
+        self.is_leader.set(i64::from(st.is_leader));
+        self.leader_known.set(i64::from(st.leader_id.is_some()));
+        for s in ["Leader", "Follower", "Candidate", "Learner", "Shutdown"] {
+            let v = i64::from(st.raft_state == s);
+            self.state
+                .get_or_create(&StateLabels { state: s.into() })
+                .set(v);
+        }
+        self.last_log_index.set(as_i64(st.last_log_index));
+        self.commit_index.set(as_i64(st.commit_index));
+        self.applied_index.set(as_i64(st.applied_index));
+        self.snapshot_index
+            .set(st.snapshot_index.map_or(-1, as_i64));
+        self.purged_index.set(st.purged_index.map_or(-1, as_i64));
+        self.log_entries.set(as_i64(log_entries));
+        self.members.set(st.members.len() as i64);
+        self.keys.set(as_i64(keys));
+        self.mem_bytes.set(as_i64(mem));
+        let mut out = String::new();
+        let reg = self.registry.lock().expect("metrics registry lock");
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &reg);
+        out
+    }
+}
