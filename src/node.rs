@@ -55,6 +55,8 @@ const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 60_000;
 /// Cap on log entries kept after a snapshot, so a briefly lagging follower
 /// catches up from the log instead of a snapshot.
 const MAX_LOG_KEPT_AFTER_SNAPSHOT: u64 = 1000;
+/// How long an abrupt stop waits for in-flight requests.
+const ABRUPT_DRAIN: Duration = Duration::from_millis(300);
 /// Name of the file that binds a data dir to a node id.
 const IDENTITY_FILE: &str = "node.json";
 
@@ -198,13 +200,16 @@ impl Node {
             },
             catch_up_timeout: request_timeout.max(Duration::from_secs(60)),
             transfer_timeout,
+            quorum_timeout: Duration::from_millis(cfg.raft.election_timeout_max_ms),
         };
+        let contact = Arc::new(rpc::LeaderContact::default());
         let cluster = Arc::new(Cluster::new(
             raft.clone(),
             reader,
             log.clone(),
             id.clone(),
             service_cfg,
+            contact.clone(),
         ));
 
         let drain_timeout = Duration::from_millis(cfg.shutdown.drain_timeout_ms);
@@ -216,7 +221,7 @@ impl Node {
         };
         let raft_task = tokio::spawn(api::serve(
             raft_listener,
-            rpc::router(raft.clone(), info),
+            rpc::router(raft.clone(), info, contact),
             raft_stop.clone(),
             ServeOptions {
                 name: "raft",
@@ -302,8 +307,9 @@ impl Node {
     /// it, minus unflushed buffers).
     pub async fn shutdown(self, graceful: bool) -> Result<()> {
         tracing::info!(node_id = %self.id, graceful, "shutting down");
-        self.http_stop.cancel();
         self.join_stop.cancel();
+        // Hand over leadership while still serving, so requests arriving
+        // meanwhile are forwarded to the new leader rather than refused.
         if graceful && self.cluster.is_leader() && self.cluster.best_transfer_target().is_some() {
             match tokio::time::timeout(self.transfer_timeout, self.cluster.transfer_leader(None))
                 .await
@@ -315,10 +321,19 @@ impl Node {
                 Err(_) => tracing::warn!("leadership transfer timed out"),
             }
         }
+        self.http_stop.cancel();
+        // Graceful: wait for the drain (bounded by drain_timeout inside).
+        // Abrupt: idle connections close at once; give in-flight ones a
+        // moment, then drop them.
+        let mut http_task = self.http_task;
         if graceful {
-            let _ = self.http_task.await;
-        } else {
-            self.http_task.abort();
+            let _ = http_task.await;
+        } else if tokio::time::timeout(ABRUPT_DRAIN, &mut http_task)
+            .await
+            .is_err()
+        {
+            http_task.abort();
+            let _ = http_task.await;
         }
         if let Some(t) = self.join_task {
             t.abort();

@@ -29,6 +29,11 @@ pub enum Flavor {
     V1,
 }
 
+/// Every error response carries its code in this header too (also on seed
+/// routes, whose bodies cannot change), so clients and forwarding nodes can
+/// tell "not applied" from "outcome unknown" without parsing the body.
+pub const ERROR_CODE_HEADER: &str = "x-dcache-error";
+
 /// Seconds a client should wait before retrying a 503.
 pub const RETRY_AFTER_SECS: &str = "1";
 
@@ -75,6 +80,8 @@ impl ApiError {
             }
         };
         let mut resp = (self.status, Json(body)).into_response();
+        resp.headers_mut()
+            .insert(ERROR_CODE_HEADER, HeaderValue::from_static(self.code));
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(
                 header::RETRY_AFTER,

@@ -26,6 +26,7 @@ use super::FORWARDED_BY;
 use super::Flavor;
 use super::Raw;
 use super::error::ApiError;
+use super::error::ERROR_CODE_HEADER;
 use crate::error::Error;
 use crate::raft::NodeId;
 
@@ -46,37 +47,71 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
+/// What forwarding produced.
+pub enum Forwarded {
+    /// The leader's (or our own) final answer.
+    Done(Response),
+    /// The request was not applied: the leader could not be reached, or the
+    /// node we took for the leader is no longer it. The response is what to
+    /// return if the caller does not retry.
+    Retryable(Response),
+}
+
 pub async fn to_leader(
     state: &AppState,
     raw: &Raw,
     leader_id: &str,
     leader_http: &str,
     flavor: Flavor,
-) -> Response {
+) -> Forwarded {
+    match try_forward(state, raw, leader_id, leader_http, flavor).await {
+        Ok(r) => {
+            let code = r
+                .headers()
+                .get(ERROR_CODE_HEADER)
+                .and_then(|v| v.to_str().ok());
+            if matches!(code, Some("not_leader" | "no_leader")) {
+                Forwarded::Retryable(r)
+            } else {
+                Forwarded::Done(r)
+            }
+        }
+        Err(e) if e.is_connect() => Forwarded::Retryable(forward_error(e, flavor, leader_id)),
+        Err(e) => Forwarded::Done(forward_error(e, flavor, leader_id)),
+    }
+}
+
+async fn try_forward(
+    state: &AppState,
+    raw: &Raw,
+    leader_id: &str,
+    leader_http: &str,
+    flavor: Flavor,
+) -> Result<Response, reqwest::Error> {
     let path_and_query = raw.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     match raw.flag("redirect") {
         Ok(true) => {
             let location = format!("http://{leader_http}{path_and_query}");
-            return match HeaderValue::from_str(&location) {
+            return Ok(match HeaderValue::from_str(&location) {
                 Ok(v) => (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, v)]).into_response(),
                 Err(_) => super::error::render(
                     Error::InvalidInput("cannot build redirect".into()),
                     flavor,
                 ),
-            };
+            });
         }
         Ok(false) => {}
-        Err(e) => return super::error::render(e, flavor),
+        Err(e) => return Ok(super::error::render(e, flavor)),
     }
     if raw.is_forwarded() {
         // Leadership moved while the request was in flight: do not chain.
-        return super::error::render(
+        return Ok(super::error::render(
             Error::NotLeader {
                 leader_id: Some(NodeId(leader_id.to_string())),
                 leader_http: Some(leader_http.to_string()),
             },
             flavor,
-        );
+        ));
     }
     state.metrics().inc_forwarded();
     let url = format!("http://{leader_http}{path_and_query}");
@@ -92,16 +127,10 @@ pub async fn to_leader(
         }
     }
     req = req.header(FORWARDED_BY, state.node_id());
-    let resp = match req.send().await {
-        Ok(r) => r,
-        Err(e) => return forward_error(e, flavor, leader_id),
-    };
+    let resp = req.send().await?;
     let status = resp.status();
     let headers = resp.headers().clone();
-    let body = match resp.bytes().await {
-        Ok(b) => b,
-        Err(e) => return forward_error(e, flavor, leader_id),
-    };
+    let body = resp.bytes().await?;
     let mut out = Response::new(Body::from(body));
     *out.status_mut() = status;
     for (name, value) in &headers {
@@ -109,7 +138,7 @@ pub async fn to_leader(
             out.headers_mut().append(name, value.clone());
         }
     }
-    out
+    Ok(out)
 }
 
 fn forward_error(e: reqwest::Error, flavor: Flavor, leader_id: &str) -> Response {

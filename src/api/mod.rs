@@ -56,6 +56,10 @@ pub const INDEX: &str = "x-dcache-index";
 /// the write's index for writes).
 pub const RAFT_INDEX: &str = "x-dcache-raft-index";
 
+/// How many times a leader-only request is tried (locally or forwarded)
+/// while leadership moves.
+const FORWARD_ATTEMPTS: usize = 3;
+
 /// Size and time limits applied by the API.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -257,22 +261,39 @@ async fn observe(State(state): State<AppState>, req: Request<Body>, next: Next) 
 
 /// Run `op` if this node is the leader; otherwise forward the request to the
 /// leader (or redirect, or fail with 503). If `op` itself finds that
-/// leadership moved before it proposed anything, forward too.
+/// leadership moved before it proposed anything, forward too. If forwarding
+/// did not apply the request (leader unreachable, or no longer leader), wait
+/// for the leader to change and try again, a bounded number of times, so a
+/// failover or handover costs clients latency rather than errors.
 pub async fn on_leader<F, Fut>(state: &AppState, raw: &Raw, flavor: Flavor, op: F) -> Response
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<Response, Error>>,
 {
-    let res = match state.cluster().require_leader() {
-        Ok(()) => op().await,
-        Err(e) => Err(e),
-    };
-    match res {
-        Ok(r) => r,
-        Err(Error::NotLeader {
-            leader_id: Some(id),
-            leader_http: Some(addr),
-        }) => forward::to_leader(state, raw, &id.0, &addr, flavor).await,
-        Err(e) => error::render(e, flavor),
+    let mut op = Some(op);
+    let mut last = None;
+    for _attempt in 0..FORWARD_ATTEMPTS {
+        let res = match state.cluster().ensure_leader().await {
+            Ok(()) => match op.take() {
+                Some(op) => op().await,
+                None => break,
+            },
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(r) => return r,
+            Err(Error::NotLeader {
+                leader_id: Some(id),
+                leader_http: Some(addr),
+            }) => match forward::to_leader(state, raw, &id.0, &addr, flavor).await {
+                forward::Forwarded::Done(r) => return r,
+                forward::Forwarded::Retryable(r) => {
+                    last = Some(r);
+                    state.cluster().wait_leader_change(&id).await;
+                }
+            },
+            Err(e) => return error::render(e, flavor),
+        }
     }
+    last.unwrap_or_else(|| error::render(Error::NoLeader, flavor))
 }

@@ -20,8 +20,8 @@ use hyper_util::rt::TokioTimer;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -37,11 +37,15 @@ pub async fn serve(
     shutdown: CancellationToken,
     opts: ServeOptions,
 ) -> io::Result<()> {
-    let tracker = TaskTracker::new();
+    // A JoinSet, not detached tasks: dropping it (deadline passed, or this
+    // future aborted) aborts every connection, so nothing outlives the
+    // server.
+    let mut conns = JoinSet::new();
     let permits = Arc::new(Semaphore::new(opts.max_connections));
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
             p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
         };
         let (stream, _peer) = tokio::select! {
@@ -60,7 +64,7 @@ pub async fn serve(
         let svc = TowerToHyperService::new(router.clone());
         let shutdown = shutdown.clone();
         let header_timeout = opts.header_timeout;
-        tracker.spawn(async move {
+        conns.spawn(async move {
             let _permit = permit;
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -81,16 +85,17 @@ pub async fn serve(
         });
     }
     drop(listener);
-    tracker.close();
-    if tokio::time::timeout(opts.drain_timeout, tracker.wait())
+    let drain = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(opts.drain_timeout, drain)
         .await
         .is_err()
     {
         tracing::warn!(
             listener = opts.name,
-            remaining = tracker.len(),
+            remaining = conns.len(),
             "drain deadline passed; dropping remaining connections"
         );
+        conns.shutdown().await;
     }
     Ok(())
 }

@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 use std::time::SystemTime;
 use std::time::UNIX_EPOCH;
@@ -41,6 +42,7 @@ use crate::raft::NodeId;
 use crate::raft::Raft;
 use crate::raft::log_store::LogStore;
 use crate::raft::rpc;
+use crate::raft::rpc::LeaderContact;
 use crate::raft::state_machine::StateReader;
 use crate::raft::typ;
 
@@ -118,10 +120,14 @@ pub struct ServiceConfig {
     pub catch_up_timeout: Duration,
     /// How long to wait for a new leader after a transfer.
     pub transfer_timeout: Duration,
+    /// A leader that has not heard from a quorum for this long refuses new
+    /// requests (503) instead of proposing entries that cannot commit.
+    pub quorum_timeout: Duration,
 }
 
 pub struct Cluster {
     raft: Raft,
+    contact: Arc<LeaderContact>,
     reader: StateReader,
     log: LogStore,
     id: NodeId,
@@ -143,6 +149,7 @@ impl Cluster {
         log: LogStore,
         id: NodeId,
         cfg: ServiceConfig,
+        contact: Arc<LeaderContact>,
     ) -> Self {
         let probe = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
@@ -152,6 +159,7 @@ impl Cluster {
             .expect("build HTTP client");
         Self {
             raft,
+            contact,
             reader,
             log,
             id,
@@ -195,18 +203,41 @@ impl Cluster {
         m.state == ServerState::Leader && m.current_leader.as_ref() == Some(&self.id)
     }
 
-    /// `Ok` if this node is the leader, else the error that says where the
-    /// leader is (or that there is none).
+    /// `Ok` if this node believes it is the leader, else the error that says
+    /// where the leader is (or that there is none). Metrics-based: use
+    /// [`Cluster::ensure_leader`] before serving a client request.
     pub fn require_leader(&self) -> Result<()> {
         if self.is_leader() {
             return Ok(());
         }
         match self.leader() {
-            Some((id, node)) if id != self.id => Err(Error::NotLeader {
-                leader_id: Some(id),
-                leader_http: Some(node.http_addr),
-            }),
+            // A follower that has not heard from its leader for an election
+            // timeout does not route to it: the leader is gone or cut off.
+            Some((id, node)) if id != self.id && self.contact.since() < self.cfg.quorum_timeout => {
+                Err(Error::NotLeader {
+                    leader_id: Some(id),
+                    leader_http: Some(node.http_addr),
+                })
+            }
             _ => Err(Error::NoLeader),
+        }
+    }
+
+    /// Like [`Cluster::require_leader`], and also checks with Raft that this
+    /// leader's lease is valid, i.e. a quorum acknowledged it within the
+    /// lease (CheckQuorum). A leader cut off from its quorum answers
+    /// `NoLeader` at once instead of proposing entries that cannot commit.
+    pub async fn ensure_leader(&self) -> Result<()> {
+        self.require_leader()?;
+        match self.raft.get_read_linearizer(ReadPolicy::LeaseRead).await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+                Err(self.not_leader(f))
+            }
+            Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(_))) => {
+                Err(Error::NoLeader)
+            }
+            Err(RaftError::Fatal(f)) => Err(Error::Unavailable(f.to_string())),
         }
     }
 
@@ -218,6 +249,20 @@ impl Cluster {
             },
             _ => Error::NoLeader,
         }
+    }
+
+    /// Wait (bounded by an election timeout) until the leader is someone
+    /// other than `old`, or this node.
+    pub async fn wait_leader_change(&self, old: &NodeId) {
+        let old = old.clone();
+        let _ = self
+            .raft
+            .wait(Some(self.cfg.quorum_timeout * 2))
+            .metrics(
+                move |m| m.current_leader.as_ref().is_some_and(|l| *l != old),
+                "leader changed",
+            )
+            .await;
     }
 
     /// Propose a command and wait until it is committed and applied.
@@ -347,7 +392,12 @@ impl Cluster {
                 .get_node(&self.id)
                 .is_some(),
         );
-        checks.insert("leader_known", m.current_leader.is_some());
+        let leader_live = match &m.current_leader {
+            Some(l) if *l == self.id => m.state == ServerState::Leader,
+            Some(_) => self.contact.since() < self.cfg.quorum_timeout,
+            None => false,
+        };
+        checks.insert("leader_known", leader_live);
         let committed = m.cluster_committed.as_ref().map_or(0, |l| l.index);
         let applied = m.last_applied.as_ref().map_or(0, |l| l.index);
         checks.insert("applied_committed", applied >= committed);

@@ -9,6 +9,12 @@
 //! - Malformed bodies are answered with 400 and never reach Raft.
 //! - Body sizes are bounded (snapshots get a larger bound than other RPCs).
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use std::time::Instant;
+
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -57,14 +63,46 @@ pub struct NodeInfo {
     pub http_addr: String,
 }
 
+/// When this node last received AppendEntries (heartbeats included) from a
+/// leader. A follower that has not heard from its leader for an election
+/// timeout stops treating it as the leader for routing (see `cluster`).
+#[derive(Debug)]
+pub struct LeaderContact {
+    origin: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Default for LeaderContact {
+    fn default() -> Self {
+        Self {
+            origin: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl LeaderContact {
+    pub fn touch(&self) {
+        let ms = self.origin.elapsed().as_millis() as u64;
+        self.last_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// Time since the last contact (since start-up if none yet).
+    pub fn since(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.origin.elapsed().saturating_sub(last)
+    }
+}
+
 #[derive(Clone)]
 struct RpcState {
     raft: Raft,
     info: NodeInfo,
+    contact: Arc<LeaderContact>,
 }
 
 /// The router for the Raft listener.
-pub fn router(raft: Raft, info: NodeInfo) -> Router {
+pub fn router(raft: Raft, info: NodeInfo, contact: Arc<LeaderContact>) -> Router {
     Router::new()
         .route(APPEND, post(append))
         .route(VOTE, post(vote))
@@ -77,12 +115,17 @@ pub fn router(raft: Raft, info: NodeInfo) -> Router {
                 .layer(DefaultBodyLimit::max(MAX_SNAPSHOT_BODY)),
         )
         .route(INFO, get(node_info))
-        .with_state(RpcState { raft, info })
+        .with_state(RpcState {
+            raft,
+            info,
+            contact,
+        })
 }
 
 fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
-    rmp_serde::from_slice(body)
-        .map_err(|e| Box::new((StatusCode::BAD_REQUEST, format!("malformed RPC body: {e}")).into_response()))
+    rmp_serde::from_slice(body).map_err(|e| {
+        Box::new((StatusCode::BAD_REQUEST, format!("malformed RPC body: {e}")).into_response())
+    })
 }
 
 fn encode<T: Serialize>(v: &T) -> Response {
@@ -106,7 +149,13 @@ async fn append(State(s): State<RpcState>, body: Bytes) -> Response {
         Err(r) => return *r,
     };
     match s.raft.append_entries(req).await {
-        Ok(resp) => encode(&resp),
+        Ok(resp) => {
+            // Any answer but HigherVote means the sender is the current leader.
+            if !matches!(resp, openraft::raft::AppendEntriesResponse::HigherVote(_)) {
+                s.contact.touch();
+            }
+            encode(&resp)
+        }
         Err(e) => fatal(e),
     }
 }

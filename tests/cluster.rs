@@ -1,0 +1,393 @@
+//! Multi-node behaviour with real in-process nodes on loopback.
+
+mod common;
+
+use std::time::Duration;
+use std::time::Instant;
+
+use common::TestCluster;
+use common::WAIT;
+use common::wait_for;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn write_via_any_node_is_read_back_at_once_from_every_node() {
+    let c = TestCluster::start(3, |_| {}).await;
+    for writer in 0..3 {
+        let key = format!("k{writer}");
+        let value = format!("v{writer}");
+        let r = c.put(writer, &key, &value).await;
+        assert_eq!(r.status(), 200, "{:?}", r.text().await);
+        // A default (linearizable) read issued after the write completed
+        // must see it on every node, with no waiting.
+        for reader in 0..3 {
+            assert_eq!(
+                c.get(reader, &key).await,
+                (200, value.clone()),
+                "reader {reader}"
+            );
+        }
+    }
+    c.shutdown_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_leader_elects_a_new_one_and_loses_no_acknowledged_write() {
+    let mut c = TestCluster::start(3, |_| {}).await;
+    let leader = c.leader().await;
+    for i in 0..50 {
+        let r = c
+            .put((i % 3) as usize, &format!("a{i}"), &format!("{i}"))
+            .await;
+        assert!(r.status().is_success());
+    }
+    let killed_at = Instant::now();
+    c.stop(leader, false).await;
+    let new_leader = c.leader().await;
+    let failover = killed_at.elapsed();
+    assert_ne!(new_leader, leader);
+    assert!(
+        failover < Duration::from_secs(10),
+        "failover took {failover:?}"
+    );
+    for i in 0..50 {
+        for r in c.running().collect::<Vec<_>>() {
+            assert_eq!(c.get(r, &format!("a{i}")).await, (200, format!("{i}")));
+        }
+    }
+    // The old leader comes back as a follower and catches up.
+    c.restart(leader).await;
+    c.wait_ready(leader).await;
+    c.put_ok(new_leader, "after", "x").await;
+    assert_eq!(c.get(leader, "after").await, (200, "x".into()));
+    c.shutdown_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_that_missed_many_writes_catches_up_by_snapshot() {
+    let mut c = TestCluster::start(3, |cfg| cfg.raft.snapshot_threshold = 100).await;
+    let leader = c.leader().await;
+    let follower = (leader + 1) % 3;
+    c.stop(follower, false).await;
+    // 1,200 writes while it is down, concurrently over a few connections.
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let client = c.client.clone();
+        let base = c.url(leader, "/v1/kv/");
+        tasks.push(tokio::spawn(async move {
+            for i in 0..150 {
+                let r = client
+                    .put(format!("{base}s{t}-{i}"))
+                    .body(format!("{t}-{i}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success(), "write failed: {}", r.status());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let st = c.node(leader).cluster.status();
+    let purged = st
+        .purged_index
+        .expect("leader purged its log after snapshots");
+    assert!(purged > 100, "purged {purged}");
+    c.restart(follower).await;
+    c.wait_ready(follower).await;
+    let leader_summary = c.node(leader).cluster.reader().summary();
+    wait_for("follower to match the leader's state", WAIT, || async {
+        let s = c.node(follower).cluster.reader().summary();
+        (s.applied_index >= leader_summary.applied_index).then_some(())
+    })
+    .await;
+    let fst = c.node(follower).cluster.status();
+    assert!(
+        fst.snapshot_index.is_some_and(|s| s > 100),
+        "follower installed a snapshot: {:?}",
+        fst.snapshot_index
+    );
+    let f = c.node(follower).cluster.reader().summary();
+    let l = c.node(leader).cluster.reader().summary();
+    assert_eq!((f.keys, f.digest), (l.keys, l.digest));
+    assert_eq!(f.keys, 1200);
+    let r = c
+        .client
+        .get(c.url(follower, "/v1/kv/s3-77?consistency=stale"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "3-77");
+    c.shutdown_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_cluster_stop_and_restart_in_any_order_keeps_everything() {
+    let mut c = TestCluster::start(3, |cfg| cfg.raft.snapshot_threshold = 50).await;
+    for i in 0..120 {
+        let r = c.put(i % 3, &format!("p{i}"), &format!("{i}")).await;
+        assert!(r.status().is_success());
+    }
+    for i in [1, 0, 2] {
+        c.stop(i, i == 1).await;
+    }
+    for i in [2, 1, 0] {
+        c.restart(i).await;
+    }
+    c.leader().await;
+    for i in 0..3 {
+        c.wait_ready(i).await;
+    }
+    for i in 0..120 {
+        assert_eq!(c.get(i % 3, &format!("p{i}")).await, (200, format!("{i}")));
+    }
+    c.shutdown_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn join_via_a_follower_then_remove_a_node() {
+    let mut c = TestCluster::start(3, |_| {}).await;
+    let leader = c.leader().await;
+    let follower = (leader + 1) % 3;
+    let mut cfg = common::test_config(c.dir.path(), 3);
+    cfg.cluster.join_addr = c.nodes[follower].http.to_string();
+    let n3 = c.add(cfg).await;
+    c.wait_voters(4).await;
+    c.wait_ready(n3).await;
+    c.put_ok(n3, "from-new", "yes").await;
+    assert_eq!(c.get(leader, "from-new").await, (200, "yes".into()));
+
+    // Remove it through the native API on a follower (forwarded).
+    let r = c
+        .client
+        .delete(c.url(follower, "/v1/cluster/members/n3"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    c.wait_voters(3).await;
+    let st = c.node(leader).cluster.status();
+    assert!(st.members.iter().all(|m| m.id != "n3"), "{:?}", st.members);
+    // Removing an unknown member is a 404.
+    let r = c
+        .client
+        .delete(c.url(leader, "/v1/cluster/members/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    c.shutdown_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn join_refuses_an_unreachable_address() {
+    let c = TestCluster::start(1, |_| {}).await;
+    // A port nothing listens on.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = l.local_addr().unwrap();
+    drop(l);
+    let r = c
+        .client
+        .post(c.url(0, "/join"))
+        .body(format!(r#"{{"id":"ghost","addr":"{dead}"}}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("failed to join cluster"),
+        "{body}"
+    );
+    let st = c.node(0).cluster.status();
+    assert_eq!(st.members.len(), 1, "no ghost member was added");
+    c.shutdown_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn followers_forward_and_redirect() {
+    let c = TestCluster::start(3, |_| {}).await;
+    let leader = c.leader().await;
+    let f = (leader + 1) % 3;
+    // Forwarded write: the leader's response comes back, served by the leader.
+    let r = c
+        .client
+        .put(c.url(f, "/v1/kv/dir%2Fkey?cas=0"))
+        .body("v1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let served_by = r.headers()["x-dcache-served-by"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(served_by, c.nodes[leader].cfg.node.id);
+    assert!(r.headers().contains_key("x-dcache-index"));
+    // The query string survived forwarding: a second cas=0 fails with 412.
+    let r = c
+        .client
+        .put(c.url(f, "/v1/kv/dir%2Fkey?cas=0"))
+        .body("v2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 412);
+    let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(body["code"], "cas_mismatch");
+    // The %2F was not re-encoded: the key is "dir/key".
+    assert_eq!(c.get(leader, "dir/key").await, (200, "v1".into()));
+    // Redirect instead of forward.
+    let r = c
+        .client
+        .put(c.url(f, "/v1/kv/x?redirect=true"))
+        .body("v")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 307);
+    let loc = r.headers()["location"].to_str().unwrap();
+    assert_eq!(
+        loc,
+        format!("http://{}/v1/kv/x?redirect=true", c.nodes[leader].http)
+    );
+    // Seed route through a follower.
+    let r = c
+        .client
+        .post(c.url(f, "/store"))
+        .body(r#"{"key":"s","value":"t"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "{\"key\":\"s\",\"message\":\"value set successfully\"}"
+    );
+    c.shutdown_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_quorum_means_503_not_a_hang_and_not_a_stale_read() {
+    let mut c = TestCluster::start(3, |_| {}).await;
+    c.put_ok(0, "q", "1").await;
+    let leader = c.leader().await;
+    let survivor = (leader + 1) % 3;
+    let applied = c.node(leader).cluster.reader().applied_index();
+    wait_for("survivor to apply the write", WAIT, || async {
+        (c.node(survivor).cluster.reader().applied_index() >= applied).then_some(())
+    })
+    .await;
+    for i in 0..3 {
+        if i != survivor {
+            c.stop(i, false).await;
+        }
+    }
+    // Within a bound the survivor refuses writes and default reads with 503.
+    wait_for("survivor to answer 503", WAIT, || async {
+        let w = c.put(survivor, "q", "2").await;
+        let (rs, _) = c.get(survivor, "q").await;
+        (w.status() == 503 && rs == 503).then_some(())
+    })
+    .await;
+    let w = c.put(survivor, "q", "3").await;
+    assert_eq!(w.status(), 503);
+    assert!(w.headers().contains_key("retry-after"));
+    let body: serde_json::Value = serde_json::from_str(&w.text().await.unwrap()).unwrap();
+    assert!(
+        body["code"] == "no_leader" || body["code"] == "not_leader",
+        "{body}"
+    );
+    // A stale read is still served, explicitly.
+    let r = c
+        .client
+        .get(c.url(survivor, "/v1/kv/q?consistency=stale"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "1");
+    // readyz reports not ready.
+    let r = c
+        .client
+        .get(c.url(survivor, "/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    c.shutdown_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn graceful_shutdown_of_the_leader_hands_over_leadership() {
+    let mut c = TestCluster::start(3, |_| {}).await;
+    let leader = c.leader().await;
+    let old_term = c.node(leader).cluster.status().term;
+    // Writers keep going through the other nodes during the shutdown.
+    let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for (w, &n) in others.iter().enumerate() {
+        let client = c.client.clone();
+        let base = c.url(n, "/v1/kv/");
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut failures = 0u32;
+            for i in 0..10_000u32 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let key = format!("g{w}-{i}");
+                match client
+                    .put(format!("{base}{key}"))
+                    .body(key.clone())
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().is_success() => acked.push(key),
+                    Ok(r) => {
+                        failures += 1;
+                        eprintln!(
+                            "write {key}: {} {}",
+                            r.status(),
+                            r.text().await.unwrap_or_default()
+                        );
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        eprintln!("write {key}: {e}");
+                    }
+                }
+            }
+            (acked, failures)
+        }));
+    }
+    wait_for("some writes", WAIT, || async {
+        (c.node(leader).cluster.reader().applied_index() > 40).then_some(())
+    })
+    .await;
+    c.stop(leader, true).await;
+    let new_leader = c.leader().await;
+    assert_ne!(new_leader, leader);
+    assert!(c.node(new_leader).cluster.status().term > old_term);
+    c.put_ok(new_leader, "after-handover", "1").await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total_failures = 0;
+    for w in writers {
+        let (acked, failures) = w.await.unwrap();
+        total_failures += failures;
+        for key in acked.iter().step_by(7) {
+            assert_eq!(c.get(new_leader, key).await, (200, key.clone()));
+        }
+    }
+    // A handover may cost a request or two a retry, not a stream of errors.
+    assert!(
+        total_failures <= 4,
+        "{total_failures} failed writes during handover"
+    );
+    c.shutdown_all().await;
+}
