@@ -184,7 +184,11 @@ impl Node {
         let log = LogStore::open(&data_dir.join("raft-log"))?;
         let sm = StateMachine::open(&data_dir.join("snapshots"))?;
         let reader = sm.reader();
-        let network = PeerNetwork::new(local_ip(raft_bound), PEER_CONNECT_TIMEOUT);
+        let network = PeerNetwork::new(
+            local_ip(raft_bound),
+            PEER_CONNECT_TIMEOUT,
+            Duration::from_millis(cfg.raft.rpc_timeout_ms),
+        );
         let raft_cfg = Arc::new(raft_config(&cfg.raft)?);
         let raft = raft::Raft::new(id.clone(), raft_cfg, network, log.clone(), sm)
             .await

@@ -94,6 +94,7 @@ impl AppState {
     pub fn new(cluster: Arc<Cluster>, limits: Limits, metrics: Arc<Metrics>) -> Self {
         let forwarder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
+            .pool_idle_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())

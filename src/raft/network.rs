@@ -37,15 +37,19 @@ use super::typ;
 pub struct PeerNetwork {
     local_ip: Option<IpAddr>,
     connect_timeout: Duration,
+    rpc_timeout: Duration,
 }
 
 impl PeerNetwork {
     /// `local_ip`: bind outgoing connections to this address (None: let the
-    /// kernel choose). `connect_timeout`: TCP connect bound.
-    pub fn new(local_ip: Option<IpAddr>, connect_timeout: Duration) -> Self {
+    /// kernel choose). `connect_timeout`: TCP connect bound. `rpc_timeout`:
+    /// upper bound of one append/vote RPC (`raft.rpc_timeout_ms`); openraft's
+    /// own per-call deadline applies when it is shorter.
+    pub fn new(local_ip: Option<IpAddr>, connect_timeout: Duration, rpc_timeout: Duration) -> Self {
         Self {
             local_ip,
             connect_timeout,
+            rpc_timeout,
         }
     }
 
@@ -53,7 +57,7 @@ impl PeerNetwork {
         let mut b = reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(5))
             .no_proxy();
         if let Some(ip) = self.local_ip {
             b = b.local_address(ip);
@@ -71,6 +75,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             target,
             base: format!("http://{}", node.raft_addr),
             http: self.client(),
+            rpc_timeout: self.rpc_timeout,
         }
     }
 }
@@ -80,6 +85,7 @@ pub struct PeerClient {
     target: NodeId,
     base: String,
     http: reqwest::Client,
+    rpc_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -166,7 +172,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: typ::AppendEntriesRequest,
         option: RPCOption,
     ) -> Result<typ::AppendEntriesResponse, typ::RPCError> {
-        self.call(rpc::APPEND, &rpc, option.hard_ttl())
+        self.call(rpc::APPEND, &rpc, option.hard_ttl().min(self.rpc_timeout))
             .await
             .map_err(CallError::into_rpc)
     }
@@ -176,7 +182,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: typ::VoteRequest,
         option: RPCOption,
     ) -> Result<typ::VoteResponse, typ::RPCError> {
-        self.call(rpc::VOTE, &rpc, option.hard_ttl())
+        self.call(rpc::VOTE, &rpc, option.hard_ttl().min(self.rpc_timeout))
             .await
             .map_err(CallError::into_rpc)
     }
@@ -186,7 +192,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: typ::VoteRequest,
         option: RPCOption,
     ) -> Result<typ::VoteResponse, typ::RPCError> {
-        self.call(rpc::PRE_VOTE, &rpc, option.hard_ttl())
+        self.call(rpc::PRE_VOTE, &rpc, option.hard_ttl().min(self.rpc_timeout))
             .await
             .map_err(CallError::into_rpc)
     }
@@ -216,8 +222,12 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         req: typ::TransferLeaderRequest,
         option: RPCOption,
     ) -> Result<typ::TransferLeaderResponse, typ::RPCError> {
-        self.call(rpc::TRANSFER_LEADER, &req, option.hard_ttl())
-            .await
-            .map_err(CallError::into_rpc)
+        self.call(
+            rpc::TRANSFER_LEADER,
+            &req,
+            option.hard_ttl().min(self.rpc_timeout),
+        )
+        .await
+        .map_err(CallError::into_rpc)
     }
 }

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The project's whole check, the same locally and in CI:
+# format check, clippy with warnings as errors, then every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --locked --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --locked --all-targets
