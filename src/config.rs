@@ -64,6 +64,7 @@ const KEYS: &[&str] = &[
     "raft.snapshot_threshold",
     "raft.read_policy",
     "raft.rpc_timeout_ms",
+    "raft.log_flush_wait_us",
     "cluster.join_addr",
     "cluster.join_retry_max_ms",
     "logging.level",
@@ -367,6 +368,9 @@ pub struct RaftConfig {
     pub snapshot_threshold: u64,
     pub read_policy: ReadPolicy,
     pub rpc_timeout_ms: u64,
+    /// How long the log's flush thread waits for more writes before an
+    /// fsync (group-commit window), in microseconds. 0 = fsync at once.
+    pub log_flush_wait_us: u64,
 }
 
 impl Default for RaftConfig {
@@ -381,6 +385,7 @@ impl Default for RaftConfig {
             snapshot_threshold: 10_000,
             read_policy: ReadPolicy::ReadIndex,
             rpc_timeout_ms: 1000,
+            log_flush_wait_us: 200,
         }
     }
 }
@@ -717,6 +722,7 @@ impl Config {
                 self.raft.read_policy = v.parse().map_err(|_| EXPECT_READ_POLICY)?
             }
             "raft.rpc_timeout_ms" => self.raft.rpc_timeout_ms = uint(v)?,
+            "raft.log_flush_wait_us" => self.raft.log_flush_wait_us = uint(v)?,
             "cluster.join_addr" => self.cluster.join_addr = s(),
             "cluster.join_retry_max_ms" => self.cluster.join_retry_max_ms = uint(v)?,
             "logging.level" => self.logging.level = v.parse().map_err(|_| EXPECT_LEVEL)?,

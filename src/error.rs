@@ -39,6 +39,12 @@ pub enum Error {
         size: usize,
         limit: usize,
     },
+    /// A request body over the accepted size; not applied. `size` is the
+    /// declared or counted size (at least the part received).
+    #[error(
+        "request body is {size} bytes, over the accepted size; values are limited to {max_value} bytes (http.max_value_bytes)"
+    )]
+    BodyTooLarge { size: u64, max_value: usize },
     /// A membership request conflicts with the current configuration.
     #[error("{0}")]
     Conflict(String),

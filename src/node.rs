@@ -181,7 +181,10 @@ impl Node {
         });
         let data_dir = cfg.node.data_dir.clone();
         check_identity(&data_dir, &id)?;
-        let log = LogStore::open(&data_dir.join("raft-log"))?;
+        let log = LogStore::open(
+            &data_dir.join("raft-log"),
+            Some(Duration::from_micros(cfg.raft.log_flush_wait_us)),
+        )?;
         let sm = StateMachine::open(&data_dir.join("snapshots"))?;
         let reader = sm.reader();
         let network = PeerNetwork::new(

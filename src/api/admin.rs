@@ -32,7 +32,7 @@ pub fn routes() -> Router<AppState> {
 async fn health(State(state): State<AppState>) -> Response {
     let c = state.cluster();
     let st = c.status();
-    let ready = c.readiness().ready;
+    let ready = c.readiness().await.ready;
     let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     Json(json!({
         "is_leader": st.is_leader,
@@ -53,7 +53,7 @@ async fn livez() -> Response {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    let r = state.cluster().readiness();
+    let r = state.cluster().readiness().await;
     let status = if r.ready {
         StatusCode::OK
     } else {

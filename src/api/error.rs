@@ -111,7 +111,9 @@ impl From<Error> for ApiError {
             Error::Timeout(_) => ApiError::new(S::GATEWAY_TIMEOUT, "timeout", msg),
             Error::OutcomeUnknown => ApiError::new(S::SERVICE_UNAVAILABLE, "outcome_unknown", msg),
             Error::InvalidInput(_) => ApiError::new(S::BAD_REQUEST, "invalid_input", msg),
-            Error::TooLarge { .. } => ApiError::new(S::PAYLOAD_TOO_LARGE, "too_large", msg),
+            Error::TooLarge { .. } | Error::BodyTooLarge { .. } => {
+                ApiError::new(S::PAYLOAD_TOO_LARGE, "too_large", msg)
+            }
             Error::Conflict(_) => ApiError::new(S::CONFLICT, "conflict", msg),
             Error::NotFound(_) => ApiError::new(S::NOT_FOUND, "not_found", msg),
             Error::Unreachable(_) => ApiError::new(S::BAD_GATEWAY, "unreachable", msg),

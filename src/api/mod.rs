@@ -174,7 +174,25 @@ impl FromRequest<AppState> for Raw {
         let (parts, body) = req.into_parts();
         let limits = state.limits();
         let limit = limits.max_body_bytes();
-        let read = axum::body::to_bytes(body, limit);
+        let declared = parts
+            .headers
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let too_large = |size: u64| {
+            error::render(
+                Error::BodyTooLarge {
+                    size,
+                    max_value: limits.max_value_bytes,
+                },
+                flavor,
+            )
+        };
+        // Far too large to be worth draining: refuse without reading.
+        if declared.is_some_and(|n| n > (limit + MAX_DRAIN_BYTES) as u64) {
+            return Err(too_large(declared.unwrap_or_default()));
+        }
+        let read = read_body(body, limit);
         let body = match tokio::time::timeout(limits.request_timeout, read).await {
             Err(_) => {
                 return Err(error::ApiError::new(
@@ -188,22 +206,13 @@ impl FromRequest<AppState> for Raw {
                 .render(flavor));
             }
             Ok(Err(e)) => {
-                // to_bytes fails on a length limit or a broken connection.
-                let too_long = std::error::Error::source(&e)
-                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-                    || e.to_string().contains("length limit");
-                let err = if too_long {
-                    Error::TooLarge {
-                        what: "request body",
-                        size: limit + 1,
-                        limit,
-                    }
-                } else {
-                    Error::InvalidInput(format!("cannot read request body: {e}"))
-                };
-                return Err(error::render(err, flavor));
+                return Err(error::render(
+                    Error::InvalidInput(format!("cannot read request body: {e}")),
+                    flavor,
+                ));
             }
-            Ok(Ok(b)) => b,
+            Ok(Ok(Body_::TooLarge(counted))) => return Err(too_large(declared.unwrap_or(counted))),
+            Ok(Ok(Body_::Complete(b))) => b,
         };
         Ok(Raw {
             method: parts.method,
@@ -211,6 +220,48 @@ impl FromRequest<AppState> for Raw {
             headers: parts.headers,
             body,
         })
+    }
+}
+
+/// Bytes of an over-limit body read (and discarded) before answering 413,
+/// so that a client still sending gets the answer instead of a connection
+/// reset (closing a socket with unread data makes the kernel send RST).
+const MAX_DRAIN_BYTES: usize = 32 * 1024 * 1024;
+
+enum Body_ {
+    Complete(Bytes),
+    /// Over the limit; how many bytes were seen (read or drained).
+    TooLarge(u64),
+}
+
+/// Read a body up to `limit` bytes; past it, keep reading and discarding up
+/// to [`MAX_DRAIN_BYTES`] more, then report it as too large.
+async fn read_body(body: Body, limit: usize) -> Result<Body_, axum::Error> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    let mut seen: u64 = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            // Already over the limit: that is the answer, whatever broke.
+            Err(_) if seen > limit as u64 => break,
+            Err(e) => return Err(e),
+        };
+        seen += chunk.len() as u64;
+        if seen > limit as u64 {
+            buf.clear();
+            if seen > (limit + MAX_DRAIN_BYTES) as u64 {
+                break;
+            }
+            continue;
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    if seen > limit as u64 {
+        Ok(Body_::TooLarge(seen))
+    } else {
+        Ok(Body_::Complete(buf.freeze()))
     }
 }
 
@@ -236,14 +287,21 @@ async fn observe(State(state): State<AppState>, req: Request<Body>, next: Next) 
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let span = tracing::info_span!("http", %method, %route);
+    let span = tracing::info_span!(
+        "http",
+        %method,
+        %route,
+        %path,
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+    );
     let start = Instant::now();
     let mut resp = next.run(req).instrument(span.clone()).await;
     let elapsed = start.elapsed();
     let status = resp.status().as_u16();
-    span.in_scope(|| {
-        tracing::debug!(%path, status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request");
-    });
+    span.record("status", status);
+    span.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
+    span.in_scope(|| tracing::debug!("request"));
     state.metrics().observe_request(
         RequestLabels {
             route,
@@ -293,6 +351,12 @@ where
                     state.cluster().wait_leader_change(&id).await;
                 }
             },
+            Err(Error::NoLeader) => {
+                // An election or a lease being established: wait for a
+                // leader, then try again (nothing was applied).
+                last = Some(error::render(Error::NoLeader, flavor));
+                state.cluster().wait_for_leader().await;
+            }
             Err(e) => return error::render(e, flavor),
         }
     }

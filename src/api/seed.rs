@@ -47,7 +47,7 @@ fn write_failure(e: Error, generic: &str) -> Response {
         Error::NoLeader | Error::NotLeader { .. } => {
             super::error::render(Error::NoLeader, Flavor::Seed)
         }
-        e @ (Error::InvalidInput(_) | Error::TooLarge { .. }) => {
+        e @ (Error::InvalidInput(_) | Error::TooLarge { .. } | Error::BodyTooLarge { .. }) => {
             super::error::render(e, Flavor::Seed)
         }
         e => {

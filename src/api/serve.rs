@@ -69,6 +69,10 @@ pub async fn serve(
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
+                // A client may shut down its write side after sending the
+                // request and wait for the answer; without this hyper would
+                // drop the request in flight on that EOF.
+                .half_close(true)
                 .serve_connection(TokioIo::new(stream), svc);
             let mut conn = std::pin::pin!(conn);
             tokio::select! {

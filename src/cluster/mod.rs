@@ -100,6 +100,9 @@ pub struct Status {
     pub snapshot_index: Option<u64>,
     pub purged_index: Option<u64>,
     pub members: Vec<Member>,
+    /// The membership shown is committed and not a joint configuration,
+    /// i.e. no membership change is in flight.
+    pub membership_settled: bool,
     /// Raft stopped with an error (storage failure, shutdown).
     pub fatal: Option<String>,
 }
@@ -134,6 +137,10 @@ pub struct Cluster {
     cfg: ServiceConfig,
     probe: reqwest::Client,
 }
+
+/// How long readiness waits for the state machine to apply what is already
+/// known committed (a healthy node needs microseconds to milliseconds).
+const APPLY_CATCH_UP_GRACE: Duration = Duration::from_millis(500);
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -229,16 +236,34 @@ impl Cluster {
     /// `NoLeader` at once instead of proposing entries that cannot commit.
     pub async fn ensure_leader(&self) -> Result<()> {
         self.require_leader()?;
+        let map = |e: typ::RaftError<typ::LinearizableReadError>| match e {
+            RaftError::APIError(LinearizableReadError::ForwardToLeader(f)) => self.not_leader(f),
+            RaftError::APIError(LinearizableReadError::QuorumNotEnough(_)) => Error::NoLeader,
+            RaftError::Fatal(f) => Error::Unavailable(f.to_string()),
+        };
         match self.raft.get_read_linearizer(ReadPolicy::LeaseRead).await {
             Ok(_) => Ok(()),
-            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
-                Err(self.not_leader(f))
-            }
             Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(_))) => {
-                Err(Error::NoLeader)
+                // No valid lease: a leader just elected, or one cut off from
+                // its quorum. Ask the quorum (one heartbeat round), bounded.
+                let confirm = self.raft.get_read_linearizer(ReadPolicy::ReadIndex);
+                match tokio::time::timeout(self.cfg.quorum_timeout, confirm).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(map(e)),
+                    Err(_) => Err(Error::NoLeader),
+                }
             }
-            Err(RaftError::Fatal(f)) => Err(Error::Unavailable(f.to_string())),
+            Err(e) => Err(map(e)),
         }
+    }
+
+    /// Wait (bounded by two election timeouts) until some leader is known.
+    pub async fn wait_for_leader(&self) {
+        let _ = self
+            .raft
+            .wait(Some(self.cfg.quorum_timeout * 2))
+            .metrics(|m| m.current_leader.is_some(), "leader known")
+            .await;
     }
 
     fn not_leader(&self, f: typ::ForwardToLeader) -> Error {
@@ -375,13 +400,20 @@ impl Cluster {
             snapshot_index: m.snapshot.as_ref().map(|l| l.index),
             purged_index: m.purged.as_ref().map(|l| l.index),
             members,
+            membership_settled: m.membership_config.log_id()
+                == m.committed_membership_config.log_id()
+                && membership.get_joint_config().len() == 1,
             fatal: m.running_state.as_ref().err().map(|e| e.to_string()),
         }
     }
 
-    /// Ready = Raft is running, this node is a member, a leader is known, and
-    /// it has applied everything it knows to be committed.
-    pub fn readiness(&self) -> Readiness {
+    /// Ready = Raft is running, this node is a member, a live leader is
+    /// known, and it has applied everything it knew to be committed when
+    /// asked. openraft publishes a new commit index before the matching
+    /// applied index, so the last check waits briefly for apply to catch up
+    /// instead of comparing one metrics snapshot (which would flap under
+    /// writes).
+    pub async fn readiness(&self) -> Readiness {
         let m = self.metrics();
         let mut checks = BTreeMap::new();
         checks.insert("raft_running", m.running_state.is_ok());
@@ -400,7 +432,17 @@ impl Cluster {
         checks.insert("leader_known", leader_live);
         let committed = m.cluster_committed.as_ref().map_or(0, |l| l.index);
         let applied = m.last_applied.as_ref().map_or(0, |l| l.index);
-        checks.insert("applied_committed", applied >= committed);
+        let caught_up = applied >= committed
+            || self
+                .raft
+                .wait(Some(APPLY_CATCH_UP_GRACE))
+                .metrics(
+                    move |m| m.last_applied.as_ref().map_or(0, |l| l.index) >= committed,
+                    "applied reaches commit",
+                )
+                .await
+                .is_ok();
+        checks.insert("applied_committed", caught_up);
         Readiness {
             ready: checks.values().all(|ok| *ok),
             checks,
@@ -519,14 +561,24 @@ impl Cluster {
         }
     }
 
-    /// The voter other than this node that has replicated the most, if any.
+    /// The voter other than this node that has replicated the most, among
+    /// those that acknowledged a heartbeat within the last election timeout
+    /// (a node that is down or shutting down cannot take over).
     pub fn best_transfer_target(&self) -> Option<NodeId> {
         let m = self.metrics();
         let matched = m.replication.clone().unwrap_or_default();
+        let acked = m.heartbeat.clone().unwrap_or_default();
+        let live = |v: &NodeId| {
+            acked
+                .get(v)
+                .cloned()
+                .flatten()
+                .is_some_and(|t| openraft::Instant::elapsed(&*t) < self.cfg.quorum_timeout)
+        };
         m.membership_config
             .membership()
             .voter_ids()
-            .filter(|v| *v != self.id)
+            .filter(|v| *v != self.id && live(v))
             .max_by_key(|v| matched.get(v).cloned().flatten().map(|l| l.index))
     }
 

@@ -125,10 +125,12 @@ pub struct LogStore {
 
 impl LogStore {
     /// Open (or create) the log in `dir`. A torn tail is truncated (with a
-    /// warning from `raft-log`); any other damage is an error.
-    pub fn open(dir: &Path) -> io::Result<Self> {
+    /// warning from `raft-log`); any other damage is an error. `flush_wait`:
+    /// the group-commit window (None: raft-log's default, 1 ms).
+    pub fn open(dir: &Path, flush_wait: Option<std::time::Duration>) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let config = raft_log::Config::new(dir.display().to_string());
+        let mut config = raft_log::Config::new(dir.display().to_string());
+        config.wal.flush_batch_wait = flush_wait;
         let log = raft_log::RaftLog::open(Arc::new(config)).map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -290,7 +292,7 @@ mod tests {
             &self,
         ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
             let dir = tempfile::tempdir().expect("tempdir");
-            let log = LogStore::open(&dir.path().join("log")).expect("open log");
+            let log = LogStore::open(&dir.path().join("log"), None).expect("open log");
             let sm = StateMachine::open(&dir.path().join("snapshots")).expect("open sm");
             Ok((dir, log, sm))
         }

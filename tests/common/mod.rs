@@ -73,10 +73,25 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// `DCACHE_TEST_LOG=<filter>` prints node logs (all nodes share the
+/// process; the span fields say which request).
+pub fn init_test_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Ok(filter) = std::env::var("DCACHE_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
 impl TestCluster {
     /// Start `n` nodes: n0 bootstraps, the others join through n0. Returns
     /// when every node is ready and all are voters.
     pub async fn start(n: usize, tweak: impl Fn(&mut Config)) -> TestCluster {
+        init_test_logging();
         let dir = tempfile::tempdir().unwrap();
         let mut c = TestCluster {
             nodes: Vec::new(),
@@ -150,7 +165,7 @@ impl TestCluster {
 
     pub async fn wait_ready(&self, i: usize) {
         wait_for(&format!("node {i} ready"), WAIT, || async {
-            self.node(i).cluster.readiness().ready.then_some(())
+            self.node(i).cluster.readiness().await.ready.then_some(())
         })
         .await
     }
@@ -160,7 +175,7 @@ impl TestCluster {
             let l = self.running().find(|i| self.node(*i).cluster.is_leader())?;
             let st = self.node(l).cluster.status();
             let voters = st.members.iter().filter(|m| m.role == "voter").count();
-            (voters == n).then_some(())
+            (voters == n && st.membership_settled).then_some(())
         })
         .await
     }

@@ -1,0 +1,664 @@
+//! Black-box tests of the real `dcache` binary: configuration errors, the
+//! `-config`/`--config` flags, signals and exit codes, JSON logs, the
+//! `health` subcommand, and a three-process cluster on loopback surviving a
+//! SIGKILL of its leader and a full stop/start.
+//!
+//! Every child runs in its own temp dir (cwd and data dirs), with any
+//! `DCACHE_*`/`RUST_LOG` variables of the test environment removed. Children
+//! are owned by [`Proc`], whose `Drop` kills them, so a failing test leaves
+//! no process behind. Waits poll a condition under a deadline.
+//!
+//! Ports: [`free_ports`] binds 127.0.0.1:0 and releases the port before the
+//! child binds it, so another process could grab it in between. The window
+//! is small; a child that then fails to bind exits with "cannot listen",
+//! which the restart helper retries.
+
+use std::fs::OpenOptions;
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::Child;
+use std::process::Command;
+use std::process::ExitStatus;
+use std::process::Stdio;
+use std::time::Duration;
+use std::time::Instant;
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_dcache");
+/// How long a node may take to become ready or a cluster to converge.
+const CONVERGE: Duration = Duration::from_secs(30);
+
+/// Fast Raft timings, as environment variables.
+const FAST_RAFT: &[(&str, &str)] = &[
+    ("DCACHE_RAFT_HEARTBEAT_INTERVAL_MS", "100"),
+    ("DCACHE_RAFT_ELECTION_TIMEOUT_MIN_MS", "500"),
+    ("DCACHE_RAFT_ELECTION_TIMEOUT_MAX_MS", "1000"),
+];
+
+/// `dcache` with a clean environment (no inherited DCACHE_* or RUST_LOG).
+fn dcache(cwd: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("DCACHE_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    cmd
+}
+
+/// `n` distinct loopback ports that were free a moment ago (see the module
+/// doc for the race).
+fn free_ports(n: usize) -> Vec<u16> {
+    let ls: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+/// A child process, killed (SIGKILL) and reaped on drop if still running.
+struct Proc {
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command, stderr: &Path) -> Proc {
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(stderr)
+            .unwrap();
+        let child = cmd.stderr(f).spawn().expect("spawn dcache");
+        Proc {
+            child,
+            stderr: stderr.to_path_buf(),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("try_wait")
+    }
+
+    /// Wait for the child to exit by itself within `timeout`.
+    async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.exited() {
+                return s;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "dcache (pid {}) did not exit within {timeout:?}; stderr:\n{}",
+                    self.pid(),
+                    tail(&self.stderr())
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Send SIGTERM through `kill(1)`.
+    fn sigterm(&self) {
+        let st = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill -TERM failed");
+    }
+
+    /// SIGKILL, and reap.
+    fn sigkill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+
+    /// SIGTERM and expect exit code 0 within 10 s.
+    async fn stop_gracefully(&mut self) {
+        self.sigterm();
+        let start = Instant::now();
+        let st = self.wait_exit(Duration::from_secs(10)).await;
+        assert_eq!(
+            st.code(),
+            Some(0),
+            "SIGTERM exit status {st:?} after {:?}; stderr:\n{}",
+            start.elapsed(),
+            tail(&self.stderr())
+        );
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// Run `cmd` (with cwd already set) to completion, bounded: it must exit by
+/// itself within 5 s. Returns its status and stderr.
+async fn run_to_exit(cmd: Command, dir: &Path) -> (ExitStatus, String) {
+    let path = dir.join(format!("stderr-{}.log", rand::random::<u32>()));
+    let mut p = Proc::spawn(cmd, &path);
+    let st = p.wait_exit(Duration::from_secs(5)).await;
+    (st, p.stderr())
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// One node's settings, written to a YAML file.
+#[derive(Clone)]
+struct Spec {
+    id: String,
+    http: String,
+    raft: String,
+    data_dir: PathBuf,
+    join: String,
+    config: PathBuf,
+}
+
+impl Spec {
+    fn new(dir: &Path, id: &str, join: &str) -> Spec {
+        let p = free_ports(2);
+        let spec = Spec {
+            id: id.into(),
+            http: format!("127.0.0.1:{}", p[0]),
+            raft: format!("127.0.0.1:{}", p[1]),
+            data_dir: dir.join(format!("data-{id}")),
+            join: join.into(),
+            config: dir.join(format!("{id}.yaml")),
+        };
+        let yaml = format!(
+            "node:\n  id: {:?}\n  data_dir: {:?}\nhttp:\n  bind_addr: {:?}\nraft:\n  bind_addr: {:?}\ncluster:\n  join_addr: {:?}\n",
+            spec.id,
+            spec.data_dir.display().to_string(),
+            spec.http,
+            spec.raft,
+            spec.join
+        );
+        std::fs::write(&spec.config, yaml).unwrap();
+        spec
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    fn stderr_path(&self) -> PathBuf {
+        self.data_dir.with_extension("stderr.log")
+    }
+
+    /// Start the node with `flag FILE` (`--config`, `-config`), fast Raft
+    /// timings and `extra_env`.
+    fn spawn(&self, cwd: &Path, flag: &str, extra_env: &[(&str, &str)]) -> Proc {
+        let mut cmd = dcache(cwd);
+        if flag.ends_with('=') {
+            cmd.arg(format!("{flag}{}", self.config.display()));
+        } else {
+            cmd.arg(flag).arg(&self.config);
+        }
+        cmd.envs(FAST_RAFT.iter().copied())
+            .envs(extra_env.iter().copied());
+        Proc::spawn(cmd, &self.stderr_path())
+    }
+}
+
+/// Poll `/readyz` until 200. Panics (with the node's stderr) if the process
+/// exits or `CONVERGE` passes.
+async fn wait_ready(c: &reqwest::Client, spec: &Spec, p: &mut Proc) {
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        if let Some(st) = p.exited() {
+            panic!(
+                "{} exited ({st:?}) before becoming ready; stderr:\n{}",
+                spec.id,
+                tail(&p.stderr())
+            );
+        }
+        if let Ok(r) = c.get(spec.url("/readyz")).send().await
+            && r.status() == 200
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} not ready within {CONVERGE:?}; stderr:\n{}",
+            spec.id,
+            tail(&p.stderr())
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Start a node and wait until it is ready; if it lost its port to another
+/// process in the meantime (see module doc), or the old incarnation's port
+/// is not yet released, retry a few times.
+async fn start_ready(c: &reqwest::Client, spec: &Spec, cwd: &Path, flag: &str) -> Proc {
+    for _ in 0..5 {
+        let mut p = spec.spawn(cwd, flag, &[]);
+        // Give a bind failure a moment to show as an exit.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline && p.exited().is_none() {
+            if let Ok(r) = c.get(spec.url("/livez")).send().await
+                && r.status() == 200
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if p.exited().is_some() && p.stderr().contains("cannot listen") {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        wait_ready(c, spec, &mut p).await;
+        return p;
+    }
+    panic!("{} could not bind its ports", spec.id);
+}
+
+async fn get_json(c: &reqwest::Client, url: &str) -> Option<Value> {
+    let r = c.get(url).send().await.ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    serde_json::from_slice(&r.bytes().await.ok()?).ok()
+}
+
+/// PUT a key, retrying until acknowledged (2xx) or `timeout`.
+async fn put_ok(c: &reqwest::Client, spec: &Spec, key: &str, value: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match c
+            .put(spec.url(&format!("/v1/kv/{key}")))
+            .body(value.to_string())
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => return,
+            Ok(r) => last = format!("{}: {}", r.status(), r.text().await.unwrap_or_default()),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "put {key} via {} not acknowledged within {timeout:?}: {last}",
+        spec.id
+    );
+}
+
+/// Default (linearizable) read: (status, body).
+async fn get(c: &reqwest::Client, spec: &Spec, key: &str) -> (u16, String) {
+    let r = c
+        .get(spec.url(&format!("/v1/kv/{key}")))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {key} from {}: {e}", spec.id));
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+// --- configuration errors ------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_errors_exit_non_zero_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let unknown = d.join("unknown.yaml");
+    std::fs::write(&unknown, "node:\n  idd: node1\n").unwrap();
+    let bad_type = d.join("badtype.yaml");
+    std::fs::write(&bad_type, "raft:\n  heartbeat_interval_ms: fast\n").unwrap();
+
+    struct Case {
+        args: Vec<String>,
+        env: Vec<(&'static str, &'static str)>,
+        want: Vec<String>,
+    }
+    let s = |x: &str| x.to_string();
+    let cases = vec![
+        Case {
+            args: vec![s("-config"), s("/nonexistent.yaml")],
+            env: vec![],
+            want: vec![s("/nonexistent.yaml"), s("not found")],
+        },
+        Case {
+            args: vec![s("--config"), s("/nonexistent.yaml")],
+            env: vec![],
+            want: vec![s("/nonexistent.yaml")],
+        },
+        Case {
+            args: vec![s("-config"), unknown.display().to_string()],
+            env: vec![],
+            want: vec![s("idd"), unknown.display().to_string()],
+        },
+        Case {
+            args: vec![s("-config"), bad_type.display().to_string()],
+            env: vec![],
+            want: vec![s("raft.heartbeat_interval_ms"), s("fast")],
+        },
+        Case {
+            args: vec![],
+            env: vec![("DCACHE_LOGGING_LEVEL", "loud")],
+            want: vec![s("DCACHE_LOGGING_LEVEL"), s("loud")],
+        },
+        Case {
+            args: vec![],
+            env: vec![("DCACHE_LOGGING_JSON", "maybe")],
+            want: vec![s("DCACHE_LOGGING_JSON"), s("maybe")],
+        },
+        Case {
+            args: vec![],
+            env: vec![("DCACHE_HTTP_BIND_ADDR", "nohost")],
+            want: vec![s("DCACHE_HTTP_BIND_ADDR"), s("nohost")],
+        },
+        Case {
+            args: vec![],
+            env: vec![("DCACHE_LOGING_LEVEL", "debug")],
+            want: vec![s("DCACHE_LOGING_LEVEL")],
+        },
+    ];
+    for case in cases {
+        let mut cmd = dcache(d);
+        cmd.args(&case.args).envs(case.env.iter().copied());
+        let (st, stderr) = run_to_exit(cmd, d).await;
+        let what = format!("args {:?} env {:?}", case.args, case.env);
+        assert!(!st.success(), "{what}: exit {st:?}");
+        assert!(
+            stderr.starts_with("dcache: error: "),
+            "{what}: stderr {stderr:?}"
+        );
+        for w in &case.want {
+            assert!(
+                stderr.contains(w.as_str()),
+                "{what}: {w:?} not in {stderr:?}"
+            );
+        }
+    }
+    // Nothing was created in the working directory by a failed start.
+    assert!(!d.join("data").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_in_use_is_a_startup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    let raft = format!("127.0.0.1:{}", free_ports(1)[0]);
+    let mut cmd = dcache(dir.path());
+    cmd.env("DCACHE_HTTP_BIND_ADDR", &addr)
+        .env("DCACHE_RAFT_BIND_ADDR", &raft);
+    let (st, stderr) = run_to_exit(cmd, dir.path()).await;
+    assert!(!st.success(), "exit {st:?}");
+    assert!(stderr.contains("http.bind_addr"), "{stderr}");
+    assert!(stderr.contains(&addr), "{stderr}");
+    drop(held);
+}
+
+// --- a single node --------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_config_flag_forms_sigterm_exits_zero_and_data_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let c = client();
+    let spec = Spec::new(d, "solo", "");
+
+    // --config FILE
+    let mut p = start_ready(&c, &spec, d, "--config").await;
+    let h = get_json(&c, &spec.url("/health")).await.expect("health");
+    assert_eq!(h["node_id"], "solo");
+    assert_eq!(h["is_leader"], true);
+    put_ok(&c, &spec, "persist", "me", Duration::from_secs(5)).await;
+    let r = c
+        .post(spec.url("/store"))
+        .body(r#"{"key":"seed","value":"v"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    // `dcache health`: 0 on a ready node.
+    let (st, err) = run_to_exit(
+        {
+            let mut cmd = dcache(d);
+            cmd.args(["health", "--addr", &spec.http]);
+            cmd
+        },
+        d,
+    )
+    .await;
+    assert!(st.success(), "health on a ready node: {st:?} {err}");
+
+    p.stop_gracefully().await;
+    let log = p.stderr();
+    assert!(log.contains("SIGTERM"), "{}", tail(&log));
+
+    // `dcache health`: non-zero on a closed port (the node is gone).
+    let (st, err) = run_to_exit(
+        {
+            let mut cmd = dcache(d);
+            cmd.args(["health", "--addr", &spec.http]);
+            cmd
+        },
+        d,
+    )
+    .await;
+    assert!(!st.success(), "health on a closed port succeeded");
+    assert!(err.contains(&spec.http), "{err}");
+
+    // -config FILE, same data dir: the data is still there.
+    let mut p = start_ready(&c, &spec, d, "-config").await;
+    assert_eq!(get(&c, &spec, "persist").await, (200, "me".to_string()));
+    let r = c.get(spec.url("/store/seed")).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), r#"{"key":"seed","value":"v"}"#);
+    put_ok(&c, &spec, "second", "run", Duration::from_secs(5)).await;
+    p.stop_gracefully().await;
+
+    // -config=FILE, and SIGINT is graceful too.
+    let mut p = start_ready(&c, &spec, d, "-config=").await;
+    assert_eq!(get(&c, &spec, "second").await, (200, "run".to_string()));
+    let st = Command::new("kill")
+        .args(["-INT", &p.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let st = p.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(st.code(), Some(0), "{}", tail(&p.stderr()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logging_puts_node_id_on_every_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let c = client();
+    let spec = Spec::new(d, "jsonnode", "");
+    let mut p = spec.spawn(d, "--config", &[("DCACHE_LOGGING_JSON", "true")]);
+    wait_ready(&c, &spec, &mut p).await;
+    put_ok(&c, &spec, "k", "v", Duration::from_secs(5)).await;
+    p.stop_gracefully().await;
+    let log = p.stderr();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 2, "too few log lines:\n{log}");
+    for line in &lines {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(v.is_object(), "{line}");
+        assert_eq!(v["node_id"], "jsonnode", "{line}");
+        assert!(v["level"].is_string(), "{line}");
+    }
+    assert!(log.contains("node started"), "{log}");
+}
+
+// --- a three-process cluster ---------------------------------------------
+
+/// Index of the node whose `/health` says it is the leader, among `alive`.
+async fn leader_among(c: &reqwest::Client, specs: &[Spec], alive: &[usize]) -> Option<usize> {
+    for &i in alive {
+        if let Some(h) = get_json(c, &specs[i].url("/health")).await
+            && h["is_leader"] == true
+        {
+            return Some(i);
+        }
+    }
+    None
+}
+
+async fn wait_leader(c: &reqwest::Client, specs: &[Spec], alive: &[usize], t: Duration) -> usize {
+    let deadline = Instant::now() + t;
+    loop {
+        if let Some(l) = leader_among(c, specs, alive).await {
+            return l;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no leader among {alive:?} within {t:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_survive_sigkill_of_the_leader_and_a_full_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let c = client();
+    let n1 = Spec::new(d, "node1", "");
+    let n2 = Spec::new(d, "node2", &n1.http);
+    let n3 = Spec::new(d, "node3", &n1.http);
+    let specs = vec![n1, n2, n3];
+    let mut procs: Vec<Option<Proc>> = Vec::new();
+    for s in &specs {
+        procs.push(Some(start_ready(&c, s, d, "--config").await));
+    }
+
+    // The leader reports three voters.
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let l = leader_among(&c, &specs, &[0, 1, 2]).await;
+        if let Some(l) = l
+            && let Some(st) = get_json(&c, &specs[l].url("/v1/cluster")).await
+        {
+            let members = st["members"].as_array().unwrap();
+            let voters = members.iter().filter(|m| m["role"] == "voter").count();
+            if voters == 3 {
+                let mut ids: Vec<&str> =
+                    members.iter().map(|m| m["id"].as_str().unwrap()).collect();
+                ids.sort();
+                assert_eq!(ids, ["node1", "node2", "node3"]);
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "3 voters not reached");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // 100 writes through random nodes, each acknowledged.
+    let mut acked = Vec::new();
+    for i in 0..100 {
+        let n = rand::random::<usize>() % 3;
+        let key = format!("key{i}");
+        put_ok(
+            &c,
+            &specs[n],
+            &key,
+            &format!("value{i}"),
+            Duration::from_secs(10),
+        )
+        .await;
+        acked.push(key);
+    }
+
+    // SIGKILL the leader.
+    let leader = wait_leader(&c, &specs, &[0, 1, 2], CONVERGE).await;
+    let killed_at = Instant::now();
+    procs[leader].as_mut().unwrap().sigkill();
+    procs[leader] = None;
+    let alive: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let new_leader = wait_leader(&c, &specs, &alive, Duration::from_secs(10)).await;
+    assert_ne!(new_leader, leader);
+    put_ok(
+        &c,
+        &specs[new_leader],
+        "after-failover",
+        "yes",
+        Duration::from_secs(10).saturating_sub(killed_at.elapsed()),
+    )
+    .await;
+    let failover = killed_at.elapsed();
+    assert!(
+        failover < Duration::from_secs(10),
+        "failover took {failover:?}"
+    );
+    acked.push("after-failover".into());
+
+    let value_of = |k: &str| {
+        k.strip_prefix("key")
+            .map(|n| format!("value{n}"))
+            .unwrap_or_else(|| "yes".into())
+    };
+    for &s in &alive {
+        for k in &acked {
+            assert_eq!(
+                get(&c, &specs[s], k).await,
+                (200, value_of(k)),
+                "{k} on {s}"
+            );
+        }
+    }
+
+    // The killed node comes back with the same config and serves the keys.
+    procs[leader] = Some(start_ready(&c, &specs[leader], d, "--config").await);
+    for k in &acked {
+        assert_eq!(get(&c, &specs[leader], k).await, (200, value_of(k)), "{k}");
+    }
+    put_ok(&c, &specs[leader], "after-rejoin", "yes", CONVERGE).await;
+    acked.push("after-rejoin".into());
+
+    // Stop all with SIGTERM; each exits 0.
+    for p in procs.iter_mut() {
+        p.as_mut().unwrap().stop_gracefully().await;
+    }
+    // Start again in reverse order: everything is there.
+    let mut procs2: Vec<Proc> = Vec::new();
+    for s in specs.iter().rev() {
+        procs2.push(s.spawn(d, "--config", &[]));
+    }
+    procs2.reverse();
+    for (s, p) in specs.iter().zip(procs2.iter_mut()) {
+        wait_ready(&c, s, p).await;
+    }
+    wait_leader(&c, &specs, &[0, 1, 2], CONVERGE).await;
+    for (i, k) in acked.iter().enumerate() {
+        let s = &specs[i % 3];
+        assert_eq!(get(&c, s, k).await, (200, value_of(k)), "{k} on {}", s.id);
+    }
+    for p in procs2.iter_mut() {
+        p.stop_gracefully().await;
+    }
+}
