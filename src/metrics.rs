@@ -29,6 +29,11 @@ pub struct StateLabels {
     pub state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LeaderLabels {
+    pub leader_id: String,
+}
+
 pub struct Metrics {
     registry: Mutex<Registry>,
     requests: Family<RequestLabels, Counter>,
@@ -37,6 +42,7 @@ pub struct Metrics {
     term: Gauge,
     is_leader: Gauge,
     leader_known: Gauge,
+    leader: Family<LeaderLabels, Gauge>,
     state: Family<StateLabels, Gauge>,
     last_log_index: Gauge,
     commit_index: Gauge,
@@ -89,6 +95,12 @@ impl Metrics {
         let term = gauge!("raft_term", "Current Raft term");
         let is_leader = gauge!("raft_is_leader", "1 if this node is the leader");
         let leader_known = gauge!("raft_leader_known", "1 if this node knows a leader");
+        let leader = Family::<LeaderLabels, Gauge>::default();
+        r.register(
+            "raft_leader",
+            "1 for the leader this node currently knows (label leader_id)",
+            leader.clone(),
+        );
         let state = Family::<StateLabels, Gauge>::default();
         r.register(
             "raft_state",
@@ -121,6 +133,7 @@ impl Metrics {
             term,
             is_leader,
             leader_known,
+            leader,
             state,
             last_log_index,
             commit_index,
@@ -152,6 +165,14 @@ impl Metrics {
         self.term.set(as_i64(st.term));
         self.is_leader.set(i64::from(st.is_leader));
         self.leader_known.set(i64::from(st.leader_id.is_some()));
+        self.leader.clear();
+        if let Some(l) = &st.leader_id {
+            self.leader
+                .get_or_create(&LeaderLabels {
+                    leader_id: l.clone(),
+                })
+                .set(1);
+        }
         for s in ["Leader", "Follower", "Candidate", "Learner", "Shutdown"] {
             let v = i64::from(st.raft_state == s);
             self.state
