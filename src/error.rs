@@ -57,7 +57,7 @@ pub enum Error {
     /// Raft is stopped or failed on this node; not applied.
     #[error("raft unavailable: {0}")]
     Unavailable(String),
-    /// A local storage failure.
-    #[error("storage error: {0}")]
+    /// A local storage failure (its message already says what failed).
+    #[error(transparent)]
     Storage(#[from] std::io::Error),
 }

@@ -41,22 +41,68 @@ use tokio::sync::oneshot;
 use super::TypeConfig;
 use super::typ;
 
-/// A serde value stored in the WAL as MessagePack; msgpack is
-/// self-delimiting, which `raft-log`'s streaming decoder needs.
+/// A serde value stored in the WAL: `len: u32 LE`, `crc32(len): u32 LE`,
+/// then `len` bytes of MessagePack.
+///
+/// The checksummed length is what lets a restart tell a torn write from a
+/// damaged log. raft-log truncates a last record whose decoding ends in
+/// `UnexpectedEof` (a write cut short by a crash) and refuses to open on any
+/// other error. Without a trusted length, a flipped byte in the middle of
+/// the log could make a decoder run past its record, report EOF, and have
+/// every later record truncated away; here a damaged length is
+/// `InvalidData`, and EOF is reported only when the file really ends inside
+/// the record.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Rec<T>(pub T);
+
+/// Largest record accepted when decoding (entries are capped far below by
+/// the value size limit); guards against absurd lengths.
+const MAX_RECORD_BYTES: u64 = 1 << 30;
 
 impl<T: Serialize> codeq::Encode for Rec<T> {
     fn encode<W: io::Write>(&self, mut w: W) -> Result<usize, io::Error> {
         let buf = rmp_serde::to_vec_named(&self.0).map_err(io::Error::other)?;
+        let len =
+            u32::try_from(buf.len()).map_err(|_| io::Error::other("WAL record over 4 GiB"))?;
+        let len_bytes = len.to_le_bytes();
+        w.write_all(&len_bytes)?;
+        w.write_all(&crc32fast::hash(&len_bytes).to_le_bytes())?;
         w.write_all(&buf)?;
-        Ok(buf.len())
+        Ok(8 + buf.len())
     }
 }
 
 impl<T: DeserializeOwned> codeq::Decode for Rec<T> {
-    fn decode<R: io::Read>(r: R) -> Result<Self, io::Error> {
-        rmp_serde::from_read(r)
+    fn decode<R: io::Read>(mut r: R) -> Result<Self, io::Error> {
+        use std::io::Read as _;
+        let mut head = [0u8; 8];
+        // A short read here is a genuine torn tail: keep UnexpectedEof.
+        r.read_exact(&mut head)?;
+        let (len_bytes, crc) = head.split_at(4);
+        let crc = u32::from_le_bytes(crc.try_into().expect("4 bytes"));
+        if crc32fast::hash(len_bytes) != crc {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "WAL record length is damaged",
+            ));
+        }
+        let len = u64::from(u32::from_le_bytes(len_bytes.try_into().expect("4 bytes")));
+        if len > MAX_RECORD_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("WAL record length {len} is over the limit"),
+            ));
+        }
+        // Grow while reading rather than trusting `len` for an allocation.
+        let mut buf = Vec::new();
+        r.by_ref().take(len).read_to_end(&mut buf)?;
+        if (buf.len() as u64) < len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "WAL record cut short",
+            ));
+        }
+        rmp_serde::from_slice(&buf)
             .map(Rec)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }

@@ -1,0 +1,499 @@
+//! `dcache-jepsen`: run a dcache cluster in network namespaces under a
+//! seeded fault schedule with a concurrent register workload, then check
+//! the history for linearizability and the replicas for convergence.
+//!
+//! Needs root (ip netns, nft). Prints the seed first so a failing run can
+//! be replayed with `--seed`. Exit status 0 only if every check passed.
+
+mod client;
+mod db;
+mod nemesis;
+mod net;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use std::time::Instant;
+
+use anyhow::Context;
+use anyhow::bail;
+use clap::Parser;
+use client::Api;
+use db::Db;
+use dcache_jepsen::checker;
+use dcache_jepsen::history::Event;
+use dcache_jepsen::history::History;
+use dcache_jepsen::history::Op;
+use dcache_jepsen::history::Outcome;
+use dcache_jepsen::history::Ret;
+use nemesis::Fault;
+use nemesis::Nemesis;
+use rand::Rng;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::sync::Mutex;
+
+#[derive(Parser, Debug)]
+#[command(about = "Fault-injection run against a dcache cluster in network namespaces")]
+struct Args {
+    /// dcache binary to run.
+    #[arg(long, default_value = "target/debug/dcache")]
+    bin: PathBuf,
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Seconds of faulted workload.
+    #[arg(long, default_value_t = 60)]
+    duration: u64,
+    /// RNG seed (default: random, printed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Fault kinds (comma-separated); default all.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    faults: Vec<Fault>,
+    /// Disable faults (a control run).
+    #[arg(long)]
+    no_faults: bool,
+    #[arg(long, default_value_t = 5)]
+    keys: usize,
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    #[arg(long, default_value_t = 50)]
+    snapshot_threshold: u64,
+    /// read_index or lease.
+    #[arg(long, default_value = "read_index")]
+    read_policy: String,
+    /// Where logs and the history go (default: a new dir under /tmp).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    match rt.block_on(run(args)) {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("dcache-jepsen: error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+struct Recorder {
+    start: Instant,
+    events: std::sync::Mutex<Vec<Event>>,
+    next_client: std::sync::atomic::AtomicU64,
+}
+
+impl Recorder {
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+    fn record(&self, e: Event) {
+        self.events.lock().expect("events").push(e);
+    }
+    fn new_client(&self) -> u64 {
+        self.next_client
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+fn completed(outcome: &Outcome, now: u64) -> Option<u64> {
+    match outcome {
+        Outcome::Indeterminate => None,
+        _ => Some(now),
+    }
+}
+
+/// One client: random ops on random nodes until `until`. After an
+/// indeterminate outcome it continues under a new client id, as Jepsen's
+/// process model requires.
+async fn client_loop(
+    rec: Arc<Recorder>,
+    api: Api,
+    n: usize,
+    keys: usize,
+    seed: u64,
+    until: Instant,
+) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut client = rec.new_client();
+    let mut counter = 0u64;
+    while Instant::now() < until {
+        let node = rng.gen_range(1..=n);
+        let addr = Db::http(node);
+        let key = format!("k{}", rng.gen_range(0..keys));
+        let seed_api = rng.gen_bool(0.2);
+        let choice = rng.gen_range(0..10);
+        let invoke = rec.now();
+        let before = rec.events.lock().expect("events").len();
+        if choice < 5 {
+            let r = api.read(&addr, &key, seed_api).await;
+            let now = rec.now();
+            if !matches!(r.outcome, Outcome::Fail) {
+                rec.record(Event {
+                    client,
+                    key,
+                    op: Op::Read,
+                    invoke_ns: invoke,
+                    complete_ns: Some(now),
+                    outcome: r.outcome,
+                });
+            }
+        } else if choice < 8 {
+            counter += 1;
+            let value = format!("c{client}-{counter}");
+            let outcome = api.write(&addr, &key, &value, seed_api).await;
+            let now = rec.now();
+            let indeterminate = matches!(outcome, Outcome::Indeterminate);
+            rec.record(Event {
+                client,
+                key,
+                op: Op::Write(value),
+                invoke_ns: invoke,
+                complete_ns: completed(&outcome, now),
+                outcome,
+            });
+            if indeterminate {
+                client = rec.new_client();
+            }
+        } else {
+            // CAS: read (recorded as a read), then cas on its modify index.
+            let r = api.read(&addr, &key, false).await;
+            let now = rec.now();
+            let expected = match &r.outcome {
+                Outcome::Ok(Ret::Read(v)) => v.clone(),
+                _ => continue,
+            };
+            rec.record(Event {
+                client,
+                key: key.clone(),
+                op: Op::Read,
+                invoke_ns: invoke,
+                complete_ns: Some(now),
+                outcome: r.outcome,
+            });
+            counter += 1;
+            let value = format!("c{client}-{counter}");
+            let invoke = rec.now();
+            let outcome = api.cas(&addr, &key, r.index, &value).await;
+            let now = rec.now();
+            let indeterminate = matches!(outcome, Outcome::Indeterminate);
+            rec.record(Event {
+                client,
+                key,
+                op: Op::Cas {
+                    expected,
+                    new: value,
+                },
+                invoke_ns: invoke,
+                complete_ns: completed(&outcome, now),
+                outcome,
+            });
+            if indeterminate {
+                client = rec.new_client();
+            }
+        }
+        // After a refused or failed request, back off a little instead of
+        // spinning on a dead node.
+        let failed = rec.events.lock().expect("events")[before..]
+            .iter()
+            .any(|e| !matches!(e.outcome, Outcome::Ok(_)));
+        if failed || rec.events.lock().expect("events").len() == before {
+            tokio::time::sleep(Duration::from_millis(rng.gen_range(10..50))).await;
+        }
+    }
+}
+
+/// Poll `cond` every 100 ms until true or `timeout`.
+async fn wait_until<F, Fut>(timeout: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Samples every running node's applied index; an index that goes down
+/// within one process lifetime is an anomaly.
+async fn sampler(
+    api: Api,
+    db: Arc<Mutex<Db>>,
+    until: Instant,
+    violations: Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let n = db.lock().await.n();
+    let mut last: BTreeMap<(usize, u32), u64> = BTreeMap::new();
+    while Instant::now() < until {
+        for i in 1..=n {
+            let pid = {
+                let db = db.lock().await;
+                db.nodes[i - 1].child.as_ref().map(|c| c.id())
+            };
+            let Some(pid) = pid else { continue };
+            if let Some(v) = api.json(&Db::http(i), "/v1/status/digest").await
+                && let Some(applied) = v["applied_index"].as_u64()
+            {
+                let prev = last.insert((i, pid), applied);
+                if let Some(p) = prev
+                    && applied < p
+                {
+                    violations.lock().expect("violations").push(format!(
+                        "n{i} (pid {pid}) applied index went back from {p} to {applied}"
+                    ));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<bool> {
+    let seed = args.seed.unwrap_or_else(rand::random);
+    println!("dcache-jepsen: seed {seed} (replay with --seed {seed})");
+    if args.nodes < 3 {
+        bail!("--nodes must be at least 3");
+    }
+    let bin = std::fs::canonicalize(&args.bin)
+        .with_context(|| format!("binary {}", args.bin.display()))?;
+    let out = match &args.out {
+        Some(p) => p.clone(),
+        None => std::env::temp_dir().join(format!("dcache-jepsen-{seed}")),
+    };
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out)?;
+    let faults = if args.no_faults {
+        Vec::new()
+    } else if args.faults.is_empty() {
+        Fault::all()
+    } else {
+        args.faults.clone()
+    };
+    println!(
+        "dcache-jepsen: {} nodes, {} s, faults {:?}, output {}",
+        args.nodes,
+        args.duration,
+        faults,
+        out.display()
+    );
+
+    let topo = net::Topology::create(args.nodes)?;
+    let db = Arc::new(Mutex::new(Db::new(
+        topo,
+        bin,
+        out.clone(),
+        args.snapshot_threshold,
+        args.read_policy.clone(),
+    )));
+    let result = run_with(&args, seed, faults, db.clone(), &out).await;
+    {
+        let mut db = db.lock().await;
+        db.teardown();
+    }
+    let ok = result?;
+    println!(
+        "dcache-jepsen: {} (seed {seed}; logs and history in {})",
+        if ok { "PASS" } else { "FAIL" },
+        out.display()
+    );
+    Ok(ok)
+}
+
+async fn run_with(
+    args: &Args,
+    seed: u64,
+    faults: Vec<Fault>,
+    db: Arc<Mutex<Db>>,
+    out: &std::path::Path,
+) -> anyhow::Result<bool> {
+    let api = Api::new(Duration::from_secs(4));
+    let n = args.nodes;
+    // Form the cluster: n1 bootstraps, the others join through it.
+    db.lock().await.start(1, None, None)?;
+    let n1 = Db::http(1);
+    if !wait_until(Duration::from_secs(20), || api.ready(&n1)).await {
+        bail!("n1 did not become ready");
+    }
+    for i in 2..=n {
+        db.lock().await.start(i, Some(Db::http(1)), None)?;
+    }
+    let formed = wait_until(Duration::from_secs(60), || async {
+        let Some(v) = api.json(&Db::http(1), "/v1/cluster").await else {
+            return false;
+        };
+        let voters = v["members"]
+            .as_array()
+            .map_or(0, |m| m.iter().filter(|x| x["role"] == "voter").count());
+        voters == n && v["membership_settled"] == true
+    })
+    .await;
+    if !formed {
+        bail!("the cluster did not form with {n} voters");
+    }
+    println!("dcache-jepsen: cluster of {n} formed");
+
+    let rec = Arc::new(Recorder {
+        start: Instant::now(),
+        events: std::sync::Mutex::new(Vec::new()),
+        next_client: std::sync::atomic::AtomicU64::new(0),
+    });
+    let until = Instant::now() + Duration::from_secs(args.duration);
+    let violations = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for c in 0..args.clients {
+        tasks.push(tokio::spawn(client_loop(
+            rec.clone(),
+            api.clone(),
+            n,
+            args.keys,
+            seed.wrapping_add(c as u64 + 1),
+            until,
+        )));
+    }
+    let sampler_task = tokio::spawn(sampler(api.clone(), db.clone(), until, violations.clone()));
+    let mut nemesis = Nemesis::new(db.clone(), api.clone(), seed, faults, rec.start);
+    nemesis.run(until).await?;
+    for t in tasks {
+        let _ = t.await;
+    }
+    let _ = sampler_task.await;
+
+    // Heal everything and bring every node back.
+    nemesis.heal().await;
+    for i in 1..=n {
+        let running = db.lock().await.is_running(i);
+        if running {
+            db.lock().await.resume(i);
+        } else {
+            nemesis.restart(i, None).await?;
+        }
+    }
+    let mut crashed = Vec::new();
+    for i in 1..=n {
+        if let Some(code) = db.lock().await.exited(i) {
+            crashed.push(format!(
+                "n{i} exited on its own with {code:?} (see n{i}.log)"
+            ));
+        }
+    }
+    let healed_at = Instant::now();
+    let all_ready = wait_until(Duration::from_secs(60), || async {
+        for i in 1..=n {
+            if !api.ready(&Db::http(i)).await {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    println!(
+        "dcache-jepsen: after healing, all nodes ready: {all_ready} ({:.1} s)",
+        healed_at.elapsed().as_secs_f64()
+    );
+    // A final write must succeed.
+    let final_ok = wait_until(Duration::from_secs(30), || async {
+        matches!(
+            api.write(&Db::http(1), "final", "done", false).await,
+            Outcome::Ok(_)
+        )
+    })
+    .await;
+    // Final linearizable reads of every key from every node join the history.
+    for i in 1..=n {
+        for k in 0..args.keys {
+            let key = format!("k{k}");
+            let invoke = rec.now();
+            let r = api.read(&Db::http(i), &key, false).await;
+            let now = rec.now();
+            if !matches!(r.outcome, Outcome::Fail) {
+                rec.record(Event {
+                    client: u64::MAX - i as u64,
+                    key,
+                    op: Op::Read,
+                    invoke_ns: invoke,
+                    complete_ns: Some(now),
+                    outcome: r.outcome,
+                });
+            }
+        }
+    }
+    // Replicas converge: same applied index and digest everywhere.
+    let last_digests = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let converged = wait_until(Duration::from_secs(30), || {
+        let last = last_digests.clone();
+        let api = api.clone();
+        async move {
+            let mut seen = Vec::new();
+            for i in 1..=n {
+                match api.json(&Db::http(i), "/v1/status/digest").await {
+                    Some(v) => seen.push((v["applied_index"].as_u64(), v["digest"].as_u64())),
+                    None => return false,
+                }
+            }
+            let same = seen.windows(2).all(|w| w[0] == w[1]);
+            *last.lock().expect("digests") = seen;
+            same
+        }
+    })
+    .await;
+    let last_digests = last_digests.lock().expect("digests").clone();
+
+    let history = History {
+        events: rec.events.lock().expect("events").clone(),
+    };
+    std::fs::write(out.join("history.jsonl"), history.to_json_lines())?;
+    std::fs::write(out.join("nemesis.log"), nemesis.log.join("\n"))?;
+    let (mut ok_ops, mut fail_ops, mut info_ops) = (0, 0, 0);
+    for e in &history.events {
+        match e.outcome {
+            Outcome::Ok(_) => ok_ops += 1,
+            Outcome::Fail => fail_ops += 1,
+            Outcome::Indeterminate => info_ops += 1,
+        }
+    }
+    println!(
+        "dcache-jepsen: {} ops recorded: {ok_ops} ok, {fail_ops} failed (not applied), {info_ops} indeterminate",
+        history.events.len()
+    );
+    let t = Instant::now();
+    let report = checker::check(&history, checker::Budget::default());
+    println!(
+        "dcache-jepsen: linearizability check took {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    println!("{report}");
+
+    let mut anomalies = Vec::new();
+    if !report.ok() {
+        anomalies.push("history is not linearizable (or the check was inconclusive)".to_string());
+    }
+    if !all_ready {
+        anomalies.push("not every node became ready within 60 s of healing".into());
+    }
+    if !final_ok {
+        anomalies.push("the final write did not succeed within 30 s".into());
+    }
+    if !converged {
+        anomalies.push(format!("replicas did not converge: {last_digests:?}"));
+    }
+    anomalies.extend(crashed);
+    anomalies.extend(violations.lock().expect("violations").iter().cloned());
+    if anomalies.is_empty() {
+        println!("dcache-jepsen: anomalies: 0");
+        Ok(true)
+    } else {
+        for a in &anomalies {
+            println!("dcache-jepsen: ANOMALY: {a}");
+        }
+        Ok(false)
+    }
+}

@@ -1,0 +1,173 @@
+//! Network topology for a run: one namespace per node, a "switch" namespace
+//! with a bridge, and a client veth from the root namespace onto the bridge,
+//! so the harness (in the root namespace) reaches every node while faults
+//! cut only node-to-node traffic.
+//!
+//! Addresses: node i (1-based) is `10.201.0.i`, the client side is
+//! `10.201.0.254`. Faults are nft rules in a private table `dcj` inside each
+//! node namespace; healing deletes the table. Everything created is removed
+//! by [`Topology::teardown`], also called from `Drop`.
+
+use std::process::Command;
+
+use anyhow::Context;
+use anyhow::bail;
+
+pub const SUBNET: &str = "10.201.0";
+pub const CLIENT_IP: &str = "10.201.0.254";
+
+fn run(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .with_context(|| format!("running {args:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn run_quiet(args: &[&str]) {
+    let _ = Command::new(args[0]).args(&args[1..]).output();
+}
+
+pub struct Topology {
+    pub prefix: String,
+    pub n: usize,
+    torn_down: bool,
+}
+
+impl Topology {
+    pub fn node_ns(&self, i: usize) -> String {
+        format!("{}n{i}", self.prefix)
+    }
+
+    fn sw_ns(&self) -> String {
+        format!("{}sw", self.prefix)
+    }
+
+    pub fn ip(i: usize) -> String {
+        format!("{SUBNET}.{i}")
+    }
+
+    /// Create `n` node namespaces wired to a bridge, plus the client link.
+    pub fn create(n: usize) -> anyhow::Result<Topology> {
+        let out = Command::new("ip").args(["route"]).output()?;
+        if String::from_utf8_lossy(&out.stdout).contains(&format!("{SUBNET}.0/24")) {
+            bail!(
+                "{SUBNET}.0/24 is already routed here: is another run active? (ip netns list; clean up dcj* namespaces)"
+            );
+        }
+        let prefix = format!("dcj{}", std::process::id() % 10_000);
+        let t = Topology {
+            prefix,
+            n,
+            torn_down: false,
+        };
+        let sw = t.sw_ns();
+        run(&["ip", "netns", "add", &sw])?;
+        run(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"])?;
+        run(&["ip", "-n", &sw, "link", "set", "br0", "up"])?;
+        for i in 1..=n {
+            let ns = t.node_ns(i);
+            let (e, p) = (format!("{}e{i}", t.prefix), format!("{}p{i}", t.prefix));
+            run(&["ip", "netns", "add", &ns])?;
+            run(&["ip", "link", "add", &e, "type", "veth", "peer", "name", &p])?;
+            run(&["ip", "link", "set", &e, "netns", &ns])?;
+            run(&["ip", "link", "set", &p, "netns", &sw])?;
+            run(&["ip", "-n", &sw, "link", "set", &p, "master", "br0"])?;
+            run(&["ip", "-n", &sw, "link", "set", &p, "up"])?;
+            run(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", Self::ip(i)),
+                "dev",
+                &e,
+            ])?;
+            run(&["ip", "-n", &ns, "link", "set", &e, "up"])?;
+            run(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
+        }
+        // Client link: root namespace <-> bridge.
+        let (c, cp) = (format!("{}c", t.prefix), format!("{}cp", t.prefix));
+        run(&["ip", "link", "add", &c, "type", "veth", "peer", "name", &cp])?;
+        run(&["ip", "link", "set", &cp, "netns", &sw])?;
+        run(&["ip", "-n", &sw, "link", "set", &cp, "master", "br0"])?;
+        run(&["ip", "-n", &sw, "link", "set", &cp, "up"])?;
+        run(&["ip", "addr", "add", &format!("{CLIENT_IP}/24"), "dev", &c])?;
+        run(&["ip", "link", "set", &c, "up"])?;
+        Ok(t)
+    }
+
+    /// Drop packets arriving at node `to` from node `from` (one direction).
+    pub fn drop_from(&self, to: usize, from: usize) -> anyhow::Result<()> {
+        let ns = self.node_ns(to);
+        let ip = Self::ip(from);
+        run_quiet(&[
+            "ip", "netns", "exec", &ns, "nft", "add", "table", "inet", "dcj",
+        ]);
+        run_quiet(&[
+            "ip",
+            "netns",
+            "exec",
+            &ns,
+            "nft",
+            "add",
+            "chain",
+            "inet",
+            "dcj",
+            "input",
+            "{ type filter hook input priority -10; policy accept; }",
+        ]);
+        run(&[
+            "ip", "netns", "exec", &ns, "nft", "add", "rule", "inet", "dcj", "input", "ip",
+            "saddr", &ip, "drop",
+        ])
+    }
+
+    /// Cut traffic between a and b in both directions.
+    pub fn cut(&self, a: usize, b: usize) -> anyhow::Result<()> {
+        self.drop_from(a, b)?;
+        self.drop_from(b, a)
+    }
+
+    /// Remove every fault rule.
+    pub fn heal(&self) {
+        for i in 1..=self.n {
+            run_quiet(&[
+                "ip",
+                "netns",
+                "exec",
+                &self.node_ns(i),
+                "nft",
+                "delete",
+                "table",
+                "inet",
+                "dcj",
+            ]);
+        }
+    }
+
+    pub fn teardown(&mut self) {
+        if self.torn_down {
+            return;
+        }
+        self.torn_down = true;
+        run_quiet(&["ip", "link", "del", &format!("{}c", self.prefix)]);
+        for i in 1..=self.n {
+            run_quiet(&["ip", "netns", "del", &self.node_ns(i)]);
+        }
+        run_quiet(&["ip", "netns", "del", &self.sw_ns()]);
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
