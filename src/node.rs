@@ -198,7 +198,7 @@ impl Node {
             .map_err(|e| Error::Unavailable(format!("cannot start raft: {e}")))?;
 
         let request_timeout = Duration::from_millis(cfg.http.request_timeout_ms);
-        let transfer_timeout = Duration::from_millis(cfg.raft.election_timeout_max_ms * 3);
+        let transfer_timeout = Duration::from_millis(cfg.raft.election_timeout_max_ms * 2);
         let service_cfg = ServiceConfig {
             request_timeout,
             read_policy: match cfg.raft.read_policy {

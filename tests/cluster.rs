@@ -391,3 +391,26 @@ async fn graceful_shutdown_of_the_leader_hands_over_leadership() {
     );
     c.shutdown_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_node_alone_is_not_ready_and_does_not_route_to_a_remembered_leader() {
+    let mut c = TestCluster::start(3, |_| {}).await;
+    c.put_ok(0, "r", "1").await;
+    for i in 0..3 {
+        c.stop(i, false).await;
+    }
+    // The node's saved vote names a leader that is gone: it must not
+    // report ready nor forward to it.
+    c.restart(2).await;
+    let r = c.node(2).cluster.readiness().await;
+    assert!(!r.ready, "{r:?}");
+    assert!(!r.checks["leader_known"]);
+    let w = c.put(2, "r", "2").await;
+    assert_eq!(w.status(), 503);
+    // Once the others are back, it becomes ready and serves.
+    c.restart(0).await;
+    c.restart(1).await;
+    c.wait_ready(2).await;
+    assert_eq!(c.get(2, "r").await, (200, "1".into()));
+    c.shutdown_all().await;
+}

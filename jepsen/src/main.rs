@@ -294,7 +294,22 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         args.snapshot_threshold,
         args.read_policy.clone(),
     )));
-    let result = run_with(&args, seed, faults, db.clone(), &out).await;
+    // SIGINT/SIGTERM (e.g. a CI timeout) still removes the namespaces and
+    // kills the nodes: stop the run and fall through to the teardown.
+    let interrupted = async {
+        use tokio::signal::unix::SignalKind;
+        use tokio::signal::unix::signal;
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    };
+    let result = tokio::select! {
+        r = run_with(&args, seed, faults, db.clone(), &out) => r,
+        _ = interrupted => Err(anyhow::anyhow!("interrupted; cleaning up")),
+    };
     {
         let mut db = db.lock().await;
         db.teardown();

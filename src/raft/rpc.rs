@@ -72,11 +72,16 @@ pub struct LeaderContact {
     last_ms: AtomicU64,
 }
 
+/// `last_ms` value meaning "no contact since this process started": a
+/// restarted follower must not treat the leader remembered from its saved
+/// vote as live before that leader has actually reached it.
+const NEVER: u64 = u64::MAX;
+
 impl Default for LeaderContact {
     fn default() -> Self {
         Self {
             origin: Instant::now(),
-            last_ms: AtomicU64::new(0),
+            last_ms: AtomicU64::new(NEVER),
         }
     }
 }
@@ -84,13 +89,22 @@ impl Default for LeaderContact {
 impl LeaderContact {
     pub fn touch(&self) {
         let ms = self.origin.elapsed().as_millis() as u64;
-        self.last_ms.fetch_max(ms, Ordering::Relaxed);
+        let _ = self
+            .last_ms
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |cur| {
+                (cur == NEVER || ms > cur).then_some(ms)
+            });
     }
 
-    /// Time since the last contact (since start-up if none yet).
+    /// Time since the last contact; `Duration::MAX` if there was none.
     pub fn since(&self) -> Duration {
-        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-        self.origin.elapsed().saturating_sub(last)
+        match self.last_ms.load(Ordering::Relaxed) {
+            NEVER => Duration::MAX,
+            last => self
+                .origin
+                .elapsed()
+                .saturating_sub(Duration::from_millis(last)),
+        }
     }
 }
 
