@@ -161,6 +161,13 @@ fn raft_config(cfg: &config::RaftConfig) -> Result<openraft::Config> {
         max_in_snapshot_log_to_keep: cfg.snapshot_threshold.min(MAX_LOG_KEPT_AFTER_SNAPSHOT),
         replication_lag_threshold: cfg.snapshot_threshold.saturating_mul(2),
         enable_pre_vote: Some(true),
+        // A restarted leader must win a new election instead of resuming
+        // from its saved vote: our state machine is rebuilt in memory and the
+        // commit index is not fsynced on its own, so a restored leader could
+        // compute a read index below writes it acknowledged before the
+        // crash and serve stale reads (found by the fault suite: kill -9 of
+        // the whole cluster; openraft documents this condition).
+        enable_leader_restore: Some(false),
         ..Default::default()
     };
     c.validate()

@@ -3,31 +3,34 @@
 //! `health` subcommand, and a three-process cluster on loopback surviving a
 //! SIGKILL of its leader and a full stop/start.
 //!
-//! Every child runs in its own temp dir (cwd and data dirs), with any
-//! `DCACHE_*`/`RUST_LOG` variables of the test environment removed. Children
-//! are owned by [`Proc`], whose `Drop` kills them, so a failing test leaves
-//! no process behind. Waits poll a condition under a deadline.
-//!
-//! Ports: [`free_ports`] binds 127.0.0.1:0 and releases the port before the
-//! child binds it, so another process could grab it in between. The window
-//! is small; a child that then fails to bind exits with "cannot listen",
-//! which the restart helper retries.
+//! Every child runs in its own temp dir (cwd and data dirs); the process
+//! helpers (clean environment, [`Proc`] killing its child on drop, port
+//! choice) are in `common::proc`. Waits poll a condition under a deadline.
 
-use std::fs::OpenOptions;
+mod common;
+
 use std::path::Path;
-use std::path::PathBuf;
-use std::process::Child;
 use std::process::Command;
 use std::process::ExitStatus;
-use std::process::Stdio;
 use std::time::Duration;
 use std::time::Instant;
 
+use common::proc::Proc;
+use common::proc::Spec;
+use common::proc::client;
+use common::proc::dcache;
+use common::proc::free_ports;
+use common::proc::get;
+use common::proc::put_ok;
+use common::proc::start_ready;
+use common::proc::tail;
+use common::proc::wait_ready;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_dcache");
-/// How long a node may take to become ready or a cluster to converge.
+/// How long a cluster may take to converge.
 const CONVERGE: Duration = Duration::from_secs(30);
+/// How long a graceful stop may take.
+const STOP: Duration = Duration::from_secs(10);
 
 /// Fast Raft timings, as environment variables.
 const FAST_RAFT: &[(&str, &str)] = &[
@@ -36,251 +39,28 @@ const FAST_RAFT: &[(&str, &str)] = &[
     ("DCACHE_RAFT_ELECTION_TIMEOUT_MAX_MS", "1000"),
 ];
 
-/// `dcache` with a clean environment (no inherited DCACHE_* or RUST_LOG).
-fn dcache(cwd: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("DCACHE_") || k == "RUST_LOG" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    cmd
-}
-
-/// `n` distinct loopback ports that were free a moment ago (see the module
-/// doc for the race).
-fn free_ports(n: usize) -> Vec<u16> {
-    let ls: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
-
-/// A child process, killed (SIGKILL) and reaped on drop if still running.
-struct Proc {
-    child: Child,
-    stderr: PathBuf,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command, stderr: &Path) -> Proc {
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(stderr)
-            .unwrap();
-        let child = cmd.stderr(f).spawn().expect("spawn dcache");
-        Proc {
-            child,
-            stderr: stderr.to_path_buf(),
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().expect("try_wait")
-    }
-
-    /// Wait for the child to exit by itself within `timeout`.
-    async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(s) = self.exited() {
-                return s;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "dcache (pid {}) did not exit within {timeout:?}; stderr:\n{}",
-                    self.pid(),
-                    tail(&self.stderr())
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Send SIGTERM through `kill(1)`.
-    fn sigterm(&self) {
-        let st = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(st.success(), "kill -TERM failed");
-    }
-
-    /// SIGKILL, and reap.
-    fn sigkill(&mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-    }
-
-    /// SIGTERM and expect exit code 0 within 10 s.
-    async fn stop_gracefully(&mut self) {
-        self.sigterm();
-        let start = Instant::now();
-        let st = self.wait_exit(Duration::from_secs(10)).await;
-        assert_eq!(
-            st.code(),
-            Some(0),
-            "SIGTERM exit status {st:?} after {:?}; stderr:\n{}",
-            start.elapsed(),
-            tail(&self.stderr())
-        );
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn tail(s: &str) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
 /// Run `cmd` (with cwd already set) to completion, bounded: it must exit by
 /// itself within 5 s. Returns its status and stderr.
 async fn run_to_exit(cmd: Command, dir: &Path) -> (ExitStatus, String) {
     let path = dir.join(format!("stderr-{}.log", rand::random::<u32>()));
-    let mut p = Proc::spawn(cmd, &path);
-    let st = p.wait_exit(Duration::from_secs(5)).await;
-    (st, p.stderr())
+    Proc::spawn(cmd, &path)
+        .outcome(Duration::from_secs(5))
+        .await
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+/// Node `id` in `dir` with its settings in `<dir>/<id>.yaml`, started with
+/// `--config FILE` and fast Raft timings.
+fn node(dir: &Path, id: &str, join: &str) -> Spec {
+    Spec::new(dir, id, join)
+        .with_envs(FAST_RAFT)
+        .with_config_file("--config")
 }
 
-/// One node's settings, written to a YAML file.
-#[derive(Clone)]
-struct Spec {
-    id: String,
-    http: String,
-    raft: String,
-    data_dir: PathBuf,
-    join: String,
-    config: PathBuf,
-}
-
-impl Spec {
-    fn new(dir: &Path, id: &str, join: &str) -> Spec {
-        let p = free_ports(2);
-        let spec = Spec {
-            id: id.into(),
-            http: format!("127.0.0.1:{}", p[0]),
-            raft: format!("127.0.0.1:{}", p[1]),
-            data_dir: dir.join(format!("data-{id}")),
-            join: join.into(),
-            config: dir.join(format!("{id}.yaml")),
-        };
-        let yaml = format!(
-            "node:\n  id: {:?}\n  data_dir: {:?}\nhttp:\n  bind_addr: {:?}\nraft:\n  bind_addr: {:?}\ncluster:\n  join_addr: {:?}\n",
-            spec.id,
-            spec.data_dir.display().to_string(),
-            spec.http,
-            spec.raft,
-            spec.join
-        );
-        std::fs::write(&spec.config, yaml).unwrap();
-        spec
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.http)
-    }
-
-    fn stderr_path(&self) -> PathBuf {
-        self.data_dir.with_extension("stderr.log")
-    }
-
-    /// Start the node with `flag FILE` (`--config`, `-config`), fast Raft
-    /// timings and `extra_env`.
-    fn spawn(&self, cwd: &Path, flag: &str, extra_env: &[(&str, &str)]) -> Proc {
-        let mut cmd = dcache(cwd);
-        if flag.ends_with('=') {
-            cmd.arg(format!("{flag}{}", self.config.display()));
-        } else {
-            cmd.arg(flag).arg(&self.config);
-        }
-        cmd.envs(FAST_RAFT.iter().copied())
-            .envs(extra_env.iter().copied());
-        Proc::spawn(cmd, &self.stderr_path())
-    }
-}
-
-/// Poll `/readyz` until 200. Panics (with the node's stderr) if the process
-/// exits or `CONVERGE` passes.
-async fn wait_ready(c: &reqwest::Client, spec: &Spec, p: &mut Proc) {
-    let deadline = Instant::now() + CONVERGE;
-    loop {
-        if let Some(st) = p.exited() {
-            panic!(
-                "{} exited ({st:?}) before becoming ready; stderr:\n{}",
-                spec.id,
-                tail(&p.stderr())
-            );
-        }
-        if let Ok(r) = c.get(spec.url("/readyz")).send().await
-            && r.status() == 200
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} not ready within {CONVERGE:?}; stderr:\n{}",
-            spec.id,
-            tail(&p.stderr())
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Start a node and wait until it is ready; if it lost its port to another
-/// process in the meantime (see module doc), or the old incarnation's port
-/// is not yet released, retry a few times.
-async fn start_ready(c: &reqwest::Client, spec: &Spec, cwd: &Path, flag: &str) -> Proc {
-    for _ in 0..5 {
-        let mut p = spec.spawn(cwd, flag, &[]);
-        // Give a bind failure a moment to show as an exit.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline && p.exited().is_none() {
-            if let Ok(r) = c.get(spec.url("/livez")).send().await
-                && r.status() == 200
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        if p.exited().is_some() && p.stderr().contains("cannot listen") {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            continue;
-        }
-        wait_ready(c, spec, &mut p).await;
-        return p;
-    }
-    panic!("{} could not bind its ports", spec.id);
+/// `spec` started with another config flag (`-config`, `-config=`).
+fn with_flag(spec: &Spec, flag: &str) -> Spec {
+    let mut s = spec.clone();
+    s.config.as_mut().unwrap().0 = flag.into();
+    s
 }
 
 async fn get_json(c: &reqwest::Client, url: &str) -> Option<Value> {
@@ -289,39 +69,6 @@ async fn get_json(c: &reqwest::Client, url: &str) -> Option<Value> {
         return None;
     }
     serde_json::from_slice(&r.bytes().await.ok()?).ok()
-}
-
-/// PUT a key, retrying until acknowledged (2xx) or `timeout`.
-async fn put_ok(c: &reqwest::Client, spec: &Spec, key: &str, value: &str, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    let mut last = String::new();
-    while Instant::now() < deadline {
-        match c
-            .put(spec.url(&format!("/v1/kv/{key}")))
-            .body(value.to_string())
-            .send()
-            .await
-        {
-            Ok(r) if r.status().is_success() => return,
-            Ok(r) => last = format!("{}: {}", r.status(), r.text().await.unwrap_or_default()),
-            Err(e) => last = e.to_string(),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "put {key} via {} not acknowledged within {timeout:?}: {last}",
-        spec.id
-    );
-}
-
-/// Default (linearizable) read: (status, body).
-async fn get(c: &reqwest::Client, spec: &Spec, key: &str) -> (u16, String) {
-    let r = c
-        .get(spec.url(&format!("/v1/kv/{key}")))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {key} from {}: {e}", spec.id));
-    (r.status().as_u16(), r.text().await.unwrap())
 }
 
 // --- configuration errors ------------------------------------------------
@@ -427,10 +174,10 @@ async fn both_config_flag_forms_sigterm_exits_zero_and_data_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let c = client();
-    let spec = Spec::new(d, "solo", "");
+    let spec = node(d, "solo", "");
 
     // --config FILE
-    let mut p = start_ready(&c, &spec, d, "--config").await;
+    let mut p = start_ready(&c, &spec).await;
     let h = get_json(&c, &spec.url("/health")).await.expect("health");
     assert_eq!(h["node_id"], "solo");
     assert_eq!(h["is_leader"], true);
@@ -455,7 +202,7 @@ async fn both_config_flag_forms_sigterm_exits_zero_and_data_survives_restart() {
     .await;
     assert!(st.success(), "health on a ready node: {st:?} {err}");
 
-    p.stop_gracefully().await;
+    p.stop_gracefully(STOP).await;
     let log = p.stderr();
     assert!(log.contains("SIGTERM"), "{}", tail(&log));
 
@@ -473,21 +220,17 @@ async fn both_config_flag_forms_sigterm_exits_zero_and_data_survives_restart() {
     assert!(err.contains(&spec.http), "{err}");
 
     // -config FILE, same data dir: the data is still there.
-    let mut p = start_ready(&c, &spec, d, "-config").await;
+    let mut p = start_ready(&c, &with_flag(&spec, "-config")).await;
     assert_eq!(get(&c, &spec, "persist").await, (200, "me".to_string()));
     let r = c.get(spec.url("/store/seed")).send().await.unwrap();
     assert_eq!(r.text().await.unwrap(), r#"{"key":"seed","value":"v"}"#);
     put_ok(&c, &spec, "second", "run", Duration::from_secs(5)).await;
-    p.stop_gracefully().await;
+    p.stop_gracefully(STOP).await;
 
     // -config=FILE, and SIGINT is graceful too.
-    let mut p = start_ready(&c, &spec, d, "-config=").await;
+    let mut p = start_ready(&c, &with_flag(&spec, "-config=")).await;
     assert_eq!(get(&c, &spec, "second").await, (200, "run".to_string()));
-    let st = Command::new("kill")
-        .args(["-INT", &p.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    p.signal("INT");
     let st = p.wait_exit(Duration::from_secs(10)).await;
     assert_eq!(st.code(), Some(0), "{}", tail(&p.stderr()));
 }
@@ -497,11 +240,11 @@ async fn json_logging_puts_node_id_on_every_line() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let c = client();
-    let spec = Spec::new(d, "jsonnode", "");
-    let mut p = spec.spawn(d, "--config", &[("DCACHE_LOGGING_JSON", "true")]);
+    let spec = node(d, "jsonnode", "");
+    let mut p = spec.clone().with_env("DCACHE_LOGGING_JSON", "true").spawn();
     wait_ready(&c, &spec, &mut p).await;
     put_ok(&c, &spec, "k", "v", Duration::from_secs(5)).await;
-    p.stop_gracefully().await;
+    p.stop_gracefully(STOP).await;
     let log = p.stderr();
     let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(lines.len() >= 2, "too few log lines:\n{log}");
@@ -548,13 +291,13 @@ async fn three_processes_survive_sigkill_of_the_leader_and_a_full_restart() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let c = client();
-    let n1 = Spec::new(d, "node1", "");
-    let n2 = Spec::new(d, "node2", &n1.http);
-    let n3 = Spec::new(d, "node3", &n1.http);
+    let n1 = node(d, "node1", "");
+    let n2 = node(d, "node2", &n1.http);
+    let n3 = node(d, "node3", &n1.http);
     let specs = vec![n1, n2, n3];
     let mut procs: Vec<Option<Proc>> = Vec::new();
     for s in &specs {
-        procs.push(Some(start_ready(&c, s, d, "--config").await));
+        procs.push(Some(start_ready(&c, s).await));
     }
 
     // The leader reports three voters.
@@ -633,7 +376,7 @@ async fn three_processes_survive_sigkill_of_the_leader_and_a_full_restart() {
     }
 
     // The killed node comes back with the same config and serves the keys.
-    procs[leader] = Some(start_ready(&c, &specs[leader], d, "--config").await);
+    procs[leader] = Some(start_ready(&c, &specs[leader]).await);
     for k in &acked {
         assert_eq!(get(&c, &specs[leader], k).await, (200, value_of(k)), "{k}");
     }
@@ -642,12 +385,12 @@ async fn three_processes_survive_sigkill_of_the_leader_and_a_full_restart() {
 
     // Stop all with SIGTERM; each exits 0.
     for p in procs.iter_mut() {
-        p.as_mut().unwrap().stop_gracefully().await;
+        p.as_mut().unwrap().stop_gracefully(STOP).await;
     }
     // Start again in reverse order: everything is there.
     let mut procs2: Vec<Proc> = Vec::new();
     for s in specs.iter().rev() {
-        procs2.push(s.spawn(d, "--config", &[]));
+        procs2.push(s.spawn());
     }
     procs2.reverse();
     for (s, p) in specs.iter().zip(procs2.iter_mut()) {
@@ -659,6 +402,6 @@ async fn three_processes_survive_sigkill_of_the_leader_and_a_full_restart() {
         assert_eq!(get(&c, s, k).await, (200, value_of(k)), "{k} on {}", s.id);
     }
     for p in procs2.iter_mut() {
-        p.stop_gracefully().await;
+        p.stop_gracefully(STOP).await;
     }
 }

@@ -23,7 +23,6 @@ mod common;
 use std::fs::OpenOptions;
 use std::path::Path;
 use std::path::PathBuf;
-use std::process::Child;
 use std::process::Command;
 use std::process::ExitStatus;
 use std::process::Stdio;
@@ -34,278 +33,50 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use std::time::Instant;
 
+use common::proc::Proc;
+use common::proc::READY;
+use common::proc::Spec;
+use common::proc::client;
+use common::proc::get;
+use common::proc::put;
+use common::proc::start_ready;
+use common::proc::tail;
+use common::proc::wait_ready;
 use dcache::raft::log_store::LogStore;
 use dcache::raft::typ;
 use openraft::RaftLogReader;
 use openraft::storage::RaftLogStorage;
 use rand::Rng;
 
-const BIN: &str = env!("CARGO_BIN_EXE_dcache");
-/// How long a node may take to become ready.
-const READY: Duration = Duration::from_secs(30);
-
 const FAST_RAFT: &[(&str, &str)] = &[
     ("DCACHE_RAFT_HEARTBEAT_INTERVAL_MS", "100"),
     ("DCACHE_RAFT_ELECTION_TIMEOUT_MIN_MS", "300"),
     ("DCACHE_RAFT_ELECTION_TIMEOUT_MAX_MS", "600"),
 ];
+/// How long a graceful stop and an acknowledged write may take.
+const STOP: Duration = Duration::from_secs(15);
+const ACK: Duration = Duration::from_secs(10);
 
 // --- processes -----------------------------------------------------------
 
-/// A child process, SIGKILLed and reaped on drop if still running.
-struct Proc {
-    child: Child,
-    stderr: PathBuf,
-}
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().expect("try_wait")
-    }
-
-    async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(s) = self.exited() {
-                return s;
-            }
-            if Instant::now() >= deadline {
-                self.sigkill();
-                panic!(
-                    "dcache (pid {}) did not exit within {timeout:?}; stderr:\n{}",
-                    self.pid(),
-                    tail(&self.stderr())
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn sigterm(&self) {
-        let st = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(st.success(), "kill -TERM failed");
-    }
-
-    /// SIGKILL (kill -9) and reap.
-    fn sigkill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    async fn stop_gracefully(&mut self) {
-        self.sigterm();
-        let st = self.wait_exit(Duration::from_secs(15)).await;
-        assert_eq!(st.code(), Some(0), "{}", tail(&self.stderr()));
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.sigkill();
-        }
-    }
-}
-
-fn tail(s: &str) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-fn free_ports(n: usize) -> Vec<u16> {
-    let ls: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// One node of the real binary, configured through `DCACHE_*` variables.
-#[derive(Clone)]
-struct Spec {
-    id: String,
-    http: String,
-    raft: String,
-    cwd: PathBuf,
-    data_dir: PathBuf,
-    join: String,
-    env: Vec<(String, String)>,
-    /// Program and arguments to run the binary under (e.g. `fiu-run -x`).
-    wrapper: Vec<String>,
+/// Node `id` in `dir`, configured through `DCACHE_*` variables.
+fn node(dir: &Path, id: &str, join: &str) -> Spec {
+    Spec::new(dir, id, join).with_envs(FAST_RAFT)
 }
 
 impl Spec {
-    fn new(dir: &Path, id: &str, join: &str) -> Spec {
-        let p = free_ports(2);
-        Spec {
-            id: id.into(),
-            http: format!("127.0.0.1:{}", p[0]),
-            raft: format!("127.0.0.1:{}", p[1]),
-            cwd: dir.to_path_buf(),
-            data_dir: dir.join(format!("data-{id}")),
-            join: join.into(),
-            env: Vec::new(),
-            wrapper: Vec::new(),
-        }
-    }
-
-    fn with_env(mut self, k: &str, v: &str) -> Spec {
-        self.env.push((k.into(), v.into()));
-        self
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.http)
-    }
-
     fn raft_log(&self) -> PathBuf {
         self.data_dir.join("raft-log")
     }
-
-    fn spawn(&self) -> Proc {
-        let mut cmd = match self.wrapper.split_first() {
-            None => Command::new(BIN),
-            Some((prog, args)) => {
-                let mut c = Command::new(prog);
-                c.args(args).arg(BIN);
-                c
-            }
-        };
-        for (k, _) in std::env::vars() {
-            if k.starts_with("DCACHE_") || k == "RUST_LOG" {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.current_dir(&self.cwd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .env("DCACHE_NODE_ID", &self.id)
-            .env("DCACHE_NODE_DATA_DIR", &self.data_dir)
-            .env("DCACHE_HTTP_BIND_ADDR", &self.http)
-            .env("DCACHE_RAFT_BIND_ADDR", &self.raft)
-            .envs(FAST_RAFT.iter().copied())
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        if !self.join.is_empty() {
-            cmd.env("DCACHE_CLUSTER_JOIN_ADDR", &self.join);
-        }
-        // One stderr file per start, so each run's log can be checked alone.
-        let stderr = self
-            .cwd
-            .join(format!("{}-{}.stderr.log", self.id, rand::random::<u32>()));
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&stderr)
-            .unwrap();
-        let child = cmd.stderr(f).spawn().expect("spawn dcache");
-        Proc { child, stderr }
-    }
-}
-
-/// Poll `/readyz` until 200; panics if the process exits first.
-async fn wait_ready(c: &reqwest::Client, spec: &Spec, p: &mut Proc) {
-    let deadline = Instant::now() + READY;
-    loop {
-        if let Some(st) = p.exited() {
-            panic!(
-                "{} exited ({st:?}) before becoming ready; stderr:\n{}",
-                spec.id,
-                tail(&p.stderr())
-            );
-        }
-        if let Ok(r) = c.get(spec.url("/readyz")).send().await
-            && r.status() == 200
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} not ready within {READY:?}; stderr:\n{}",
-            spec.id,
-            tail(&p.stderr())
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// Start and wait until ready, retrying if a port was lost to another
-/// process between `free_ports` and the child's bind.
-async fn start_ready(c: &reqwest::Client, spec: &Spec) -> Proc {
-    for _ in 0..5 {
-        let mut p = spec.spawn();
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline && p.exited().is_none() {
-            if let Ok(r) = c.get(spec.url("/livez")).send().await
-                && r.status() == 200
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        if p.exited().is_some() && p.stderr().contains("cannot listen") {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            continue;
-        }
-        wait_ready(c, spec, &mut p).await;
-        return p;
-    }
-    panic!("{} could not bind its ports", spec.id);
 }
 
 /// Start a node that is expected to refuse: returns its exit status and stderr.
 async fn start_expect_exit(spec: &Spec) -> (ExitStatus, String) {
-    let mut p = spec.spawn();
-    let st = p.wait_exit(Duration::from_secs(15)).await;
-    (st, p.stderr())
-}
-
-async fn put(c: &reqwest::Client, spec: &Spec, key: &str, value: &str) -> Option<u16> {
-    c.put(spec.url(&format!("/v1/kv/{key}")))
-        .body(value.to_string())
-        .send()
-        .await
-        .ok()
-        .map(|r| r.status().as_u16())
+    spec.spawn().outcome(STOP).await
 }
 
 async fn put_ok(c: &reqwest::Client, spec: &Spec, key: &str, value: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if put(c, spec, key, value).await.is_some_and(|s| s / 100 == 2) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "put {key} not acknowledged");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Linearizable GET: (status, body).
-async fn get(c: &reqwest::Client, spec: &Spec, key: &str) -> (u16, String) {
-    let r = c
-        .get(spec.url(&format!("/v1/kv/{key}")))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {key} from {}: {e}", spec.id));
-    (r.status().as_u16(), r.text().await.unwrap())
+    common::proc::put_ok(c, spec, key, value, ACK).await
 }
 
 /// Every (key, value) in `kvs` is served with its value.
@@ -481,7 +252,7 @@ async fn check_unacked(c: &reqwest::Client, spec: &Spec, tried: &[(String, Strin
 async fn acknowledged_writes_survive_kill_9_of_a_single_node() {
     let dir = tempfile::tempdir().unwrap();
     let c = client();
-    let spec = Spec::new(dir.path(), "solo", "");
+    let spec = node(dir.path(), "solo", "");
     let mut all_acked: Vec<(String, String)> = Vec::new();
     let mut last_tried: Vec<(String, String)> = Vec::new();
     for round in 0..8 {
@@ -516,9 +287,9 @@ async fn acknowledged_writes_survive_kill_9_of_a_single_node() {
 async fn acknowledged_writes_survive_kill_9_of_all_three_nodes() {
     let dir = tempfile::tempdir().unwrap();
     let c = client();
-    let n1 = Spec::new(dir.path(), "node1", "");
-    let n2 = Spec::new(dir.path(), "node2", &n1.http);
-    let n3 = Spec::new(dir.path(), "node3", &n1.http);
+    let n1 = node(dir.path(), "node1", "");
+    let n2 = node(dir.path(), "node2", &n1.http);
+    let n3 = node(dir.path(), "node3", &n1.http);
     let specs = vec![n1, n2, n3];
     let mut procs = Vec::new();
     for s in &specs {
@@ -754,7 +525,7 @@ async fn stopped_node_with_writes(
     n: usize,
     env: &[(&str, &str)],
 ) -> (Spec, PathBuf, Vec<(String, String)>) {
-    let mut spec = Spec::new(dir, "torn", "");
+    let mut spec = node(dir, "torn", "");
     for (k, v) in env {
         spec = spec.with_env(k, v);
     }
@@ -765,7 +536,7 @@ async fn stopped_node_with_writes(
         put_ok(c, &spec, &k, &v).await;
         kvs.push((k, v));
     }
-    p.stop_gracefully().await;
+    p.stop_gracefully(STOP).await;
     let pristine = dir.join("pristine");
     copy_dir(&spec.data_dir, &pristine);
     (spec, pristine, kvs)
@@ -784,7 +555,7 @@ async fn expect_recovered(c: &reqwest::Client, spec: &Spec, kvs: &[(String, Stri
     );
     // And it still takes writes.
     put_ok(c, spec, "after-recovery", what).await;
-    p.stop_gracefully().await;
+    p.stop_gracefully(STOP).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -960,8 +731,7 @@ async fn failing_fsync_is_never_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let c = client();
     let fifo = dir.path().join("fiu-ctrl");
-    let mut spec =
-        Spec::new(dir.path(), "fiu", "").with_env("DCACHE_HTTP_REQUEST_TIMEOUT_MS", "3000");
+    let mut spec = node(dir.path(), "fiu", "").with_env("DCACHE_HTTP_REQUEST_TIMEOUT_MS", "3000");
     spec.wrapper = vec![
         "fiu-run".into(),
         "-x".into(),

@@ -16,6 +16,8 @@ use crate::net::Topology;
 
 pub const HTTP_PORT: u16 = 11000;
 pub const RAFT_PORT: u16 = 12000;
+/// Debian's libfaketime (package `faketime`).
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 pub struct NodeProc {
     pub child: Option<Child>,
@@ -101,16 +103,21 @@ impl Db {
             .open(self.dir.join(format!("n{i}.log")))?;
         let ns = self.topo.node_ns(i);
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &ns]);
+        // `ip netns exec` execs the binary, so the child PID is dcache's own
+        // and kill/stop/pause reach it. libfaketime is preloaded directly
+        // rather than through the `faketime` wrapper, which forks: killing
+        // the wrapper would orphan a still-running node.
+        cmd.args(["netns", "exec", &ns])
+            .arg(&self.bin)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
         if let Some(s) = &skew {
             // Wall clock only: Instant (monotonic) stays real.
-            cmd.arg("faketime").arg("-f").arg(s);
-            cmd.env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+            cmd.env("LD_PRELOAD", LIBFAKETIME)
+                .env("FAKETIME", s)
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
         }
-        cmd.arg(&self.bin)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DCACHE_NODE_ID", Self::id(i))
+        cmd.env("DCACHE_NODE_ID", Self::id(i))
             .env("DCACHE_NODE_DATA_DIR", self.data_dir(i))
             .env("DCACHE_HTTP_BIND_ADDR", Self::http(i))
             .env(

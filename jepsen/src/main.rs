@@ -66,10 +66,36 @@ struct Args {
     /// Where logs and the history go (default: a new dir under /tmp).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Only check a recorded history (history.jsonl) and print the report.
+    #[arg(long)]
+    check: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if let Some(path) = &args.check {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("dcache-jepsen: cannot read {}: {e}", path.display());
+                return std::process::ExitCode::from(2);
+            }
+        };
+        let history = match History::from_json_lines(&text) {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("dcache-jepsen: bad history {}: {e}", path.display());
+                return std::process::ExitCode::from(2);
+            }
+        };
+        let report = checker::check(&history, checker::Budget::default());
+        println!("{report}");
+        return if report.ok() {
+            std::process::ExitCode::SUCCESS
+        } else {
+            std::process::ExitCode::FAILURE
+        };
+    }
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     match rt.block_on(run(args)) {
         Ok(true) => std::process::ExitCode::SUCCESS,

@@ -158,6 +158,18 @@ impl Topology {
             return;
         }
         self.torn_down = true;
+        // Anything still running inside a node namespace is ours: kill it,
+        // so no node outlives the run.
+        for i in 1..=self.n {
+            if let Ok(out) = Command::new("ip")
+                .args(["netns", "pids", &self.node_ns(i)])
+                .output()
+            {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    run_quiet(&["kill", "-9", pid]);
+                }
+            }
+        }
         run_quiet(&["ip", "link", "del", &format!("{}c", self.prefix)]);
         for i in 1..=self.n {
             run_quiet(&["ip", "netns", "del", &self.node_ns(i)]);

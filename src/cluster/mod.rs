@@ -424,8 +424,11 @@ impl Cluster {
                 .get_node(&self.id)
                 .is_some(),
         );
+        // A leader counts only if it holds a quorum now (a node restarting
+        // from its own leader vote briefly reports itself leader); a
+        // follower only if its leader reached it within an election timeout.
         let leader_live = match &m.current_leader {
-            Some(l) if *l == self.id => m.state == ServerState::Leader,
+            Some(l) if *l == self.id => self.ensure_leader().await.is_ok(),
             Some(_) => self.contact.since() < self.cfg.quorum_timeout,
             None => false,
         };

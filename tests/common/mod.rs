@@ -1,8 +1,10 @@
 //! In-process test cluster: real nodes (Raft, HTTP, storage) on 127.0.0.1
-//! with ephemeral ports and temp dirs. Tests wait on conditions with
-//! deadlines, never on fixed sleeps.
+//! with free ports and temp dirs. Tests wait on conditions with deadlines,
+//! never on fixed sleeps. [`proc`] runs the real binary as child processes.
 
 #![allow(dead_code)]
+
+pub mod proc;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -240,18 +242,24 @@ impl TestCluster {
     }
 }
 
+/// The next candidate port below the kernel's ephemeral range (32768+):
+/// 20000-31999, from a per-process offset (so concurrent test processes
+/// mostly use different ports) plus `region`, advancing `next`. Ports
+/// come back only after 12000 calls, so within one process a port
+/// released by a stopped node is not handed out again.
+pub fn low_port(next: &std::sync::atomic::AtomicU16, region: u16) -> u16 {
+    let base = (std::process::id() % 500) as u16 * 20;
+    let off = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 12_000;
+    20_000 + (base + region + off) % 12_000
+}
+
 /// A listener on 127.0.0.1 with a port below the kernel's ephemeral range
-/// (32768+), so that while a node is stopped no outgoing connection can be
-/// given its port and its restart can rebind it.
+/// (see [`low_port`]), so that while a node is stopped no outgoing
+/// connection can be given its port and its restart can rebind it.
 pub async fn free_listener() -> TcpListener {
-    use std::sync::atomic::AtomicU16;
-    use std::sync::atomic::Ordering;
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 20_000 + (std::process::id() % 500) as u16 * 20;
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
     for _ in 0..2000 {
-        let off = NEXT.fetch_add(1, Ordering::Relaxed) % 12_000;
-        let port = 20_000 + (base - 20_000 + off) % 12_000;
-        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)).await {
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", low_port(&NEXT, 0))).await {
             return l;
         }
     }
