@@ -61,6 +61,27 @@ pub fn validate(key: &str, max_key_bytes: usize) -> Result<(), Error> {
     Ok(())
 }
 
+/// The key after `prefix` in a raw request path, strictly percent-decoded
+/// once and checked against the rules and the size limit.
+pub fn path_key(path: &str, prefix: &str, max_key_bytes: usize) -> Result<String, Error> {
+    let rest = path.strip_prefix(prefix).unwrap_or_default();
+    let key = decode(rest, "key")?;
+    validate(&key, max_key_bytes)?;
+    Ok(key)
+}
+
+/// The value of a `consistency` query parameter.
+pub fn parse_consistency(v: &str) -> Result<crate::cluster::Consistency, Error> {
+    use crate::cluster::Consistency;
+    match v {
+        "" | "linearizable" | "strong" => Ok(Consistency::Linearizable),
+        "stale" => Ok(Consistency::Stale),
+        other => Err(Error::InvalidInput(format!(
+            "invalid consistency {other:?}: expected linearizable or stale"
+        ))),
+    }
+}
+
 /// Parse a raw query string into decoded (name, value) pairs. `+` means a
 /// space here, as in HTML forms.
 pub fn parse_query(q: Option<&str>) -> Result<Vec<(String, String)>, Error> {

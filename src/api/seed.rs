@@ -57,27 +57,16 @@ fn write_failure(e: Error, generic: &str) -> Response {
     }
 }
 
-/// The key from `/store/{key}` (strictly percent-decoded once).
+/// The key from `/store/{key}`.
 fn path_key(raw: &Raw, max: usize) -> Result<String, Error> {
-    let rest = raw.uri.path().strip_prefix("/store/").unwrap_or_default();
-    let key = keys::decode(rest, "key")?;
-    keys::validate(&key, max)?;
-    Ok(key)
+    keys::path_key(raw.uri.path(), "/store/", max)
 }
 
 fn consistency(raw: &Raw) -> Result<Consistency, Error> {
-    for (k, v) in raw.query()? {
-        if k == "consistency" {
-            return match v.as_str() {
-                "" | "linearizable" | "strong" => Ok(Consistency::Linearizable),
-                "stale" => Ok(Consistency::Stale),
-                other => Err(Error::InvalidInput(format!(
-                    "invalid consistency {other:?}: expected linearizable or stale"
-                ))),
-            };
-        }
+    match raw.query()?.into_iter().find(|(k, _)| k == "consistency") {
+        Some((_, v)) => keys::parse_consistency(&v),
+        None => Ok(Consistency::Linearizable),
     }
-    Ok(Consistency::Linearizable)
 }
 
 #[derive(Deserialize)]

@@ -62,17 +62,7 @@ fn kv_query(raw: &Raw) -> Result<KvQuery, Error> {
                     ))
                 })?)
             }
-            "consistency" => {
-                q.consistency = Some(match v.as_str() {
-                    "" | "linearizable" | "strong" => Consistency::Linearizable,
-                    "stale" => Consistency::Stale,
-                    other => {
-                        return Err(Error::InvalidInput(format!(
-                            "invalid consistency {other:?}: expected linearizable or stale"
-                        )));
-                    }
-                })
-            }
+            "consistency" => q.consistency = Some(keys::parse_consistency(&v)?),
             // `redirect` is handled by the forwarder; others are ignored,
             // as etcd and Consul do.
             _ => {}
@@ -82,10 +72,7 @@ fn kv_query(raw: &Raw) -> Result<KvQuery, Error> {
 }
 
 fn path_key(raw: &Raw, max: usize) -> Result<String, Error> {
-    let rest = raw.uri.path().strip_prefix("/v1/kv/").unwrap_or_default();
-    let key = keys::decode(rest, "key")?;
-    keys::validate(&key, max)?;
-    Ok(key)
+    keys::path_key(raw.uri.path(), "/v1/kv/", max)
 }
 
 fn header_u64(h: &mut HeaderMap, name: &'static str, v: u64) {
