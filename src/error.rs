@@ -1,35 +1,47 @@
-//! The error type every layer below the HTTP API returns.
+//! The error type of everything below the HTTP API (`cluster`, `raft`,
+//! `node`), and what the API renders from.
 //!
-//! One enum, one HTTP mapping (in `api::error`). Variants say whether the
-//! request was *not applied* (safe to retry anywhere) or its *outcome is
-//! unknown* (it may have been applied), because clients must handle those
-//! differently. openraft's generic errors are converted in `cluster` and never
-//! travel further.
+//! Variants say whether a request was *not applied* (safe to retry
+//! anywhere) or its *outcome is unknown* (it may have been applied), because
+//! clients must handle those differently; `api::error` maps each variant to
+//! one `wire::Code`. openraft's generic errors are converted in `cluster`
+//! and never travel further. Source chains are kept (`Storage`); text is
+//! made only on the wire.
+//!
+//! Not here: HTTP statuses and bodies (`api::error`), configuration errors
+//! (`config::ConfigError`).
 
-use crate::raft::NodeId;
+use std::time::Duration;
+
+use crate::id::NodeId;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A live leader other than this node, and where to forward to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leader {
+    pub id: NodeId,
+    /// Its advertised client HTTP address.
+    pub http_addr: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// This node is not the leader; the request was not applied.
-    #[error("this node is not the leader")]
-    NotLeader {
-        leader_id: Option<NodeId>,
-        leader_http: Option<String>,
-    },
+    /// Another node is the leader; the request was not proposed here.
+    #[error("this node is not the leader; the leader is {}", .0.id)]
+    NotLeader(Leader),
     /// No leader is known (election in progress, or no quorum); not applied.
     #[error("leader not available")]
     NoLeader,
     /// The request did not complete in time. For a write, the outcome is
     /// unknown: it may still commit.
     #[error("request timed out after {0:?}; the outcome is unknown")]
-    Timeout(std::time::Duration),
-    /// The write was proposed but the proposing leader lost leadership before
-    /// learning its fate; it may or may not have committed.
+    Timeout(Duration),
+    /// The write was proposed but the proposing leader lost leadership (or
+    /// stopped) before learning its fate; it may or may not have committed.
     #[error("leadership changed after the write was proposed; the outcome is unknown")]
     OutcomeUnknown,
-    /// Bad input from the client; not applied.
+    /// Bad input; not applied.
     #[error("{0}")]
     InvalidInput(String),
     /// Input over a configured size limit; not applied.
@@ -39,24 +51,22 @@ pub enum Error {
         size: usize,
         limit: usize,
     },
-    /// A request body over the accepted size; not applied. `size` is the
-    /// declared or counted size (at least the part received).
-    #[error(
-        "request body is {size} bytes, over the accepted size; values are limited to {max_value} bytes (http.max_value_bytes)"
-    )]
-    BodyTooLarge { size: u64, max_value: usize },
     /// A membership request conflicts with the current configuration.
     #[error("{0}")]
     Conflict(String),
     /// Something the request names does not exist (e.g. a member id).
     #[error("{0}")]
     NotFound(String),
-    /// A node the request depends on could not be reached.
+    /// A node a membership request names could not be reached or is not a
+    /// dcache node.
     #[error("{0}")]
-    Unreachable(String),
-    /// Raft is stopped or failed on this node; not applied.
+    MemberUnreachable(String),
+    /// Raft is stopped or busy on this node; not applied.
     #[error("raft unavailable: {0}")]
     Unavailable(String),
+    /// The node cannot start: a listener, the data dir, Raft settings.
+    #[error("{0}")]
+    Startup(String),
     /// A local storage failure (its message already says what failed).
     #[error(transparent)]
     Storage(#[from] std::io::Error),

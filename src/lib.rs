@@ -1,17 +1,31 @@
 //! dcache: a distributed, strongly consistent key-value cache replicated
 //! with Raft (openraft).
 //!
-//! Module map (dependencies point one way): `kv` ← `raft` ← `cluster` ←
-//! `api` ← `node` ← `main`; `config`, `error` and `telemetry` are leaves.
+//! Module map. Dependencies point one way, top to bottom; a module uses only
+//! modules below it (checked by `tests/layering.rs`):
+//!
+//! ```text
+//! node      composition root: storage, Raft, listeners, join, shutdown
+//! api       client HTTP API: seed + /v1 routes, forwarding, errors, metrics
+//! cluster   the one door to Raft: write, read at a consistency, membership
+//! raft      openraft types, log store, state machine, snapshots, peer RPC
+//! kv        the replicated vocabulary and the deterministic cache
+//! client    typed HTTP client for dcache (CLI, bench, tests, fault harness)
+//! ---- leaves (use no module above, only each other as listed) ----
+//! telemetry (uses config)   config   net   wire   error (uses id)   id
+//! ```
+//!
 //! docs/ARCHITECTURE.md has the request path and the design notes.
 
 pub mod api;
-pub mod bench;
+pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod id;
 pub mod kv;
-pub mod metrics;
+pub mod net;
 pub mod node;
 pub mod raft;
 pub mod telemetry;
+pub mod wire;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 use common::TestCluster;
+use dcache::wire::Code;
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 use tokio::io::AsyncWriteExt;
@@ -189,99 +190,21 @@ async fn assert_serving(c: &TestCluster) {
 
 // --- seed routes --------------------------------------------------------
 
+// Exact seed bodies and bad-input answers: tests/golden/seed (seed_golden.rs).
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn seed_store_set_get_head_delete_exact_bodies() {
+async fn seed_and_native_routes_share_keys() {
     let c = start().await;
-
-    let r = c.req("POST", "/store", r#"{"key":"k","value":"v"}"#).await;
-    assert_eq!(r.status, 201);
-    assert_eq!(
-        r.text(),
-        r#"{"key":"k","message":"value set successfully"}"#
-    );
-
-    let r = c.req("GET", "/store/k", "").await;
-    assert_eq!(r.status, 200);
-    assert_eq!(r.text(), r#"{"key":"k","value":"v"}"#);
-
-    let r = c.req("HEAD", "/store/k", "").await;
-    assert_eq!(r.status, 200);
-    assert!(r.body.is_empty(), "HEAD body {:?}", r.body);
-
-    let r = c.req("DELETE", "/store/k", "").await;
-    assert_eq!(r.status, 200);
-    assert_eq!(
-        r.text(),
-        r#"{"key":"k","message":"value deleted successfully"}"#
-    );
-
-    let r = c.req("GET", "/store/k", "").await;
-    assert_eq!(r.status, 404);
-    assert_eq!(r.text(), r#"{"error":"key not found"}"#);
-
-    let r = c.req("HEAD", "/store/k", "").await;
-    assert_eq!(r.status, 404);
-    assert!(r.body.is_empty(), "HEAD body {:?}", r.body);
-
-    // Deleting a key that never existed still succeeds, like the seed.
-    let r = c.req("DELETE", "/store/never-was", "").await;
-    assert_eq!(r.status, 200);
-    assert_eq!(
-        r.text(),
-        r#"{"key":"never-was","message":"value deleted successfully"}"#
-    );
-
-    // Overwrite, then read the new value.
-    for v in ["one", "two"] {
-        let r = c
-            .req("POST", "/store", format!(r#"{{"key":"ow","value":"{v}"}}"#))
-            .await;
-        assert_eq!(r.status, 201);
-    }
-    let r = c.req("GET", "/store/ow", "").await;
-    assert_eq!(r.text(), r#"{"key":"ow","value":"two"}"#);
-
-    // A value written through /v1 is visible through /store and vice versa.
     let r = c.req("PUT", "/v1/kv/cross", "from-v1").await;
     assert_eq!(r.status, 200);
     let r = c.req("GET", "/store/cross", "").await;
-    assert_eq!(r.text(), r#"{"key":"cross","value":"from-v1"}"#);
+    assert_eq!(r.text(), "{\"key\":\"cross\",\"value\":\"from-v1\"}\n");
+    let r = c
+        .req("POST", "/store", r#"{"key":"ow","value":"two"}"#)
+        .await;
+    assert_eq!(r.status, 201);
     let r = c.req("GET", "/v1/kv/ow", "").await;
     assert_eq!((r.status, r.text()), (200, "two".to_string()));
-    c.shutdown_all().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn seed_store_rejects_bad_bodies_with_the_seed_messages() {
-    let c = start().await;
-    let invalid = r#"{"error":"invalid request body"}"#;
-    let required = r#"{"error":"key and value are required"}"#;
-    let cases: &[(&str, &str)] = &[
-        ("", invalid),
-        ("not json", invalid),
-        (r#"{"key":"k","value":"v""#, invalid),
-        (r#"{"key":"k","value":1}"#, invalid),
-        (r#"{"key":"k","value":true}"#, invalid),
-        (r#"{"key":"k","value":{"a":1}}"#, invalid),
-        (r#"{"key":7,"value":"v"}"#, invalid),
-        ("[1,2]", invalid),
-        (r#"{"key":"k"}"#, required),
-        (r#"{"value":"v"}"#, required),
-        ("{}", required),
-        (r#"{"key":"","value":"v"}"#, required),
-        (r#"{"key":"k","value":""}"#, required),
-        (r#"{"key":"k","value":null}"#, required),
-        (r#"{"key":null,"value":"v"}"#, required),
-    ];
-    for (body, want) in cases {
-        let r = c.req("POST", "/store", *body).await;
-        assert_eq!(r.status, 400, "body {body:?}: {}", r.text());
-        assert_eq!(r.text(), *want, "body {body:?}");
-        assert_eq!(r.header("content-type"), Some("application/json"));
-    }
-    // None of them wrote anything.
-    let r = c.req("GET", "/store/k", "").await;
-    assert_eq!(r.status, 404);
     c.shutdown_all().await;
 }
 
@@ -302,7 +225,7 @@ async fn seed_limits_wrong_methods_and_unknown_routes() {
     assert_eq!(
         r.text(),
         format!(
-            r#"{{"error":"value is {} bytes, over the limit of {MAX_VALUE} bytes"}}"#,
+            "{{\"error\":\"value is {} bytes, over the limit of {MAX_VALUE} bytes\"}}\n",
             MAX_VALUE + 1
         )
     );
@@ -368,7 +291,7 @@ async fn seed_limits_wrong_methods_and_unknown_routes() {
         );
         let j = json_error(&r, path != "/store/");
         if path != "/store/" {
-            assert_eq!(j["code"], "not_found");
+            assert_eq!(j["code"], Code::NoRoute.as_str());
             assert_eq!(j["error"], format!("no route for GET {path}"));
         }
     }
@@ -410,6 +333,7 @@ async fn v1_binary_values_round_trip_with_index_headers() {
     // The seed route refuses to put non-UTF-8 into a JSON string.
     let r = c.req("GET", "/store/bin", "").await;
     assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(r.header("x-dcache-error"), Some(Code::NotUtf8.as_str()));
     json_error(&r, false);
 
     // An empty value is a value.
@@ -461,7 +385,7 @@ async fn v1_keys_are_decoded_strictly_once() {
     let r = c.req("GET", "/v1/kv/a%2fb", "").await;
     assert_eq!((r.status, r.text()), (200, "slash".to_string()));
     let r = c.req("GET", "/store/a%2Fb", "").await;
-    assert_eq!(r.text(), r#"{"key":"a/b","value":"slash"}"#);
+    assert_eq!(r.text(), "{\"key\":\"a/b\",\"value\":\"slash\"}\n");
 
     // UTF-8 key.
     let r = c.req("PUT", "/v1/kv/caf%C3%A9", "coffee").await;
@@ -890,7 +814,7 @@ async fn garbage_truncated_and_oversized_requests_do_not_hurt_the_node() {
     .await;
     assert_eq!(raw_status(&resp), Some(404));
     let j: Value = serde_json::from_slice(raw_body(&resp)).unwrap();
-    assert_eq!(j["code"], "not_found");
+    assert_eq!(j["code"], Code::NoRoute.as_str());
 
     // Garbage RPC bodies on the Raft listener: 400, Raft untouched.
     let client = &c.client;

@@ -8,6 +8,7 @@ use std::time::Instant;
 use common::TestCluster;
 use common::WAIT;
 use common::wait_for;
+use dcache::wire::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn write_via_any_node_is_read_back_at_once_from_every_node() {
@@ -95,9 +96,9 @@ async fn a_follower_that_missed_many_writes_catches_up_by_snapshot() {
     assert!(purged > 100, "purged {purged}");
     c.restart(follower).await;
     c.wait_ready(follower).await;
-    let leader_summary = c.node(leader).cluster.reader().summary();
+    let leader_summary = c.node(leader).cluster.digest();
     wait_for("follower to match the leader's state", WAIT, || async {
-        let s = c.node(follower).cluster.reader().summary();
+        let s = c.node(follower).cluster.digest();
         (s.applied_index >= leader_summary.applied_index).then_some(())
     })
     .await;
@@ -107,8 +108,8 @@ async fn a_follower_that_missed_many_writes_catches_up_by_snapshot() {
         "follower installed a snapshot: {:?}",
         fst.snapshot_index
     );
-    let f = c.node(follower).cluster.reader().summary();
-    let l = c.node(leader).cluster.reader().summary();
+    let f = c.node(follower).cluster.digest();
+    let l = c.node(leader).cluster.digest();
     assert_eq!((f.keys, f.digest), (l.keys, l.digest));
     assert_eq!(f.keys, 1200);
     let r = c
@@ -265,7 +266,7 @@ async fn followers_forward_and_redirect() {
     assert_eq!(r.status(), 201);
     assert_eq!(
         r.text().await.unwrap(),
-        "{\"key\":\"s\",\"message\":\"value set successfully\"}"
+        "{\"key\":\"s\",\"message\":\"value set successfully\"}\n"
     );
     c.shutdown_all().await;
 }
@@ -276,9 +277,9 @@ async fn no_quorum_means_503_not_a_hang_and_not_a_stale_read() {
     c.put_ok(0, "q", "1").await;
     let leader = c.leader().await;
     let survivor = (leader + 1) % 3;
-    let applied = c.node(leader).cluster.reader().applied_index();
+    let applied = c.node(leader).cluster.digest().applied_index;
     wait_for("survivor to apply the write", WAIT, || async {
-        (c.node(survivor).cluster.reader().applied_index() >= applied).then_some(())
+        (c.node(survivor).cluster.digest().applied_index >= applied).then_some(())
     })
     .await;
     for i in 0..3 {
@@ -318,6 +319,69 @@ async fn no_quorum_means_503_not_a_hang_and_not_a_stale_read() {
         .await
         .unwrap();
     assert_eq!(r.status(), 503);
+    c.shutdown_all().await;
+}
+
+/// README's time bound: every request is answered within
+/// `http.request_timeout_ms`, and a leader cut off from its quorum answers
+/// `no_leader` within about one election timeout (here 1 s, plus slack for
+/// a loaded test machine) instead of holding the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_without_quorum_answers_503_within_the_stated_bound() {
+    let request_timeout = Duration::from_millis(4000);
+    let mut c = TestCluster::start(3, |cfg| {
+        cfg.http.request_timeout_ms = request_timeout.as_millis() as u64;
+    })
+    .await;
+    c.put_ok(0, "b", "1").await;
+    let leader = c.leader().await;
+    for i in 0..3 {
+        if i != leader {
+            c.stop(i, false).await;
+        }
+    }
+    let election = Duration::from_millis(c.nodes[leader].cfg.raft.election_timeout_max_ms);
+    // Until its lease lapses the leader still accepts writes (they time out:
+    // outcome unknown, they would commit if the quorum came back). Once it
+    // knows it has lost the quorum, it is not ready:
+    wait_for("the cut-off leader to report not ready", WAIT, || async {
+        let ready = c.node(leader).cluster.readiness().await.ready;
+        (!ready).then_some(())
+    })
+    .await;
+    for (what, linearizable_read) in [("write", false), ("read", true), ("write again", false)] {
+        let t = Instant::now();
+        let (status, code) = if linearizable_read {
+            let r = c
+                .client
+                .get(c.url(leader, "/v1/kv/b"))
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.headers().get("x-dcache-error").cloned(),
+            )
+        } else {
+            let r = c.put(leader, "b", "2").await;
+            (
+                r.status().as_u16(),
+                r.headers().get("x-dcache-error").cloned(),
+            )
+        };
+        let took = t.elapsed();
+        assert_eq!(status, 503, "{what}");
+        assert_eq!(
+            code.as_ref().and_then(|v| v.to_str().ok()),
+            Some(Code::NoLeader.as_str()),
+            "{what}"
+        );
+        assert!(took < request_timeout, "{what} took {took:?}");
+        assert!(
+            took < election + Duration::from_secs(1),
+            "{what} took {took:?}"
+        );
+    }
     c.shutdown_all().await;
 }
 
@@ -367,7 +431,7 @@ async fn graceful_shutdown_of_the_leader_hands_over_leadership() {
         }));
     }
     wait_for("some writes", WAIT, || async {
-        (c.node(leader).cluster.reader().applied_index() > 40).then_some(())
+        (c.node(leader).cluster.digest().applied_index > 40).then_some(())
     })
     .await;
     c.stop(leader, true).await;

@@ -223,7 +223,10 @@ async fn both_config_flag_forms_sigterm_exits_zero_and_data_survives_restart() {
     let mut p = start_ready(&c, &with_flag(&spec, "-config")).await;
     assert_eq!(get(&c, &spec, "persist").await, (200, "me".to_string()));
     let r = c.get(spec.url("/store/seed")).send().await.unwrap();
-    assert_eq!(r.text().await.unwrap(), r#"{"key":"seed","value":"v"}"#);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "{\"key\":\"seed\",\"value\":\"v\"}\n"
+    );
     put_ok(&c, &spec, "second", "run", Duration::from_secs(5)).await;
     p.stop_gracefully(STOP).await;
 

@@ -1,31 +1,29 @@
-//! HTTP client operations against one node, mapped to history outcomes.
+//! Client operations against one node, mapped to history outcomes.
 //!
-//! The mapping is the heart of honest checking: an operation is `Fail`
-//! only when dcache says it was *not applied* (its `X-Dcache-Error` code is
-//! in the not-applied class, or the TCP connection was never made);
+//! The mapping is the heart of honest checking, and it is the server's own:
+//! every failure is classified by `dcache::wire::Class` (from the
+//! `X-Dcache-Error` code, or from how the exchange broke), on the seed
+//! routes as on the native ones. An operation is `Fail` only when dcache
+//! says it was *not applied* (or the TCP connection was never made);
 //! timeouts, cut connections and "outcome unknown" codes are
-//! `Indeterminate`; a read that fails is dropped (it had no effect).
+//! `Indeterminate`; a read that fails is dropped (it had no effect). A
+//! seed-route 404 is a read of an absent key (its code is
+//! `key_not_found`), never a failed op, so lost writes that surface as seed
+//! 404s are checked like native ones.
 
 use std::time::Duration;
 
+use dcache::client::Client;
+use dcache::client::ClientError;
+use dcache::client::Read;
+use dcache::wire::Class;
+use dcache::wire::Code;
 use dcache_jepsen::history::Outcome;
 use dcache_jepsen::history::Ret;
 
-/// Codes whose requests were certainly not applied (README, "Errors").
-const NOT_APPLIED: &[&str] = &[
-    "not_leader",
-    "no_leader",
-    "unavailable",
-    "leader_unreachable",
-    "invalid_input",
-    "too_large",
-    "conflict",
-    "not_found",
-];
-
 #[derive(Clone)]
 pub struct Api {
-    http: reqwest::Client,
+    client: Client,
 }
 
 /// A read's result plus the key's modify index (for CAS).
@@ -34,153 +32,125 @@ pub struct ReadResult {
     pub index: u64,
 }
 
-fn enc(key: &str) -> String {
-    // Keys are plain ASCII identifiers in the workload.
-    key.to_string()
+/// What a failed write means for the history.
+fn write_failure(e: &ClientError) -> Outcome {
+    match e.class() {
+        Class::NotApplied => Outcome::Fail,
+        Class::OutcomeUnknown | Class::Answer => Outcome::Indeterminate,
+    }
 }
 
 impl Api {
     pub fn new(timeout: Duration) -> Api {
         Api {
-            http: reqwest::Client::builder()
-                .timeout(timeout)
-                .connect_timeout(Duration::from_millis(500))
-                .pool_idle_timeout(Duration::from_secs(2))
-                .no_proxy()
-                .build()
-                .expect("HTTP client"),
-        }
-    }
-
-    fn error_code(r: &reqwest::Response) -> Option<String> {
-        r.headers()
-            .get("x-dcache-error")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    }
-
-    fn write_failure(r: Result<reqwest::Response, reqwest::Error>) -> Outcome {
-        match r {
-            Err(e) if e.is_connect() => Outcome::Fail,
-            Err(_) => Outcome::Indeterminate,
-            Ok(resp) => match Self::error_code(&resp) {
-                Some(code) if NOT_APPLIED.contains(&code.as_str()) => Outcome::Fail,
-                _ => Outcome::Indeterminate,
-            },
+            client: Client::with_options(dcache::net::HttpClientOptions {
+                timeout: Some(timeout),
+                connect_timeout: Duration::from_millis(500),
+                pool_idle_timeout: Duration::from_secs(2),
+                ..Default::default()
+            }),
         }
     }
 
     /// Linearizable read via the native API (`seed`: via `/store/{key}`).
     pub async fn read(&self, addr: &str, key: &str, seed: bool) -> ReadResult {
-        let url = if seed {
-            format!("http://{addr}/store/{}", enc(key))
-        } else {
-            format!("http://{addr}/v1/kv/{}", enc(key))
-        };
         let fail = ReadResult {
             outcome: Outcome::Fail,
             index: 0,
         };
-        let Ok(resp) = self.http.get(&url).send().await else {
-            return fail;
-        };
-        let status = resp.status().as_u16();
-        let code = Self::error_code(&resp);
-        let index = resp
-            .headers()
-            .get("x-dcache-index")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        match (status, code.as_deref()) {
-            (200, _) => {
-                let Ok(body) = resp.text().await else {
-                    return fail;
-                };
-                let value = if seed {
-                    match serde_json::from_str::<serde_json::Value>(&body) {
-                        Ok(v) => match v["value"].as_str() {
-                            Some(s) => s.to_string(),
-                            None => return fail,
-                        },
-                        Err(_) => return fail,
-                    }
-                } else {
-                    body
-                };
-                ReadResult {
-                    outcome: Outcome::Ok(Ret::Read(Some(value))),
-                    index,
-                }
-            }
-            // The seed route has no code in its 404 body; the header has it.
-            (404, Some("key_not_found")) => ReadResult {
+        if seed {
+            return match self.client.seed_get(addr, key).await {
+                Ok(v) => ReadResult {
+                    outcome: Outcome::Ok(Ret::Read(v)),
+                    index: 0,
+                },
+                Err(_) => fail,
+            };
+        }
+        match self.client.get(addr, key, Read::Linearizable).await {
+            Ok(Some(v)) => match String::from_utf8(v.value.to_vec()) {
+                Ok(s) => ReadResult {
+                    outcome: Outcome::Ok(Ret::Read(Some(s))),
+                    index: v.modify_index,
+                },
+                Err(_) => fail,
+            },
+            Ok(None) => ReadResult {
                 outcome: Outcome::Ok(Ret::Read(None)),
                 index: 0,
             },
-            _ => fail,
+            Err(_) => fail,
         }
     }
 
     pub async fn write(&self, addr: &str, key: &str, value: &str, seed: bool) -> Outcome {
         let r = if seed {
-            self.http
-                .post(format!("http://{addr}/store"))
-                .body(serde_json::json!({ "key": key, "value": value }).to_string())
-                .send()
-                .await
+            self.client.seed_set(addr, key, value).await
         } else {
-            self.http
-                .put(format!("http://{addr}/v1/kv/{}", enc(key)))
-                .body(value.to_string())
-                .send()
+            self.client
+                .put(addr, key, value.to_string(), None)
                 .await
+                .map(|_| ())
         };
         match r {
-            Ok(resp) if resp.status().is_success() => Outcome::Ok(Ret::Written),
-            other => Self::write_failure(other),
+            Ok(()) => Outcome::Ok(Ret::Written),
+            Err(e) => write_failure(&e),
         }
     }
 
     /// CAS on the modify index read before (0: only if absent).
     pub async fn cas(&self, addr: &str, key: &str, index: u64, value: &str) -> Outcome {
-        let r = self
-            .http
-            .put(format!("http://{addr}/v1/kv/{}?cas={index}", enc(key)))
-            .body(value.to_string())
-            .send()
-            .await;
-        match r {
-            Ok(resp) if resp.status().is_success() => Outcome::Ok(Ret::Cas(true)),
-            Ok(resp) if resp.status().as_u16() == 412 => Outcome::Ok(Ret::Cas(false)),
-            other => Self::write_failure(other),
+        match self
+            .client
+            .put(addr, key, value.to_string(), Some(index))
+            .await
+        {
+            Ok(_) => Outcome::Ok(Ret::Cas(true)),
+            Err(e) if e.code() == Some(Code::CasMismatch) => Outcome::Ok(Ret::Cas(false)),
+            Err(e) => write_failure(&e),
         }
     }
 
     pub async fn json(&self, addr: &str, path: &str) -> Option<serde_json::Value> {
-        let r = self
-            .http
-            .get(format!("http://{addr}{path}"))
-            .send()
-            .await
-            .ok()?;
-        if !r.status().is_success() {
-            return None;
-        }
-        serde_json::from_str(&r.text().await.ok()?).ok()
+        self.client.json(addr, path).await.ok()
     }
 
     pub async fn ready(&self, addr: &str) -> bool {
-        matches!(
-            self.http.get(format!("http://{addr}/readyz")).send().await,
-            Ok(r) if r.status().is_success()
-        )
+        self.client.ready(addr).await.unwrap_or(false)
     }
 
     pub async fn delete_member(&self, addr: &str, id: &str) -> bool {
-        matches!(
-            self.http.delete(format!("http://{addr}/v1/cluster/members/{id}")).send().await,
-            Ok(r) if r.status().is_success()
-        )
+        self.client.remove_member(addr, id).await.is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_not_applied_failures_are_fails() {
+        let server = |code: Code| ClientError::Server {
+            code,
+            status: code.status(),
+            message: String::new(),
+        };
+        assert_eq!(write_failure(&server(Code::NoLeader)), Outcome::Fail);
+        assert_eq!(
+            write_failure(&server(Code::Timeout)),
+            Outcome::Indeterminate
+        );
+        assert_eq!(
+            write_failure(&server(Code::ForwardOutcomeUnknown)),
+            Outcome::Indeterminate
+        );
+        assert_eq!(
+            write_failure(&ClientError::Connect("x".into())),
+            Outcome::Fail
+        );
+        assert_eq!(
+            write_failure(&ClientError::Transport("x".into())),
+            Outcome::Indeterminate
+        );
     }
 }

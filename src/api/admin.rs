@@ -15,8 +15,9 @@ use axum::routing::get;
 use serde_json::json;
 
 use super::AppState;
-use super::Flavor;
 use super::error::ApiError;
+use crate::wire::Code;
+use crate::wire::RETRY_AFTER_SECS;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -26,26 +27,28 @@ pub fn routes() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
-/// The seed's health document plus Raft detail. Always 200 like the seed
-/// (use `/readyz` for a status-code check); `status` is "healthy" only when
-/// the node is ready.
+/// The seed's health document plus Raft detail, encoded as the seed does.
+/// Always 200 like the seed (use `/readyz` for a status-code check);
+/// `status` is "healthy" only when the node is ready.
 async fn health(State(state): State<AppState>) -> Response {
     let c = state.cluster();
     let st = c.status();
     let ready = c.readiness().await.ready;
     let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    Json(json!({
-        "is_leader": st.is_leader,
-        "status": if ready { "healthy" } else { "unhealthy" },
-        "time": time,
-        "node_id": st.node_id,
-        "leader_id": st.leader_id,
-        "leader_addr": st.leader_addr,
-        "raft_state": st.raft_state,
-        "term": st.term,
-        "applied_index": st.applied_index,
-    }))
-    .into_response()
+    super::seed::respond(
+        StatusCode::OK,
+        json!({
+            "is_leader": st.is_leader,
+            "status": if ready { "healthy" } else { "unhealthy" },
+            "time": time,
+            "node_id": st.node_id,
+            "leader_id": st.leader_id,
+            "leader_addr": st.leader_addr,
+            "raft_state": st.raft_state,
+            "term": st.term,
+            "applied_index": st.applied_index,
+        }),
+    )
 }
 
 async fn livez() -> Response {
@@ -61,10 +64,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
     };
     let mut resp = (status, Json(r)).into_response();
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        resp.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_static(super::error::RETRY_AFTER_SECS),
-        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
     }
     resp
 }
@@ -81,20 +82,16 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-pub async fn not_found(method: Method, uri: Uri) -> Response {
+pub async fn not_found(method: Method, uri: Uri) -> ApiError {
     ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
+        Code::NoRoute,
         format!("no route for {method} {}", uri.path()),
     )
-    .render(Flavor::V1)
 }
 
-pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        Code::MethodNotAllowed,
         format!("method {method} is not allowed on {}", uri.path()),
     )
-    .render(Flavor::V1)
 }

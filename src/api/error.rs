@@ -1,18 +1,15 @@
-//! The one mapping from [`Error`] to an HTTP response.
+//! [`ApiError`]: an error on its way to a client. Handlers return
+//! `Result<_, ApiError>`; the one `From<Error>` below picks the [`Code`]
+//! for every internal error, and the one `IntoResponse` renders the native
+//! body. The seed routes render the seed's bodies from the same value (see
+//! `api::seed::render`).
 //!
-//! Two body flavours:
-//! - [`Flavor::Seed`] keeps the Go project's bodies byte for byte:
-//!   `{"error":"<msg>"}` with its messages where it had one;
-//! - [`Flavor::V1`] adds a machine-readable `code` (and `leader` where
-//!   relevant): `{"code":"...","error":"..."}`.
-//!
-//! Codes are grouped by what a client may do (see README, "Errors"):
-//! *not applied* (`not_leader`, `no_leader`, `unavailable`, `invalid_*`,
-//! `too_large`, `conflict`, `not_found`, `key_not_found`, `cas_mismatch`,
-//! `leader_unreachable`) vs *outcome unknown* (`timeout`, `outcome_unknown`,
-//! `forward_outcome_unknown`).
+//! Native body: `{"code": "...", "error": "...", "leader"?: {"id","addr"},
+//! "current_index"?: n}`. Every error response carries the code in the
+//! `X-Dcache-Error` header and, for 503s, `Retry-After`.
 
 use axum::Json;
+use axum::http::HeaderName;
 use axum::http::HeaderValue;
 use axum::http::StatusCode;
 use axum::http::header;
@@ -21,109 +18,109 @@ use axum::response::Response;
 use serde_json::json;
 
 use crate::error::Error;
+use crate::error::Leader;
+use crate::wire::Code;
+use crate::wire::RETRY_AFTER_SECS;
+use crate::wire::header as h;
 
-/// Which API family the request came through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavor {
-    Seed,
-    V1,
-}
-
-/// Every error response carries its code in this header too (also on seed
-/// routes, whose bodies cannot change), so clients and forwarding nodes can
-/// tell "not applied" from "outcome unknown" without parsing the body.
-pub const ERROR_CODE_HEADER: &str = "x-dcache-error";
-
-/// Seconds a client should wait before retrying a 503.
-pub const RETRY_AFTER_SECS: &str = "1";
-
-/// An error ready to be rendered: status, code and message.
-#[derive(Debug, Clone)]
+/// An error ready to be rendered.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code}: {message}")]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
-    pub leader: Option<(String, String)>,
-    pub extra: Option<(&'static str, serde_json::Value)>,
+    /// Where the leader is (`not_leader`).
+    pub leader: Option<Leader>,
+    /// The key's modify index (`cas_mismatch`; 0 = absent).
+    pub current_index: Option<u64>,
+    /// dcache headers with numeric values (index headers).
+    pub headers: Vec<(&'static str, u64)>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
         Self {
-            status,
             code,
             message: message.into(),
             leader: None,
-            extra: None,
+            current_index: None,
+            headers: Vec::new(),
         }
     }
 
-    pub fn with_extra(mut self, key: &'static str, value: serde_json::Value) -> Self {
-        self.extra = Some((key, value));
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(Code::InvalidInput, message)
+    }
+
+    /// Add a numeric dcache header (e.g. `X-Dcache-Raft-Index`).
+    pub fn with_header(mut self, name: &'static str, v: u64) -> Self {
+        self.headers.push((name, v));
         self
     }
 
-    pub fn render(self, flavor: Flavor) -> Response {
-        let body = match flavor {
-            Flavor::Seed => json!({ "error": self.message }),
-            Flavor::V1 => {
-                let mut m = serde_json::Map::new();
-                m.insert("error".into(), self.message.into());
-                m.insert("code".into(), self.code.into());
-                if let Some((id, addr)) = &self.leader {
-                    m.insert("leader".into(), json!({ "id": id, "addr": addr }));
-                }
-                if let Some((k, v)) = self.extra {
-                    m.insert(k.into(), v);
-                }
-                serde_json::Value::Object(m)
-            }
-        };
-        let mut resp = (self.status, Json(body)).into_response();
-        resp.headers_mut()
-            .insert(ERROR_CODE_HEADER, HeaderValue::from_static(self.code));
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECS),
-            );
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.status()).expect("codes have valid statuses")
+    }
+
+    /// Status, code header, `Retry-After` and the extra headers around
+    /// `body`: shared by the native and the seed renderings.
+    pub fn respond_with(&self, status: StatusCode, body: impl IntoResponse) -> Response {
+        let mut resp = (status, body).into_response();
+        let hs = resp.headers_mut();
+        hs.insert(h::ERROR, HeaderValue::from_static(self.code.as_str()));
+        if self.code.retry_after() {
+            hs.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        for (name, v) in &self.headers {
+            hs.insert(HeaderName::from_static(name), HeaderValue::from(*v));
         }
         resp
     }
 }
 
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        use StatusCode as S;
-        let msg = e.to_string();
-        match e {
-            Error::NotLeader {
-                leader_id,
-                leader_http,
-            } => {
-                let mut a = ApiError::new(S::SERVICE_UNAVAILABLE, "not_leader", msg);
-                if let (Some(id), Some(addr)) = (leader_id, leader_http) {
-                    a.leader = Some((id.0, addr));
-                }
-                a
-            }
-            Error::NoLeader => ApiError::new(S::SERVICE_UNAVAILABLE, "no_leader", msg),
-            Error::Timeout(_) => ApiError::new(S::GATEWAY_TIMEOUT, "timeout", msg),
-            Error::OutcomeUnknown => ApiError::new(S::SERVICE_UNAVAILABLE, "outcome_unknown", msg),
-            Error::InvalidInput(_) => ApiError::new(S::BAD_REQUEST, "invalid_input", msg),
-            Error::TooLarge { .. } | Error::BodyTooLarge { .. } => {
-                ApiError::new(S::PAYLOAD_TOO_LARGE, "too_large", msg)
-            }
-            Error::Conflict(_) => ApiError::new(S::CONFLICT, "conflict", msg),
-            Error::NotFound(_) => ApiError::new(S::NOT_FOUND, "not_found", msg),
-            Error::Unreachable(_) => ApiError::new(S::BAD_GATEWAY, "unreachable", msg),
-            Error::Unavailable(_) => ApiError::new(S::SERVICE_UNAVAILABLE, "unavailable", msg),
-            Error::Storage(_) => ApiError::new(S::INTERNAL_SERVER_ERROR, "storage", msg),
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut m = serde_json::Map::new();
+        m.insert("error".into(), self.message.clone().into());
+        m.insert("code".into(), self.code.as_str().into());
+        if let Some(l) = &self.leader {
+            m.insert(
+                "leader".into(),
+                json!({ "id": l.id.as_str(), "addr": l.http_addr }),
+            );
         }
+        if let Some(i) = self.current_index {
+            m.insert("current_index".into(), i.into());
+        }
+        self.respond_with(self.status(), Json(serde_json::Value::Object(m)))
     }
 }
 
-/// Render an [`Error`] in the given flavour.
-pub fn render(e: Error, flavor: Flavor) -> Response {
-    ApiError::from(e).render(flavor)
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let msg = e.to_string();
+        let code = match &e {
+            Error::NotLeader(_) => Code::NotLeader,
+            Error::NoLeader => Code::NoLeader,
+            Error::Timeout(_) => Code::Timeout,
+            Error::OutcomeUnknown => Code::OutcomeUnknown,
+            Error::InvalidInput(_) => Code::InvalidInput,
+            Error::TooLarge { .. } => Code::TooLarge,
+            Error::Conflict(_) => Code::Conflict,
+            Error::NotFound(_) => Code::NotFound,
+            Error::MemberUnreachable(_) => Code::MemberUnreachable,
+            Error::Unavailable(_) => Code::Unavailable,
+            // Neither reaches a request today; if one does, the client
+            // cannot know what happened.
+            Error::Startup(_) | Error::Storage(_) => {
+                tracing::error!(error = %e, "internal error while serving a request");
+                Code::Internal
+            }
+        };
+        let mut out = ApiError::new(code, msg);
+        if let Error::NotLeader(l) = e {
+            out.leader = Some(l);
+        }
+        out
+    }
 }

@@ -1,17 +1,22 @@
-//! Forwarding leader-only requests from a follower to the leader.
+//! Forwarding a leader-only request from a follower to the leader.
 //!
 //! The request goes out as it came in: same method, the raw path and query
-//! (never re-encoded), the end-to-end headers and the body. The leader's
-//! status, headers and body come back unchanged. With `?redirect=true` the
-//! follower answers 307 with `Location` instead.
+//! (never re-encoded), the end-to-end headers and the body, plus
+//! `X-Dcache-Forwarded-By` and `X-Dcache-Budget-Ms` (what is left of the
+//! client's request timeout). The leader's status, headers and body come
+//! back unchanged. With `?redirect=true` the follower answers 307 with
+//! `Location` instead.
 //!
 //! Invariants:
-//! - A request is forwarded at most once: the forwarded copy carries
-//!   `X-Dcache-Forwarded-By`, and a node that receives such a request while
-//!   not being the leader answers 503 `not_leader` instead of forwarding.
 //! - A failure to connect means the leader never saw the request (not
-//!   applied, 502 `leader_unreachable`); a failure after sending means the
-//!   outcome is unknown (502 `forward_outcome_unknown`).
+//!   applied: [`Forwarded::Retry`]); a leader that answers `not_leader` or
+//!   `no_leader` did not apply it either (`Retry`). A failure after sending
+//!   means the outcome is unknown (`forward_outcome_unknown`, or `timeout`
+//!   when the budget ran out).
+//! - The forwarded request's budget ends before ours, so the leader's own
+//!   `timeout` answer reaches us in time.
+
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::HeaderName;
@@ -20,17 +25,21 @@ use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::response::Response;
+use tokio::time::Instant;
 
 use super::AppState;
-use super::FORWARDED_BY;
-use super::Flavor;
-use super::Raw;
+use super::body::Raw;
 use super::error::ApiError;
-use super::error::ERROR_CODE_HEADER;
-use crate::error::Error;
-use crate::raft::NodeId;
+use crate::error::Leader;
+use crate::wire::Code;
+use crate::wire::header as h;
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) and those the client library sets.
+/// Time kept back from the budget passed to the leader, for the network
+/// and the leader's own answer to travel back.
+const FORWARD_SLACK: Duration = Duration::from_millis(200);
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), those the client library sets,
+/// and the internal budget header (we set our own).
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
@@ -44,89 +53,106 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
             | "upgrade"
             | "host"
             | "content-length"
+            | h::BUDGET_MS
     )
 }
 
 /// What forwarding produced.
 pub enum Forwarded {
-    /// The leader's (or our own) final answer.
-    Done(Response),
+    /// The leader's answer (or a redirect, or an outcome-unknown failure).
+    Done(Result<Response, ApiError>),
     /// The request was not applied: the leader could not be reached, or the
-    /// node we took for the leader is no longer it. The response is what to
-    /// return if the caller does not retry.
-    Retryable(Response),
+    /// node taken for the leader is no longer it. The error is the answer if
+    /// the caller does not retry.
+    Retry(ApiError),
 }
 
-pub async fn to_leader(
-    state: &AppState,
-    raw: &Raw,
-    leader_id: &str,
-    leader_http: &str,
-    flavor: Flavor,
-) -> Forwarded {
-    match try_forward(state, raw, leader_id, leader_http, flavor).await {
-        Ok(r) => {
-            let code = r
-                .headers()
-                .get(ERROR_CODE_HEADER)
-                .and_then(|v| v.to_str().ok());
-            if matches!(code, Some("not_leader" | "no_leader")) {
-                Forwarded::Retryable(r)
-            } else {
-                Forwarded::Done(r)
-            }
-        }
-        Err(e) if e.is_connect() => Forwarded::Retryable(forward_error(e, flavor, leader_id)),
-        Err(e) => Forwarded::Done(forward_error(e, flavor, leader_id)),
-    }
-}
-
-async fn try_forward(
-    state: &AppState,
-    raw: &Raw,
-    leader_id: &str,
-    leader_http: &str,
-    flavor: Flavor,
-) -> Result<Response, reqwest::Error> {
+/// Send `raw` to `leader` (or redirect the client to it).
+pub async fn to_leader(state: &AppState, raw: &Raw, leader: &Leader) -> Forwarded {
     let path_and_query = raw.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     match raw.flag("redirect") {
         Ok(true) => {
-            let location = format!("http://{leader_http}{path_and_query}");
-            return Ok(match HeaderValue::from_str(&location) {
-                Ok(v) => (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, v)]).into_response(),
-                Err(_) => super::error::render(
-                    Error::InvalidInput("cannot build redirect".into()),
-                    flavor,
-                ),
+            let location = format!("http://{}{path_and_query}", leader.http_addr);
+            return Forwarded::Done(match HeaderValue::from_str(&location) {
+                Ok(v) => {
+                    Ok((StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, v)]).into_response())
+                }
+                Err(_) => Err(ApiError::invalid("cannot build a redirect for this path")),
             });
         }
         Ok(false) => {}
-        Err(e) => return Ok(super::error::render(e, flavor)),
+        Err(e) => return Forwarded::Done(Err(e)),
     }
-    if raw.is_forwarded() {
-        // Leadership moved while the request was in flight: do not chain.
-        return Ok(super::error::render(
-            Error::NotLeader {
-                leader_id: Some(NodeId(leader_id.to_string())),
-                leader_http: Some(leader_http.to_string()),
-            },
-            flavor,
-        ));
-    }
+    let left = raw.deadline.saturating_duration_since(Instant::now());
+    let Some(budget) = left.checked_sub(FORWARD_SLACK).filter(|b| !b.is_zero()) else {
+        return Forwarded::Done(Err(ApiError::new(
+            Code::Unavailable,
+            "the request timeout ran out before the request could be forwarded; it was not applied",
+        )));
+    };
     state.metrics().inc_forwarded();
-    let url = format!("http://{leader_http}{path_and_query}");
+    let url = format!("http://{}{path_and_query}", leader.http_addr);
     let mut req = state
-        .0
-        .forwarder
+        .forwarder()
         .request(raw.method.clone(), &url)
-        .timeout(state.limits().request_timeout + std::time::Duration::from_secs(2))
+        .timeout(left)
         .body(raw.body.clone());
     for (name, value) in &raw.headers {
         if !is_hop_by_hop(name) {
             req = req.header(name, value);
         }
     }
-    req = req.header(FORWARDED_BY, state.node_id());
+    req = req
+        .header(h::FORWARDED_BY, state.node_id())
+        .header(h::BUDGET_MS, budget.as_millis().to_string());
+    match send(req).await {
+        Ok(resp) => {
+            let code = resp
+                .headers()
+                .get(h::ERROR)
+                .and_then(|v| Code::from_header(v.to_str().ok()));
+            match code {
+                Some(Code::NotLeader | Code::NoLeader) => {
+                    Forwarded::Retry(ApiError::new(Code::NoLeader, "leader not available"))
+                }
+                _ => Forwarded::Done(Ok(resp)),
+            }
+        }
+        Err(e) if e.is_connect() => {
+            tracing::warn!(leader = %leader.id, error = %e, "cannot connect to the leader");
+            Forwarded::Retry(ApiError::new(
+                Code::LeaderUnreachable,
+                format!(
+                    "failed to contact leader {}: it could not be reached; the request was not applied",
+                    leader.id
+                ),
+            ))
+        }
+        Err(e) if e.is_timeout() => {
+            tracing::warn!(leader = %leader.id, error = %e, "forwarded request timed out");
+            Forwarded::Done(Err(ApiError::new(
+                Code::Timeout,
+                format!(
+                    "no answer from leader {} within the request timeout; the outcome is unknown",
+                    leader.id
+                ),
+            )))
+        }
+        Err(e) => {
+            tracing::warn!(leader = %leader.id, error = %e, "forwarding to the leader failed");
+            Forwarded::Done(Err(ApiError::new(
+                Code::ForwardOutcomeUnknown,
+                format!(
+                    "failed to contact leader {}: the connection failed after the request was sent; the outcome is unknown",
+                    leader.id
+                ),
+            )))
+        }
+    }
+}
+
+/// Send and read the whole answer.
+async fn send(req: reqwest::RequestBuilder) -> Result<Response, reqwest::Error> {
     let resp = req.send().await?;
     let status = resp.status();
     let headers = resp.headers().clone();
@@ -139,24 +165,4 @@ async fn try_forward(
         }
     }
     Ok(out)
-}
-
-fn forward_error(e: reqwest::Error, flavor: Flavor, leader_id: &str) -> Response {
-    tracing::warn!(leader = leader_id, error = %e, "forwarding to leader failed");
-    let (code, detail) = if e.is_connect() {
-        (
-            "leader_unreachable",
-            "the leader could not be reached; the request was not applied",
-        )
-    } else {
-        (
-            "forward_outcome_unknown",
-            "the connection to the leader failed after the request was sent; the outcome is unknown",
-        )
-    };
-    let msg = match flavor {
-        Flavor::Seed => "failed to contact leader".to_string(),
-        Flavor::V1 => format!("failed to contact leader {leader_id}: {detail}"),
-    };
-    ApiError::new(StatusCode::BAD_GATEWAY, code, msg).render(flavor)
 }

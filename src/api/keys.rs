@@ -5,7 +5,9 @@
 //! as `percent-encoding`'s lenient decoder would: a key must mean one thing.
 //! `+` is a literal plus in paths. `/` in a key is allowed, raw or as `%2F`.
 
-use crate::error::Error;
+use super::error::ApiError;
+use crate::cluster::Consistency;
+use crate::wire::Code;
 
 fn hex(b: u8) -> Option<u8> {
     match b {
@@ -17,7 +19,7 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 /// Percent-decode `s` strictly into UTF-8.
-pub fn decode(s: &str, what: &str) -> Result<String, Error> {
+pub fn decode(s: &str, what: &str) -> Result<String, ApiError> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -29,7 +31,7 @@ pub fn decode(s: &str, what: &str) -> Result<String, Error> {
                 (Some(h), Some(l)) => out.push(h * 16 + l),
                 _ => {
                     let end = (i + 3).min(bytes.len());
-                    return Err(Error::InvalidInput(format!(
+                    return Err(ApiError::invalid(format!(
                         "invalid percent-encoding {:?} in {what}",
                         String::from_utf8_lossy(&bytes[i..end])
                     )));
@@ -41,50 +43,72 @@ pub fn decode(s: &str, what: &str) -> Result<String, Error> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| {
-        Error::InvalidInput(format!("{what} is not valid UTF-8 after percent-decoding"))
-    })
+    String::from_utf8(out)
+        .map_err(|_| ApiError::invalid(format!("{what} is not valid UTF-8 after percent-decoding")))
 }
 
 /// Check a decoded key against the rules and the size limit.
-pub fn validate(key: &str, max_key_bytes: usize) -> Result<(), Error> {
+pub fn validate(key: &str, max_key_bytes: usize) -> Result<(), ApiError> {
     if key.is_empty() {
-        return Err(Error::InvalidInput("key must not be empty".into()));
+        return Err(ApiError::invalid("key must not be empty"));
     }
     if key.len() > max_key_bytes {
-        return Err(Error::TooLarge {
-            what: "key",
-            size: key.len(),
-            limit: max_key_bytes,
-        });
+        return Err(too_large("key", key.len(), max_key_bytes));
     }
     Ok(())
 }
 
 /// The key after `prefix` in a raw request path, strictly percent-decoded
 /// once and checked against the rules and the size limit.
-pub fn path_key(path: &str, prefix: &str, max_key_bytes: usize) -> Result<String, Error> {
+pub fn path_key(path: &str, prefix: &str, max_key_bytes: usize) -> Result<String, ApiError> {
     let rest = path.strip_prefix(prefix).unwrap_or_default();
     let key = decode(rest, "key")?;
     validate(&key, max_key_bytes)?;
     Ok(key)
 }
 
+/// The 413 for an input over its cap.
+pub fn too_large(what: &str, size: usize, limit: usize) -> ApiError {
+    ApiError::new(
+        Code::TooLarge,
+        format!("{what} is {size} bytes, over the limit of {limit} bytes"),
+    )
+}
+
 /// The value of a `consistency` query parameter.
-pub fn parse_consistency(v: &str) -> Result<crate::cluster::Consistency, Error> {
-    use crate::cluster::Consistency;
+pub fn parse_consistency(v: &str) -> Result<Consistency, ApiError> {
     match v {
         "" | "linearizable" | "strong" => Ok(Consistency::Linearizable),
         "stale" => Ok(Consistency::Stale),
-        other => Err(Error::InvalidInput(format!(
+        other => Err(ApiError::invalid(format!(
             "invalid consistency {other:?}: expected linearizable or stale"
+        ))),
+    }
+}
+
+/// The `consistency` parameter of a query (default: linearizable).
+pub fn consistency(query: &[(String, String)]) -> Result<Consistency, ApiError> {
+    match query.iter().find(|(k, _)| k == "consistency") {
+        Some((_, v)) => parse_consistency(v),
+        None => Ok(Consistency::Linearizable),
+    }
+}
+
+/// A boolean query flag's value: empty (present without a value), true,
+/// 1 or yes mean true; false, 0 or no mean false.
+pub fn parse_flag(name: &str, v: &str) -> Result<bool, ApiError> {
+    match v.to_ascii_lowercase().as_str() {
+        "" | "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(ApiError::invalid(format!(
+            "invalid value {v:?} for query parameter {name}: expected true or false"
         ))),
     }
 }
 
 /// Parse a raw query string into decoded (name, value) pairs. `+` means a
 /// space here, as in HTML forms.
-pub fn parse_query(q: Option<&str>) -> Result<Vec<(String, String)>, Error> {
+pub fn parse_query(q: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
     let Some(q) = q else { return Ok(Vec::new()) };
     let mut out = Vec::new();
     for part in q.split('&').filter(|p| !p.is_empty()) {
@@ -114,7 +138,7 @@ mod tests {
         for bad in ["%zz", "%4", "%", "a%g1", "%C3", "%FF"] {
             assert!(decode(bad, "key").is_err(), "{bad} accepted");
         }
-        let e = decode("x%zzy", "key").unwrap_err().to_string();
+        let e = decode("x%zzy", "key").unwrap_err().message;
         assert!(e.contains("%zz"), "{e}");
     }
 
@@ -122,7 +146,7 @@ mod tests {
     fn validates_empty_and_size() {
         assert!(validate("", 10).is_err());
         assert!(validate("abc", 3).is_ok());
-        let e = validate("abcd", 3).unwrap_err().to_string();
+        let e = validate("abcd", 3).unwrap_err().message;
         assert!(e.contains("4 bytes") && e.contains("limit of 3"), "{e}");
     }
 

@@ -6,7 +6,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::HeaderValue;
-use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::response::Response;
@@ -17,19 +16,20 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
-use super::Flavor;
-use super::INDEX;
-use super::RAFT_INDEX;
-use super::Raw;
+use super::body::Raw;
 use super::error::ApiError;
-use super::error::render;
 use super::keys;
-use super::on_leader;
+use super::leader;
+use super::leader::Routed;
+use super::leader::on_leader;
 use crate::cluster::Consistency;
-use crate::error::Error;
+use crate::id::NodeId;
 use crate::kv::Command;
 use crate::kv::Response as KvResponse;
-use crate::raft::NodeId;
+use crate::wire::Code;
+use crate::wire::header as h;
+
+type ApiResult = Result<Response, ApiError>;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -51,13 +51,13 @@ struct KvQuery {
     consistency: Option<Consistency>,
 }
 
-fn kv_query(raw: &Raw) -> Result<KvQuery, Error> {
+fn kv_query(raw: &Raw) -> Result<KvQuery, ApiError> {
     let mut q = KvQuery::default();
     for (k, v) in raw.query()? {
         match k.as_str() {
             "cas" => {
                 q.cas = Some(v.parse().map_err(|_| {
-                    Error::InvalidInput(format!(
+                    ApiError::invalid(format!(
                         "invalid cas {v:?}: expected a modify index (unsigned integer)"
                     ))
                 })?)
@@ -71,144 +71,111 @@ fn kv_query(raw: &Raw) -> Result<KvQuery, Error> {
     Ok(q)
 }
 
-fn path_key(raw: &Raw, max: usize) -> Result<String, Error> {
-    keys::path_key(raw.uri.path(), "/v1/kv/", max)
+/// The key and query of a `/v1/kv/{key}` request.
+fn kv_request(state: &AppState, raw: &Raw) -> Result<(String, KvQuery), ApiError> {
+    let key = keys::path_key(raw.uri.path(), "/v1/kv/", state.limits().max_key_bytes)?;
+    Ok((key, kv_query(raw)?))
 }
 
 fn header_u64(h: &mut HeaderMap, name: &'static str, v: u64) {
     h.insert(name, HeaderValue::from(v));
 }
 
-fn cas_failed(current: u64, raft_index: u64) -> Response {
+fn cas_failed(current: u64, raft_index: u64) -> ApiError {
     let msg = if current == 0 {
         "compare-and-set failed: the key does not exist".to_string()
     } else {
         format!("compare-and-set failed: the key's modify index is {current}")
     };
-    let mut r = ApiError::new(StatusCode::PRECONDITION_FAILED, "cas_mismatch", msg)
-        .with_extra("current_index", current.into())
-        .render(Flavor::V1);
-    header_u64(r.headers_mut(), INDEX, current);
-    header_u64(r.headers_mut(), RAFT_INDEX, raft_index);
-    r
+    let mut e = ApiError::new(Code::CasMismatch, msg)
+        .with_header(h::INDEX, current)
+        .with_header(h::RAFT_INDEX, raft_index);
+    e.current_index = Some(current);
+    e
 }
 
-async fn get_key(State(state): State<AppState>, raw: Raw) -> Response {
-    let parsed =
-        path_key(&raw, state.limits().max_key_bytes).and_then(|k| Ok((k, kv_query(&raw)?)));
-    let (key, q) = match parsed {
-        Ok(x) => x,
-        Err(e) => return render(e, Flavor::V1),
-    };
+async fn get_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
+    let (key, q) = kv_request(&state, &raw)?;
     let level = q.consistency.unwrap_or(Consistency::Linearizable);
-    let read = || async {
-        let r = state.cluster().read(&key, level).await?;
-        Ok(match r.entry {
-            None => {
-                let mut resp =
-                    ApiError::new(StatusCode::NOT_FOUND, "key_not_found", "key not found")
-                        .render(Flavor::V1);
-                header_u64(resp.headers_mut(), RAFT_INDEX, r.raft_index);
-                resp
-            }
-            Some(e) => {
-                let mut resp = e.value.into_response();
-                let h = resp.headers_mut();
-                h.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/octet-stream"),
-                );
-                header_u64(h, INDEX, e.meta.modify_index);
-                header_u64(h, RAFT_INDEX, r.raft_index);
-                header_u64(h, "x-dcache-create-index", e.meta.create_index);
-                header_u64(h, "x-dcache-version", e.meta.version);
-                resp
-            }
-        })
+    let out = match leader::read(&state, &raw, &key, level).await? {
+        Routed::Forwarded(resp) => return Ok(resp),
+        Routed::Here(out) => out,
     };
-    match level {
-        Consistency::Stale => read().await.unwrap_or_else(|e| render(e, Flavor::V1)),
-        Consistency::Linearizable => on_leader(&state, &raw, Flavor::V1, read).await,
+    let Some(e) = out.entry else {
+        return Err(ApiError::new(Code::KeyNotFound, "key not found")
+            .with_header(h::RAFT_INDEX, out.raft_index));
+    };
+    let mut resp = e.value.into_response();
+    let hs = resp.headers_mut();
+    hs.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    header_u64(hs, h::INDEX, e.meta.modify_index);
+    header_u64(hs, h::RAFT_INDEX, out.raft_index);
+    header_u64(hs, h::CREATE_INDEX, e.meta.create_index);
+    header_u64(hs, h::VERSION, e.meta.version);
+    Ok(resp)
+}
+
+async fn put_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
+    let (key, q) = kv_request(&state, &raw)?;
+    let max = state.limits().max_value_bytes;
+    if raw.body.len() > max {
+        return Err(keys::too_large("value", raw.body.len(), max));
+    }
+    let cmd = Command::Set {
+        key: key.clone(),
+        value: raw.body.to_vec(),
+        cas: q.cas,
+    };
+    let out = match leader::write(&state, &raw, cmd).await? {
+        Routed::Forwarded(resp) => return Ok(resp),
+        Routed::Here(out) => out,
+    };
+    match out.response {
+        KvResponse::Set { meta } => {
+            let mut r = Json(json!({
+                "key": key,
+                "modify_index": meta.modify_index,
+                "create_index": meta.create_index,
+                "version": meta.version,
+            }))
+            .into_response();
+            header_u64(r.headers_mut(), h::INDEX, meta.modify_index);
+            header_u64(r.headers_mut(), h::RAFT_INDEX, out.raft_index);
+            Ok(r)
+        }
+        KvResponse::CasFailed { current } => Err(cas_failed(current, out.raft_index)),
+        other => Err(unexpected(other)),
     }
 }
 
-async fn put_key(State(state): State<AppState>, raw: Raw) -> Response {
-    let limits = state.limits().clone();
-    let parsed = path_key(&raw, limits.max_key_bytes).and_then(|k| Ok((k, kv_query(&raw)?)));
-    let (key, q) = match parsed {
-        Ok(x) => x,
-        Err(e) => return render(e, Flavor::V1),
+async fn delete_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
+    let (key, q) = kv_request(&state, &raw)?;
+    let cmd = Command::Delete {
+        key: key.clone(),
+        cas: q.cas,
     };
-    if raw.body.len() > limits.max_value_bytes {
-        let e = Error::TooLarge {
-            what: "value",
-            size: raw.body.len(),
-            limit: limits.max_value_bytes,
-        };
-        return render(e, Flavor::V1);
+    let out = match leader::write(&state, &raw, cmd).await? {
+        Routed::Forwarded(resp) => return Ok(resp),
+        Routed::Here(out) => out,
+    };
+    match out.response {
+        KvResponse::Deleted { existed } => {
+            let mut r = Json(json!({ "key": key, "deleted": existed })).into_response();
+            header_u64(r.headers_mut(), h::INDEX, out.raft_index);
+            header_u64(r.headers_mut(), h::RAFT_INDEX, out.raft_index);
+            Ok(r)
+        }
+        KvResponse::CasFailed { current } => Err(cas_failed(current, out.raft_index)),
+        other => Err(unexpected(other)),
     }
-    on_leader(&state, &raw, Flavor::V1, || async {
-        let cmd = Command::Set {
-            key: key.clone(),
-            value: raw.body.to_vec(),
-            cas: q.cas,
-        };
-        let out = state.cluster().write(cmd).await?;
-        Ok(match out.response {
-            KvResponse::Set { meta } => {
-                let mut r = Json(json!({
-                    "key": key,
-                    "modify_index": meta.modify_index,
-                    "create_index": meta.create_index,
-                    "version": meta.version,
-                }))
-                .into_response();
-                header_u64(r.headers_mut(), INDEX, meta.modify_index);
-                header_u64(r.headers_mut(), RAFT_INDEX, out.raft_index);
-                r
-            }
-            KvResponse::CasFailed { current } => cas_failed(current, out.raft_index),
-            other => unexpected(other),
-        })
-    })
-    .await
 }
 
-async fn delete_key(State(state): State<AppState>, raw: Raw) -> Response {
-    let parsed =
-        path_key(&raw, state.limits().max_key_bytes).and_then(|k| Ok((k, kv_query(&raw)?)));
-    let (key, q) = match parsed {
-        Ok(x) => x,
-        Err(e) => return render(e, Flavor::V1),
-    };
-    on_leader(&state, &raw, Flavor::V1, || async {
-        let cmd = Command::Delete {
-            key: key.clone(),
-            cas: q.cas,
-        };
-        let out = state.cluster().write(cmd).await?;
-        Ok(match out.response {
-            KvResponse::Deleted { existed } => {
-                let mut r = Json(json!({ "key": key, "deleted": existed })).into_response();
-                header_u64(r.headers_mut(), INDEX, out.raft_index);
-                header_u64(r.headers_mut(), RAFT_INDEX, out.raft_index);
-                r
-            }
-            KvResponse::CasFailed { current } => cas_failed(current, out.raft_index),
-            other => unexpected(other),
-        })
-    })
-    .await
-}
-
-fn unexpected(r: KvResponse) -> Response {
+fn unexpected(r: KvResponse) -> ApiError {
     tracing::error!(response = ?r, "state machine returned an unexpected response");
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "unexpected state machine response",
-    )
-    .render(Flavor::V1)
+    ApiError::new(Code::Internal, "unexpected state machine response")
 }
 
 async fn cluster_status(State(state): State<AppState>) -> Response {
@@ -216,7 +183,20 @@ async fn cluster_status(State(state): State<AppState>) -> Response {
 }
 
 async fn digest(State(state): State<AppState>) -> Response {
-    Json(state.cluster().reader().summary()).into_response()
+    Json(state.cluster().digest()).into_response()
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(raw: &Raw) -> Result<T, ApiError> {
+    serde_json::from_slice(&raw.body)
+        .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))
+}
+
+/// Our JSON answer, or the leader's.
+fn done<T>(r: Routed<T>, ours: impl FnOnce(T) -> serde_json::Value) -> Response {
+    match r {
+        Routed::Here(v) => Json(ours(v)).into_response(),
+        Routed::Forwarded(resp) => resp,
+    }
 }
 
 #[derive(Deserialize)]
@@ -225,52 +205,32 @@ struct MemberBody {
     addr: String,
 }
 
-fn bad_json(e: serde_json::Error) -> Response {
-    render(
-        Error::InvalidInput(format!("invalid request body: {e}")),
-        Flavor::V1,
-    )
-}
-
-async fn add_member(State(state): State<AppState>, raw: Raw) -> Response {
-    let body: MemberBody = match serde_json::from_slice(&raw.body) {
-        Ok(b) => b,
-        Err(e) => return bad_json(e),
-    };
+async fn add_member(State(state): State<AppState>, raw: Raw) -> ApiResult {
+    let body: MemberBody = json_body(&raw)?;
     if body.id.is_empty() {
-        return render(
-            Error::InvalidInput("id must not be empty".into()),
-            Flavor::V1,
-        );
+        return Err(ApiError::invalid("id must not be empty"));
     }
-    if let Err(e) = super::seed::check_addr(&body.addr) {
-        return render(e, Flavor::V1);
-    }
-    on_leader(&state, &raw, Flavor::V1, || async {
-        state
-            .cluster()
-            .join(NodeId(body.id.clone()), body.addr.clone())
-            .await?;
-        Ok(Json(json!({ "id": body.id, "added": true })).into_response())
+    super::seed::check_addr(&body.addr)?;
+    let id = NodeId(body.id.clone());
+    let r = on_leader(&state, &raw, |d| {
+        state.cluster().join(id.clone(), body.addr.clone(), d)
     })
-    .await
+    .await?;
+    Ok(done(r, |()| json!({ "id": body.id, "added": true })))
 }
 
-async fn remove_member(State(state): State<AppState>, raw: Raw) -> Response {
+async fn remove_member(State(state): State<AppState>, raw: Raw) -> ApiResult {
     let rest = raw
         .uri
         .path()
         .strip_prefix("/v1/cluster/members/")
         .unwrap_or_default();
-    let id = match keys::decode(rest, "member id") {
-        Ok(id) => id,
-        Err(e) => return render(e, Flavor::V1),
-    };
-    on_leader(&state, &raw, Flavor::V1, || async {
-        state.cluster().remove(NodeId(id.clone())).await?;
-        Ok(Json(json!({ "id": id, "removed": true })).into_response())
+    let id = keys::decode(rest, "member id")?;
+    let r = on_leader(&state, &raw, |d| {
+        state.cluster().remove(NodeId(id.clone()), d)
     })
-    .await
+    .await?;
+    Ok(done(r, |()| json!({ "id": id, "removed": true })))
 }
 
 #[derive(Deserialize, Default)]
@@ -279,18 +239,16 @@ struct TransferBody {
     to: Option<String>,
 }
 
-async fn transfer_leader(State(state): State<AppState>, raw: Raw) -> Response {
+async fn transfer_leader(State(state): State<AppState>, raw: Raw) -> ApiResult {
     let body: TransferBody = if raw.body.is_empty() {
         TransferBody::default()
     } else {
-        match serde_json::from_slice(&raw.body) {
-            Ok(b) => b,
-            Err(e) => return bad_json(e),
-        }
+        json_body(&raw)?
     };
-    on_leader(&state, &raw, Flavor::V1, || async {
-        let new = state.cluster().transfer_leader(body.to.map(NodeId)).await?;
-        Ok(Json(json!({ "leader": new.map(|n| n.0) })).into_response())
+    let to = body.to.map(NodeId);
+    let r = on_leader(&state, &raw, |d| {
+        state.cluster().transfer_leader(to.clone(), d)
     })
-    .await
+    .await?;
+    Ok(done(r, |new| json!({ "leader": new.map(|n| n.0) })))
 }

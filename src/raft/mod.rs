@@ -5,11 +5,12 @@
 //! Other modules see [`typ`] aliases and the narrow handles re-exported here.
 //!
 //! Invariants:
-//! - Node ids are the operator's strings ("node1"); [`NodeId`] is the one
-//!   place they become openraft ids.
+//! - Node ids are the operator's strings ("node1"): [`crate::id::NodeId`]
+//!   is openraft's node id type, so no mapping table exists.
 //! - A [`Node`] carries both addresses a peer needs: where to send Raft RPCs
 //!   and where to forward client requests. Both are advertised addresses.
 
+pub mod contact;
 pub mod log_store;
 pub mod network;
 pub mod rpc;
@@ -21,37 +22,9 @@ use std::fmt;
 use serde::Deserialize;
 use serde::Serialize;
 
+pub use self::contact::LeaderContact;
+pub use crate::id::NodeId;
 use crate::kv;
-
-/// A node's id: the operator-chosen string from `node.id`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct NodeId(pub String);
-
-impl fmt::Display for NodeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<&str> for NodeId {
-    fn from(s: &str) -> Self {
-        NodeId(s.to_string())
-    }
-}
-
-impl From<String> for NodeId {
-    fn from(s: String) -> Self {
-        NodeId(s)
-    }
-}
-
-/// openraft's storage test suite names nodes by number.
-impl From<u64> for NodeId {
-    fn from(n: u64) -> Self {
-        NodeId(n.to_string())
-    }
-}
 
 /// What the cluster knows about a member.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +76,7 @@ pub mod typ {
     pub type ClientWriteResponse = openraft::raft::ClientWriteResponse<TypeConfig>;
     pub type ForwardToLeader = openraft::errors::ForwardToLeader<TypeConfig>;
     pub type LinearizableReadError = openraft::errors::LinearizableReadError<TypeConfig>;
+    pub type Linearizer = openraft::raft::linearizable_read::Linearizer<TypeConfig>;
 
     pub type AppendEntriesRequest = openraft::raft::AppendEntriesRequest<TypeConfig>;
     pub type AppendEntriesResponse = openraft::raft::AppendEntriesResponse<TypeConfig>;

@@ -6,9 +6,10 @@
 //! openraft's per-RPC deadline (`RPCOption::hard_ttl`).
 //!
 //! Invariants:
-//! - A failed connection maps to `Unreachable` (openraft backs off), a
-//!   timeout to `Timeout`, anything the peer answered with an error to
-//!   `Network`; none of them panics.
+//! - A failed connection and a call that does not finish in time both map
+//!   to openraft's `Unreachable` (openraft backs off before trying that peer
+//!   again); an error the peer answered with, or a body that does not
+//!   decode, maps to `Network`. None of them panics.
 //! - Outgoing connections are bound to the node's own Raft IP when that IP is
 //!   a specific address, so per-address network faults cut what they say.
 
@@ -54,16 +55,11 @@ impl PeerNetwork {
     }
 
     fn client(&self) -> reqwest::Client {
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(5))
-            .no_proxy();
-        if let Some(ip) = self.local_ip {
-            b = b.local_address(ip);
-        }
-        // Only fails if the TLS backend or resolver cannot start; we use neither.
-        b.build().expect("build HTTP client")
+        crate::net::http_client(crate::net::HttpClientOptions {
+            connect_timeout: self.connect_timeout,
+            local_address: self.local_ip,
+            ..Default::default()
+        })
     }
 }
 
@@ -93,25 +89,22 @@ pub struct PeerClient {
 struct Msg(String);
 
 enum CallError {
+    /// No connection, or no answer in time.
     Unreachable(Msg),
-    Timeout(Msg),
+    /// The peer answered with an error, or an answer that does not decode.
     Remote(Msg),
 }
 
 impl CallError {
     fn into_rpc(self) -> typ::RPCError {
         match self {
-            CallError::Unreachable(m) | CallError::Timeout(m) => {
-                typ::RPCError::Unreachable(Unreachable::new(&m))
-            }
+            CallError::Unreachable(m) => typ::RPCError::Unreachable(Unreachable::new(&m)),
             CallError::Remote(m) => typ::RPCError::Network(NetworkError::new(&m)),
         }
     }
     fn into_streaming(self) -> typ::StreamingError {
         match self {
-            CallError::Unreachable(m) | CallError::Timeout(m) => {
-                typ::StreamingError::Unreachable(Unreachable::new(&m))
-            }
+            CallError::Unreachable(m) => typ::StreamingError::Unreachable(Unreachable::new(&m)),
             CallError::Remote(m) => typ::StreamingError::Network(NetworkError::new(&m)),
         }
     }
@@ -135,13 +128,7 @@ impl PeerClient {
                 .body(body)
                 .send()
                 .await
-                .map_err(|e| {
-                    if e.is_timeout() {
-                        CallError::Timeout(Msg(format!("{url}: {e}")))
-                    } else {
-                        CallError::Unreachable(Msg(format!("{url}: {e}")))
-                    }
-                })?;
+                .map_err(|e| CallError::Unreachable(Msg(format!("{url}: {e}"))))?;
             let status = resp.status();
             let bytes = resp
                 .bytes()
@@ -156,11 +143,25 @@ impl PeerClient {
         };
         match tokio::time::timeout(ttl, fut).await {
             Ok(r) => r,
-            Err(_) => Err(CallError::Timeout(Msg(format!(
+            Err(_) => Err(CallError::Unreachable(Msg(format!(
                 "{url}: no answer from {} within {ttl:?}",
                 self.target
             )))),
         }
+    }
+}
+
+impl PeerClient {
+    /// One bounded append/vote-style RPC: openraft's deadline, capped by
+    /// `raft.rpc_timeout_ms`.
+    async fn rpc<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, typ::RPCError> {
+        let ttl = option.hard_ttl().min(self.rpc_timeout);
+        self.call(path, req, ttl).await.map_err(CallError::into_rpc)
     }
 }
 
@@ -169,32 +170,34 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
 
     async fn append_entries(
         &mut self,
-        rpc: typ::AppendEntriesRequest,
+        req: typ::AppendEntriesRequest,
         option: RPCOption,
     ) -> Result<typ::AppendEntriesResponse, typ::RPCError> {
-        self.call(rpc::APPEND, &rpc, option.hard_ttl().min(self.rpc_timeout))
-            .await
-            .map_err(CallError::into_rpc)
+        self.rpc(rpc::APPEND, &req, &option).await
     }
 
     async fn vote(
         &mut self,
-        rpc: typ::VoteRequest,
+        req: typ::VoteRequest,
         option: RPCOption,
     ) -> Result<typ::VoteResponse, typ::RPCError> {
-        self.call(rpc::VOTE, &rpc, option.hard_ttl().min(self.rpc_timeout))
-            .await
-            .map_err(CallError::into_rpc)
+        self.rpc(rpc::VOTE, &req, &option).await
     }
 
     async fn pre_vote(
         &mut self,
-        rpc: typ::VoteRequest,
+        req: typ::VoteRequest,
         option: RPCOption,
     ) -> Result<typ::VoteResponse, typ::RPCError> {
-        self.call(rpc::PRE_VOTE, &rpc, option.hard_ttl().min(self.rpc_timeout))
-            .await
-            .map_err(CallError::into_rpc)
+        self.rpc(rpc::PRE_VOTE, &req, &option).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: typ::TransferLeaderRequest,
+        option: RPCOption,
+    ) -> Result<typ::TransferLeaderResponse, typ::RPCError> {
+        self.rpc(rpc::TRANSFER_LEADER, &req, &option).await
     }
 
     async fn full_snapshot(
@@ -209,25 +212,12 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             meta: snapshot.meta,
             data: snapshot.snapshot.into_inner(),
         };
-        // A snapshot may be large: allow the configured snapshot timeout,
-        // which openraft passes as the hard TTL here.
+        // A snapshot may be large: openraft passes its install-snapshot
+        // timeout as the hard TTL here, and `raft.rpc_timeout_ms` does not
+        // apply.
         tokio::select! {
             r = self.call(rpc::SNAPSHOT, &req, option.hard_ttl()) => r.map_err(CallError::into_streaming),
             closed = cancel => Err(typ::StreamingError::Closed(closed)),
         }
-    }
-
-    async fn transfer_leader(
-        &mut self,
-        req: typ::TransferLeaderRequest,
-        option: RPCOption,
-    ) -> Result<typ::TransferLeaderResponse, typ::RPCError> {
-        self.call(
-            rpc::TRANSFER_LEADER,
-            &req,
-            option.hard_ttl().min(self.rpc_timeout),
-        )
-        .await
-        .map_err(CallError::into_rpc)
     }
 }

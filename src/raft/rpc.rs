@@ -2,23 +2,26 @@
 //! `raft.bind_addr` that feeds peer RPCs into the local Raft.
 //!
 //! Only peers talk to this listener; clients use the HTTP API. Requests and
-//! responses are MessagePack, except `GET /raft/info` (JSON), which a leader
-//! uses to check that a joining node is reachable and is who it says.
+//! responses are MessagePack ([`MsgPack`]), except `GET /raft/info` (JSON),
+//! which a leader uses to check that a joining node is reachable and is who
+//! it says.
 //!
 //! Invariants:
 //! - Malformed bodies are answered with 400 and never reach Raft.
 //! - Body sizes are bounded (snapshots get a larger bound than other RPCs).
+//! - An AppendEntries that a current leader sent touches [`LeaderContact`].
+//!
+//! Not here: the accept loop and its limits (`net::serve`), the client side
+//! (`raft::network`).
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
-use std::time::Instant;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
+use axum::extract::FromRequest;
+use axum::extract::Request;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header;
@@ -30,6 +33,7 @@ use serde::Deserialize;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::LeaderContact;
 use super::NodeId;
 use super::Raft;
 use super::typ;
@@ -63,50 +67,53 @@ pub struct NodeInfo {
     pub http_addr: String,
 }
 
-/// When this node last received AppendEntries (heartbeats included) from a
-/// leader. A follower that has not heard from its leader for an election
-/// timeout stops treating it as the leader for routing (see `cluster`).
-#[derive(Debug)]
-pub struct LeaderContact {
-    origin: Instant,
-    last_ms: AtomicU64,
+/// A MessagePack body: extractor for requests (400 if it does not decode),
+/// responder for answers.
+pub struct MsgPack<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for MsgPack<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        rmp_serde::from_slice(&body).map(MsgPack).map_err(|e| {
+            (StatusCode::BAD_REQUEST, format!("malformed RPC body: {e}")).into_response()
+        })
+    }
 }
 
-/// `last_ms` value meaning "no contact since this process started": a
-/// restarted follower must not treat the leader remembered from its saved
-/// vote as live before that leader has actually reached it.
-const NEVER: u64 = u64::MAX;
-
-impl Default for LeaderContact {
-    fn default() -> Self {
-        Self {
-            origin: Instant::now(),
-            last_ms: AtomicU64::new(NEVER),
+impl<T: Serialize> IntoResponse for MsgPack<T> {
+    fn into_response(self) -> Response {
+        match rmp_serde::to_vec_named(&self.0) {
+            Ok(b) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], b).into_response(),
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encode: {e}")).into_response(),
         }
     }
 }
 
-impl LeaderContact {
-    pub fn touch(&self) {
-        let ms = self.origin.elapsed().as_millis() as u64;
-        let _ = self
-            .last_ms
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |cur| {
-                (cur == NEVER || ms > cur).then_some(ms)
-            });
-    }
+/// Raft refused or is stopped: 503 with the reason, which the peer's
+/// client reports as a network error.
+struct Unavailable(String);
 
-    /// Time since the last contact; `Duration::MAX` if there was none.
-    pub fn since(&self) -> Duration {
-        match self.last_ms.load(Ordering::Relaxed) {
-            NEVER => Duration::MAX,
-            last => self
-                .origin
-                .elapsed()
-                .saturating_sub(Duration::from_millis(last)),
-        }
+impl<E: std::fmt::Display> From<E> for Unavailable {
+    fn from(e: E) -> Self {
+        Unavailable(e.to_string())
     }
 }
+
+impl IntoResponse for Unavailable {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("raft unavailable: {}", self.0),
+        )
+            .into_response()
+    }
+}
+
+type Answer<T> = Result<MsgPack<T>, Unavailable>;
 
 #[derive(Clone)]
 struct RpcState {
@@ -136,71 +143,40 @@ pub fn router(raft: Raft, info: NodeInfo, contact: Arc<LeaderContact>) -> Router
         })
 }
 
-fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
-    rmp_serde::from_slice(body).map_err(|e| {
-        Box::new((StatusCode::BAD_REQUEST, format!("malformed RPC body: {e}")).into_response())
-    })
-}
-
-fn encode<T: Serialize>(v: &T) -> Response {
-    match rmp_serde::to_vec_named(v) {
-        Ok(b) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], b).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encode: {e}")).into_response(),
+async fn append(
+    State(s): State<RpcState>,
+    MsgPack(req): MsgPack<typ::AppendEntriesRequest>,
+) -> Answer<typ::AppendEntriesResponse> {
+    let resp = s.raft.append_entries(req).await?;
+    // Any answer but HigherVote means the sender is the current leader.
+    if !matches!(resp, openraft::raft::AppendEntriesResponse::HigherVote(_)) {
+        s.contact.touch();
     }
+    Ok(MsgPack(resp))
 }
 
-fn fatal(e: impl std::fmt::Display) -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("raft unavailable: {e}"),
-    )
-        .into_response()
+async fn vote(
+    State(s): State<RpcState>,
+    MsgPack(req): MsgPack<typ::VoteRequest>,
+) -> Answer<typ::VoteResponse> {
+    Ok(MsgPack(s.raft.vote(req).await?))
 }
 
-async fn append(State(s): State<RpcState>, body: Bytes) -> Response {
-    let req: typ::AppendEntriesRequest = match decode(&body) {
-        Ok(r) => r,
-        Err(r) => return *r,
-    };
-    match s.raft.append_entries(req).await {
-        Ok(resp) => {
-            // Any answer but HigherVote means the sender is the current leader.
-            if !matches!(resp, openraft::raft::AppendEntriesResponse::HigherVote(_)) {
-                s.contact.touch();
-            }
-            encode(&resp)
-        }
-        Err(e) => fatal(e),
-    }
+async fn pre_vote(
+    State(s): State<RpcState>,
+    MsgPack(req): MsgPack<typ::VoteRequest>,
+) -> Answer<typ::VoteResponse> {
+    Ok(MsgPack(s.raft.pre_vote(req).await?))
 }
 
-async fn vote(State(s): State<RpcState>, body: Bytes) -> Response {
-    let req: typ::VoteRequest = match decode(&body) {
-        Ok(r) => r,
-        Err(r) => return *r,
-    };
-    match s.raft.vote(req).await {
-        Ok(resp) => encode(&resp),
-        Err(e) => fatal(e),
-    }
+async fn transfer_leader(
+    State(s): State<RpcState>,
+    MsgPack(req): MsgPack<typ::TransferLeaderRequest>,
+) -> Answer<typ::TransferLeaderResponse> {
+    Ok(MsgPack(s.raft.handle_transfer_leader(req).await?))
 }
 
-async fn pre_vote(State(s): State<RpcState>, body: Bytes) -> Response {
-    let req: typ::VoteRequest = match decode(&body) {
-        Ok(r) => r,
-        Err(r) => return *r,
-    };
-    match s.raft.pre_vote(req).await {
-        Ok(resp) => encode(&resp),
-        Err(e) => fatal(e),
-    }
-}
-
-async fn snapshot(State(s): State<RpcState>, body: Bytes) -> Response {
-    let req: SnapshotRequest = match decode(&body) {
-        Ok(r) => r,
-        Err(r) => return *r,
-    };
+async fn snapshot(State(s): State<RpcState>, MsgPack(req): MsgPack<SnapshotRequest>) -> Response {
     // Reject a damaged snapshot before openraft hands it to the state machine.
     if let Err(e) = super::snapshot::verify_data(&req.data) {
         return (StatusCode::BAD_REQUEST, format!("snapshot rejected: {e}")).into_response();
@@ -209,29 +185,13 @@ async fn snapshot(State(s): State<RpcState>, body: Bytes) -> Response {
         meta: req.meta,
         snapshot: std::io::Cursor::new(req.data),
     };
-    match s.raft.install_full_snapshot(req.vote, snap).await {
-        Ok(resp) => encode(&resp),
-        Err(e) => fatal(e),
-    }
-}
-
-async fn transfer_leader(State(s): State<RpcState>, body: Bytes) -> Response {
-    let req: typ::TransferLeaderRequest = match decode(&body) {
-        Ok(r) => r,
-        Err(r) => return *r,
+    let answer: Answer<_> = match s.raft.install_full_snapshot(req.vote, snap).await {
+        Ok(resp) => Ok(MsgPack(resp)),
+        Err(e) => Err(e.into()),
     };
-    match s.raft.handle_transfer_leader(req).await {
-        Ok(resp) => encode(&resp),
-        Err(e) => fatal(e),
-    }
+    answer.into_response()
 }
 
 async fn node_info(State(s): State<RpcState>) -> Json<NodeInfo> {
-    Json(s.raft_info())
-}
-
-impl RpcState {
-    fn raft_info(&self) -> NodeInfo {
-        self.info.clone()
-    }
+    Json(s.info.clone())
 }

@@ -1,5 +1,12 @@
 //! The `dcache` binary: run a node (default), load-test a cluster
 //! (`dcache bench`), or check a node's readiness (`dcache health`).
+//!
+//! Owns signals and exit codes: 0 after a graceful stop, 1 for a start-up
+//! failure or a node that failed for good while running, 130 on a second
+//! signal. The load generator is a module of the binary, not of the
+//! library; it shares only the client with it.
+
+mod bench;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,7 +36,7 @@ enum Cmd {
     /// Run a node (the default when no subcommand is given).
     Run,
     /// Load-test a cluster over HTTP and print throughput and latency.
-    Bench(dcache::bench::BenchArgs),
+    Bench(bench::BenchArgs),
     /// Exit 0 if the node at --addr is ready (GET /readyz), 1 otherwise.
     Health {
         #[arg(long, default_value = "localhost:11000")]
@@ -80,10 +87,17 @@ async fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(config.as_deref(), std::env::vars())?;
     dcache::telemetry::init(&cfg.logging, &cfg.node_id());
     let (http, raft) = dcache::node::bind(&cfg).await?;
-    let node = dcache::node::Node::start(cfg, http, raft)
+    let mut node = dcache::node::Node::start(cfg, http, raft)
         .await
         .context("cannot start the node")?;
-    wait_for_signal().await?;
+    tokio::select! {
+        r = wait_for_signal() => r?,
+        e = node.failed() => {
+            tracing::error!(error = %e, "stopping: the node cannot go on");
+            node.shutdown(false).await?;
+            return Err(anyhow::Error::new(e).context("the node stopped"));
+        }
+    }
     // A second signal during shutdown exits at once.
     tokio::spawn(async {
         if wait_for_signal().await.is_ok() {
@@ -107,8 +121,8 @@ async fn wait_for_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn bench(args: dcache::bench::BenchArgs) -> anyhow::Result<ExitCode> {
-    let report = dcache::bench::run(&args).await?;
+async fn bench(args: bench::BenchArgs) -> anyhow::Result<ExitCode> {
+    let report = bench::run(&args).await?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -118,11 +132,13 @@ async fn bench(args: dcache::bench::BenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn health(addr: String) -> anyhow::Result<ExitCode> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .no_proxy()
-        .build()?;
-    match client.get(format!("http://{addr}/readyz")).send().await {
+    let client = dcache::client::Client::new(Duration::from_secs(3));
+    match client
+        .http()
+        .get(format!("http://{addr}/readyz"))
+        .send()
+        .await
+    {
         Ok(r) if r.status().is_success() => Ok(ExitCode::SUCCESS),
         Ok(r) => {
             eprintln!(

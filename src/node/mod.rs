@@ -7,21 +7,27 @@
 //! serve Raft RPCs → serve clients → bootstrap (empty `join_addr`, fresh
 //! data dir) or join in the background with backoff.
 //!
-//! Shutdown order ([`Node::shutdown`]): stop accepting client connections →
-//! if leader, hand leadership to the most up-to-date voter → drain in-flight
-//! requests (bounded) → stop Raft → stop the Raft listener → fsync the log.
+//! Shutdown order ([`Node::shutdown`]): stop the join loop → if leader, hand
+//! leadership to the most up-to-date live voter while still serving (so
+//! requests arriving meanwhile are forwarded, not refused) → stop accepting
+//! client connections and drain in-flight requests (bounded) → stop Raft →
+//! stop the Raft listener → fsync the log.
 //!
-//! Not here: signal handling and process exit codes (`main.rs`).
+//! Every start-up failure is an [`Error::Startup`] naming what failed
+//! (listener, data dir path, Raft settings).
+//!
+//! Not here: signal handling and process exit codes (the binary).
+
+mod identity;
+mod join;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::SnapshotPolicy;
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -29,20 +35,17 @@ use tokio_util::sync::CancellationToken;
 use crate::api;
 use crate::api::AppState;
 use crate::api::Limits;
-use crate::api::ServeOptions;
 use crate::cluster::Cluster;
+use crate::cluster::ReadMode;
 use crate::cluster::ServiceConfig;
 use crate::config;
 use crate::config::Config;
 use crate::error::Error;
 use crate::error::Result;
-use crate::metrics::Metrics;
+use crate::id::NodeId;
+use crate::net::ServeOptions;
 use crate::raft;
-use crate::raft::NodeId;
-use crate::raft::log_store::LogStore;
-use crate::raft::network::PeerNetwork;
-use crate::raft::rpc;
-use crate::raft::state_machine::StateMachine;
+use crate::raft::LeaderContact;
 
 /// How long a peer-RPC TCP connect may take.
 const PEER_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -55,10 +58,10 @@ const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 60_000;
 /// Cap on log entries kept after a snapshot, so a briefly lagging follower
 /// catches up from the log instead of a snapshot.
 const MAX_LOG_KEPT_AFTER_SNAPSHOT: u64 = 1000;
+/// Least time a joining learner gets to catch up before promotion.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long an abrupt stop waits for in-flight requests.
 const ABRUPT_DRAIN: Duration = Duration::from_millis(300);
-/// Name of the file that binds a data dir to a node id.
-const IDENTITY_FILE: &str = "node.json";
 
 /// A running node.
 pub struct Node {
@@ -68,26 +71,24 @@ pub struct Node {
     /// Actual bound Raft address.
     pub raft_addr: SocketAddr,
     pub cluster: Arc<Cluster>,
-    log: LogStore,
     http_stop: CancellationToken,
     raft_stop: CancellationToken,
     join_stop: CancellationToken,
     http_task: JoinHandle<std::io::Result<()>>,
     raft_task: JoinHandle<std::io::Result<()>>,
-    join_task: Option<JoinHandle<()>>,
-    transfer_timeout: Duration,
+    join_task: Option<JoinHandle<Result<()>>>,
 }
 
 /// Bind both listeners from the config.
 pub async fn bind(cfg: &Config) -> Result<(TcpListener, TcpListener)> {
     let http = TcpListener::bind(&cfg.http.bind_addr).await.map_err(|e| {
-        Error::InvalidInput(format!(
+        Error::Startup(format!(
             "cannot listen on http.bind_addr {}: {e}",
             cfg.http.bind_addr
         ))
     })?;
     let raft = TcpListener::bind(&cfg.raft.bind_addr).await.map_err(|e| {
-        Error::InvalidInput(format!(
+        Error::Startup(format!(
             "cannot listen on raft.bind_addr {}: {e}",
             cfg.raft.bind_addr
         ))
@@ -115,41 +116,6 @@ fn local_ip(bound: SocketAddr) -> Option<IpAddr> {
     (!ip.is_unspecified()).then_some(ip)
 }
 
-/// Refuse to start on a data dir that belongs to another node id.
-fn check_identity(dir: &Path, id: &NodeId) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| {
-        Error::InvalidInput(format!(
-            "cannot create node.data_dir {}: {e}",
-            dir.display()
-        ))
-    })?;
-    let path = dir.join(IDENTITY_FILE);
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            let v: serde_json::Value = serde_json::from_slice(&bytes)
-                .map_err(|e| Error::InvalidInput(format!("{} is damaged: {e}", path.display())))?;
-            let found = v.get("id").and_then(|x| x.as_str()).unwrap_or_default();
-            if found != id.0 {
-                return Err(Error::InvalidInput(format!(
-                    "data dir {} belongs to node {found:?}, not {:?}; use that node id or another data dir",
-                    dir.display(),
-                    id.0
-                )));
-            }
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let tmp = path.with_extension("json.tmp");
-            std::fs::write(&tmp, json!({ "id": id.0 }).to_string())?;
-            std::fs::File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            std::fs::File::open(dir)?.sync_all()?;
-            Ok(())
-        }
-        Err(e) => Err(Error::Storage(e)),
-    }
-}
-
 fn raft_config(cfg: &config::RaftConfig) -> Result<openraft::Config> {
     let c = openraft::Config {
         cluster_name: "dcache".into(),
@@ -171,7 +137,7 @@ fn raft_config(cfg: &config::RaftConfig) -> Result<openraft::Config> {
         ..Default::default()
     };
     c.validate()
-        .map_err(|e| Error::InvalidInput(format!("invalid raft settings: {e}")))
+        .map_err(|e| Error::Startup(format!("invalid raft settings: {e}")))
 }
 
 impl Node {
@@ -187,14 +153,22 @@ impl Node {
             cfg.node.id.clone()
         });
         let data_dir = cfg.node.data_dir.clone();
-        check_identity(&data_dir, &id)?;
-        let log = LogStore::open(
-            &data_dir.join("raft-log"),
+        identity::check(&data_dir, &id)?;
+        let log_dir = data_dir.join("raft-log");
+        let log = raft::log_store::LogStore::open(
+            &log_dir,
             Some(Duration::from_micros(cfg.raft.log_flush_wait_us)),
-        )?;
-        let sm = StateMachine::open(&data_dir.join("snapshots"))?;
+        )
+        .map_err(|e| Error::Startup(format!("cannot open the raft log: {e}")))?;
+        let snap_dir = data_dir.join("snapshots");
+        let sm = raft::state_machine::StateMachine::open(&snap_dir).map_err(|e| {
+            Error::Startup(format!(
+                "cannot open the snapshots in {}: {e}",
+                snap_dir.display()
+            ))
+        })?;
         let reader = sm.reader();
-        let network = PeerNetwork::new(
+        let network = raft::network::PeerNetwork::new(
             local_ip(raft_bound),
             PEER_CONNECT_TIMEOUT,
             Duration::from_millis(cfg.raft.rpc_timeout_ms),
@@ -202,40 +176,36 @@ impl Node {
         let raft_cfg = Arc::new(raft_config(&cfg.raft)?);
         let raft = raft::Raft::new(id.clone(), raft_cfg, network, log.clone(), sm)
             .await
-            .map_err(|e| Error::Unavailable(format!("cannot start raft: {e}")))?;
+            .map_err(|e| Error::Startup(format!("cannot start raft: {e}")))?;
 
         let request_timeout = Duration::from_millis(cfg.http.request_timeout_ms);
-        let transfer_timeout = Duration::from_millis(cfg.raft.election_timeout_max_ms * 2);
         let service_cfg = ServiceConfig {
-            request_timeout,
-            read_policy: match cfg.raft.read_policy {
-                config::ReadPolicy::ReadIndex => openraft::ReadPolicy::ReadIndex,
-                config::ReadPolicy::Lease => openraft::ReadPolicy::LeaseRead,
+            read_mode: match cfg.raft.read_policy {
+                config::ReadPolicy::ReadIndex => ReadMode::ReadIndex,
+                config::ReadPolicy::Lease => ReadMode::Lease,
             },
-            catch_up_timeout: request_timeout.max(Duration::from_secs(60)),
-            transfer_timeout,
-            quorum_timeout: Duration::from_millis(cfg.raft.election_timeout_max_ms),
+            catch_up_timeout: request_timeout.max(CATCH_UP_TIMEOUT),
+            election_timeout: Duration::from_millis(cfg.raft.election_timeout_max_ms),
         };
-        let contact = Arc::new(rpc::LeaderContact::default());
+        let contact = Arc::new(LeaderContact::default());
         let cluster = Arc::new(Cluster::new(
             raft.clone(),
             reader,
-            log.clone(),
+            log,
             id.clone(),
             service_cfg,
             contact.clone(),
         ));
 
-        let drain_timeout = Duration::from_millis(cfg.shutdown.drain_timeout_ms);
         let raft_stop = CancellationToken::new();
-        let info = rpc::NodeInfo {
+        let info = raft::rpc::NodeInfo {
             id: id.clone(),
             raft_addr: raft_adv.clone(),
             http_addr: http_adv.clone(),
         };
-        let raft_task = tokio::spawn(api::serve(
+        let raft_task = tokio::spawn(crate::net::serve(
             raft_listener,
-            rpc::router(raft.clone(), info, contact),
+            raft::rpc::router(raft.clone(), info, contact),
             raft_stop.clone(),
             ServeOptions {
                 name: "raft",
@@ -250,9 +220,9 @@ impl Node {
             max_value_bytes: cfg.http.max_value_bytes,
             request_timeout,
         };
-        let state = AppState::new(cluster.clone(), limits, Arc::new(Metrics::new()));
+        let state = AppState::new(cluster.clone(), limits);
         let http_stop = CancellationToken::new();
-        let http_task = tokio::spawn(api::serve(
+        let http_task = tokio::spawn(crate::net::serve(
             http,
             api::router(state),
             http_stop.clone(),
@@ -260,7 +230,7 @@ impl Node {
                 name: "http",
                 max_connections: cfg.http.max_connections,
                 header_timeout: HEADER_TIMEOUT,
-                drain_timeout,
+                drain_timeout: Duration::from_millis(cfg.shutdown.drain_timeout_ms),
             },
         ));
 
@@ -274,15 +244,15 @@ impl Node {
             let initialized = raft
                 .is_initialized()
                 .await
-                .map_err(|e| Error::Unavailable(e.to_string()))?;
+                .map_err(|e| Error::Startup(format!("cannot read the raft state: {e}")))?;
             if !initialized {
                 tracing::info!(node_id = %id, "bootstrapping a new single-node cluster");
                 raft.initialize(BTreeMap::from([(id.clone(), me)]))
                     .await
-                    .map_err(|e| Error::Unavailable(format!("cannot bootstrap: {e}")))?;
+                    .map_err(|e| Error::Startup(format!("cannot bootstrap: {e}")))?;
             }
         } else {
-            join_task = Some(tokio::spawn(join_loop(
+            join_task = Some(tokio::spawn(join::run(
                 cluster.clone(),
                 cfg.cluster.join_addr.clone(),
                 me,
@@ -304,15 +274,32 @@ impl Node {
             http_addr: http_bound,
             raft_addr: raft_bound,
             cluster,
-            log,
             http_stop,
             raft_stop,
             join_stop,
             http_task,
             raft_task,
             join_task,
-            transfer_timeout,
         })
+    }
+
+    /// Resolves if a background task fails for good (today: the join loop
+    /// was refused permanently); the node should then stop and the process
+    /// exit non-zero. Never resolves otherwise.
+    pub async fn failed(&mut self) -> Error {
+        if let Some(task) = &mut self.join_task {
+            let res = task.await;
+            self.join_task = None;
+            match res {
+                Ok(Err(e)) => return e,
+                Ok(Ok(())) => {}
+                Err(e) if e.is_panic() => {
+                    return Error::Startup(format!("the join task panicked: {e}"));
+                }
+                Err(_) => {}
+            }
+        }
+        std::future::pending().await
     }
 
     /// Stop the node. `graceful`: hand over leadership and drain requests
@@ -322,18 +309,8 @@ impl Node {
     pub async fn shutdown(self, graceful: bool) -> Result<()> {
         tracing::info!(node_id = %self.id, graceful, "shutting down");
         self.join_stop.cancel();
-        // Hand over leadership while still serving, so requests arriving
-        // meanwhile are forwarded to the new leader rather than refused.
-        if graceful && self.cluster.is_leader() && self.cluster.best_transfer_target().is_some() {
-            match tokio::time::timeout(self.transfer_timeout, self.cluster.transfer_leader(None))
-                .await
-            {
-                Ok(Ok(new)) => {
-                    tracing::info!(new_leader = ?new.map(|n| n.0), "leadership handed over")
-                }
-                Ok(Err(e)) => tracing::warn!(error = %e, "leadership transfer failed"),
-                Err(_) => tracing::warn!("leadership transfer timed out"),
-            }
+        if graceful {
+            self.cluster.handover().await;
         }
         self.http_stop.cancel();
         // Graceful: wait for the drain (bounded by drain_timeout inside).
@@ -352,72 +329,13 @@ impl Node {
         if let Some(t) = self.join_task {
             t.abort();
         }
-        if let Err(e) = self.cluster.raft().shutdown().await {
-            tracing::warn!(error = %e, "raft shutdown reported an error");
-        }
+        self.cluster.shutdown_raft().await;
         self.raft_stop.cancel();
         let _ = self.raft_task.await;
         if graceful {
-            self.log.sync().await?;
+            self.cluster.sync_log().await?;
         }
         tracing::info!(node_id = %self.id, "stopped");
         Ok(())
-    }
-}
-
-/// Ask `join_addr` (any member) to add this node, with capped exponential
-/// backoff, until it succeeds, the node finds itself a voter, or shutdown.
-async fn join_loop(
-    cluster: Arc<Cluster>,
-    join_addr: String,
-    me: raft::Node,
-    max_backoff: Duration,
-    stop: CancellationToken,
-) {
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(90))
-        .no_proxy()
-        .build()
-        .expect("build HTTP client");
-    let id = cluster.id().clone();
-    let url = format!("http://{join_addr}/join");
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let m = cluster.metrics();
-        let membership = m.membership_config.membership();
-        let is_voter = membership.voter_ids().any(|v| v == id);
-        if is_voter && membership.get_node(&id) == Some(&me) {
-            tracing::info!(node_id = %id, "already a voter; not joining");
-            return;
-        }
-        let attempt = client
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(json!({ "id": id.0, "addr": me.raft_addr }).to_string())
-            .send();
-        let outcome = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = attempt => r,
-        };
-        match outcome {
-            Ok(r) if r.status().is_success() => {
-                tracing::info!(node_id = %id, via = %join_addr, "joined the cluster");
-                return;
-            }
-            Ok(r) => {
-                let status = r.status();
-                let body = r.text().await.unwrap_or_default();
-                tracing::warn!(via = %join_addr, %status, body = %body.trim(), retry_in = ?delay, "join refused");
-            }
-            Err(e) => {
-                tracing::warn!(via = %join_addr, error = %e, retry_in = ?delay, "join request failed")
-            }
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(max_backoff);
     }
 }

@@ -1,9 +1,12 @@
 //! Prometheus metrics: HTTP request counters and latency histograms (updated
 //! by the request middleware) and Raft/state gauges (sampled at scrape time).
 //!
-//! Invariant: gauges are read from openraft's metrics and the state reader
-//! when `/metrics` is scraped, so they never go stale between scrapes and
-//! cost nothing on the request path.
+//! Invariants:
+//! - Gauges are sampled from [`Cluster::stats`] when `/metrics` is scraped,
+//!   so they never go stale between scrapes and cost nothing on the request
+//!   path.
+//! - Every label value comes from a bounded set (routes, known methods,
+//!   statuses, Raft roles, member ids).
 
 use std::sync::Mutex;
 
@@ -16,6 +19,7 @@ use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::Registry;
 
 use crate::cluster::Cluster;
+use crate::cluster::Role;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -158,9 +162,9 @@ impl Metrics {
 
     /// Sample Raft and state gauges, then encode everything.
     pub async fn render(&self, cluster: &Cluster) -> String {
-        let st = cluster.status();
-        let (log_entries, _, _) = cluster.log_store().stats().await;
-        let (keys, mem) = cluster.reader().size();
+        let stats = cluster.stats().await;
+        let st = &stats.status;
+        let (log_entries, keys, mem) = (stats.log_entries, stats.keys, stats.mem_bytes);
         let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         self.term.set(as_i64(st.term));
         self.is_leader.set(i64::from(st.is_leader));
@@ -173,10 +177,12 @@ impl Metrics {
                 })
                 .set(1);
         }
-        for s in ["Leader", "Follower", "Candidate", "Learner", "Shutdown"] {
-            let v = i64::from(st.raft_state == s);
+        for role in Role::ALL {
+            let v = i64::from(st.raft_state == role);
             self.state
-                .get_or_create(&StateLabels { state: s.into() })
+                .get_or_create(&StateLabels {
+                    state: role.as_str().into(),
+                })
                 .set(v);
         }
         self.last_log_index.set(as_i64(st.last_log_index));

@@ -56,32 +56,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use rand::distributions::Alphanumeric;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 /// Timeout of one request, from connecting until the body has been read.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Characters percent-encoded in a key placed in one path segment.
-const PATH_SEGMENT: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'/')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'[')
-    .add(b'\\')
-    .add(b']')
-    .add(b'^')
-    .add(b'`')
-    .add(b'{')
-    .add(b'|')
-    .add(b'}');
 
 /// Arguments of `dcache bench`.
 #[derive(clap::Args, Debug, Clone)]
@@ -212,11 +192,7 @@ impl Worker {
     /// `<base>/v1/kv/bench-<n>`, the key percent-encoded.
     fn key_url(&self, n: u64) -> String {
         let key = format!("bench-{n}");
-        format!(
-            "{}/v1/kv/{}",
-            self.base,
-            utf8_percent_encode(&key, PATH_SEGMENT)
-        )
+        format!("{}/v1/kv/{}", self.base, dcache::client::encode_key(&key))
     }
 
     /// The URL of the measured request for key `n`.
@@ -288,15 +264,12 @@ fn base_url(addr: &str) -> anyhow::Result<String> {
     }
 }
 
-fn build_client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(1)
-        .timeout(REQUEST_TIMEOUT)
-        .http1_only()
-        .no_proxy()
-        .tcp_nodelay(true)
-        .build()
-        .context("building the HTTP client")
+fn build_client() -> reqwest::Client {
+    dcache::net::http_client(dcache::net::HttpClientOptions {
+        timeout: Some(REQUEST_TIMEOUT),
+        pool_max_idle_per_host: Some(1),
+        ..Default::default()
+    })
 }
 
 /// Nearest-rank percentile of a sorted slice, in milliseconds; 0 when empty.
@@ -377,7 +350,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             .take(args.value_size)
             .collect();
         workers.push(Arc::new(Worker {
-            client: build_client()?,
+            client: build_client(),
             base: bases[i % bases.len()].clone(),
             value: Bytes::from(value),
             op: args.op,
@@ -709,17 +682,14 @@ mod tests {
     #[test]
     fn keys_are_percent_encoded_and_stale_only_on_get() {
         let w = Worker {
-            client: build_client().unwrap(),
+            client: build_client(),
             base: base_url("http://h:1/").unwrap(),
             value: Bytes::new(),
             op: Op::Get,
             stale: true,
         };
         assert_eq!(w.url(7), "http://h:1/v1/kv/bench-7?consistency=stale");
-        assert_eq!(
-            utf8_percent_encode("a b/c?%", PATH_SEGMENT).to_string(),
-            "a%20b%2Fc%3F%25"
-        );
+        assert_eq!(dcache::client::encode_key("a b/c?%"), "a%20b/c%3F%25");
         let w = Worker { op: Op::Put, ..w };
         assert_eq!(w.url(7), "http://h:1/v1/kv/bench-7");
         assert_eq!(base_url(" h:2 ").unwrap(), "http://h:2");

@@ -1,4 +1,4 @@
-//! The accept loop shared by the client and Raft listeners.
+//! The accept loop shared by the client API and Raft peer listeners.
 //!
 //! Invariants:
 //! - At most `max_connections` connections are served at once; further

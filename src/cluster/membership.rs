@@ -1,0 +1,208 @@
+//! Membership and leadership changes: join (probe → learner → catch up →
+//! voter), remove, transfer leadership, and the handover on shutdown.
+//!
+//! Invariants:
+//! - A node is added only after its Raft address answered `GET /raft/info`
+//!   with the id it claims (no ghost voters), and only the address the
+//!   joiner presented is contacted.
+//! - Joining an existing voter with the same addresses is a no-op `Ok`
+//!   (a restarted node may ask again).
+//! - The last voter cannot be removed.
+
+use std::collections::BTreeSet;
+
+use openraft::ChangeMembers;
+use tokio::time::Instant;
+
+use super::Cluster;
+use super::until;
+use crate::error::Error;
+use crate::error::Result;
+use crate::id::NodeId;
+use crate::raft::Node;
+use crate::raft::rpc;
+
+impl Cluster {
+    /// Ask the node listening on `raft_addr` who it is.
+    async fn probe(&self, raft_addr: &str) -> Result<rpc::NodeInfo> {
+        let unreachable = |msg: String| Error::MemberUnreachable(msg);
+        let url = format!("http://{raft_addr}{}", rpc::INFO);
+        let resp =
+            self.probe.get(&url).send().await.map_err(|e| {
+                unreachable(format!("cannot reach a dcache node at {raft_addr}: {e}"))
+            })?;
+        if !resp.status().is_success() {
+            return Err(unreachable(format!(
+                "{raft_addr} answered {} to {}",
+                resp.status(),
+                rpc::INFO
+            )));
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| unreachable(format!("reading from {raft_addr}: {e}")))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| unreachable(format!("{raft_addr} is not a dcache Raft listener: {e}")))
+    }
+
+    /// Add a node as a voter: check it is reachable and is who it claims to
+    /// be, add it as a learner, wait for it to catch up (bounded by the
+    /// catch-up timeout, which may exceed the request deadline: a large
+    /// snapshot takes time), then promote it.
+    pub async fn join(&self, id: NodeId, raft_addr: String, deadline: Instant) -> Result<()> {
+        self.lead(deadline).await?;
+        let info = self.probe(&raft_addr).await?;
+        if info.id != id {
+            return Err(Error::Conflict(format!(
+                "the node at {raft_addr} reports id {:?}, not {:?}",
+                info.id.0, id.0
+            )));
+        }
+        let node = Node {
+            raft_addr: raft_addr.clone(),
+            http_addr: info.http_addr,
+        };
+        let m = self.metrics();
+        let membership = m.membership_config.membership();
+        for (other, n) in membership.nodes() {
+            if *other != id && n.raft_addr == raft_addr {
+                return Err(Error::Conflict(format!(
+                    "raft address {raft_addr} already belongs to member {:?}",
+                    other.0
+                )));
+            }
+        }
+        let is_voter = membership.voter_ids().any(|v| v == id);
+        let catch_up = Instant::now() + self.cfg.catch_up_timeout;
+        match membership.get_node(&id) {
+            Some(existing) if *existing != node => {
+                return Err(Error::Conflict(format!(
+                    "member {:?} already exists with addresses ({existing}); remove it first",
+                    id.0
+                )));
+            }
+            Some(_) if is_voter => return Ok(()),
+            Some(_) => {}
+            None => match until(catch_up, self.raft.add_learner(id.clone(), node, true)).await {
+                None => return Err(Error::Timeout(self.cfg.catch_up_timeout)),
+                Some(Err(e)) => return Err(self.write_error(e)),
+                Some(Ok(_)) => {}
+            },
+        }
+        self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id])), catch_up)
+            .await
+    }
+
+    async fn change(&self, change: ChangeMembers<NodeId, Node>, by: Instant) -> Result<()> {
+        let start = Instant::now();
+        match until(by, self.raft.change_membership(change, false)).await {
+            None => Err(Error::Timeout(start.elapsed())),
+            Some(Err(e)) => Err(self.write_error(e)),
+            Some(Ok(_)) => Ok(()),
+        }
+    }
+
+    /// Remove a member (voter or learner) from the cluster.
+    pub async fn remove(&self, id: NodeId, deadline: Instant) -> Result<()> {
+        self.lead(deadline).await?;
+        let m = self.metrics();
+        let membership = m.membership_config.membership();
+        if membership.get_node(&id).is_none() {
+            return Err(Error::NotFound(format!("no member with id {:?}", id.0)));
+        }
+        let is_voter = membership.voter_ids().any(|v| v == id);
+        if is_voter && membership.voter_ids().count() == 1 {
+            return Err(Error::Conflict(format!(
+                "{:?} is the only voter; removing it would leave no cluster",
+                id.0
+            )));
+        }
+        let change = if is_voter {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        self.change(change, deadline).await
+    }
+
+    /// The voter other than this node that has replicated the most, among
+    /// those that acknowledged a heartbeat within the last election timeout
+    /// (a node that is down or shutting down cannot take over).
+    fn best_transfer_target(&self) -> Option<NodeId> {
+        let m = self.metrics();
+        let matched = m.replication.clone().unwrap_or_default();
+        let acked = m.heartbeat.clone().unwrap_or_default();
+        let live = |v: &NodeId| {
+            acked
+                .get(v)
+                .cloned()
+                .flatten()
+                .is_some_and(|t| openraft::Instant::elapsed(&*t) < self.cfg.election_timeout)
+        };
+        m.membership_config
+            .membership()
+            .voter_ids()
+            .filter(|v| *v != self.id && live(v))
+            .max_by_key(|v| matched.get(v).cloned().flatten().map(|l| l.index))
+    }
+
+    /// Hand leadership to `to` (or the most up-to-date live voter) and wait
+    /// until another node leads. Returns the new leader if known.
+    pub async fn transfer_leader(
+        &self,
+        to: Option<NodeId>,
+        deadline: Instant,
+    ) -> Result<Option<NodeId>> {
+        self.lead(deadline).await?;
+        let target = match to {
+            Some(t) => {
+                let m = self.metrics();
+                if !m.membership_config.membership().voter_ids().any(|v| v == t) {
+                    return Err(Error::NotFound(format!("{:?} is not a voter", t.0)));
+                }
+                if t == self.id {
+                    return Ok(Some(t));
+                }
+                t
+            }
+            None => self.best_transfer_target().ok_or_else(|| {
+                Error::Conflict("no other live voter to transfer leadership to".into())
+            })?,
+        };
+        self.raft
+            .trigger()
+            .transfer_leader(target.clone())
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        let me = self.id.clone();
+        let start = Instant::now();
+        let wait = self
+            .raft
+            .wait(Some(deadline.saturating_duration_since(start)));
+        let moved = wait
+            .metrics(
+                move |m| m.current_leader.as_ref().is_some_and(|l| *l != me),
+                "leadership moved",
+            )
+            .await;
+        match moved {
+            Ok(m) => Ok(m.current_leader.clone()),
+            Err(_) => Err(Error::Timeout(start.elapsed())),
+        }
+    }
+
+    /// On shutdown: if this node leads and a live voter can take over, hand
+    /// leadership to it and wait (at most two election timeouts). Logs the
+    /// outcome; a failed handover only costs the cluster an election.
+    pub async fn handover(&self) {
+        if !self.is_leader() || self.best_transfer_target().is_none() {
+            return;
+        }
+        let deadline = Instant::now() + self.cfg.election_timeout * 2;
+        match self.transfer_leader(None, deadline).await {
+            Ok(new) => tracing::info!(new_leader = ?new.map(|n| n.0), "leadership handed over"),
+            Err(e) => tracing::warn!(error = %e, "leadership transfer failed"),
+        }
+    }
+}

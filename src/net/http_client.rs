@@ -1,0 +1,73 @@
+//! The one `reqwest::Client` builder.
+//!
+//! Every client dcache builds talks plain HTTP/1.1 to a known host:port: no
+//! proxy (a `HTTP_PROXY` in the environment must not reroute peer traffic),
+//! no automatic redirects (a 307 is an answer to pass on), `TCP_NODELAY`
+//! (requests are small and latency-bound).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// What differs between the clients dcache builds.
+#[derive(Debug, Clone)]
+pub struct HttpClientOptions {
+    /// Bound on the TCP connect.
+    pub connect_timeout: Duration,
+    /// Bound on a whole request, response body included (None: the caller
+    /// bounds each request itself).
+    pub timeout: Option<Duration>,
+    /// How long an idle keep-alive connection stays pooled.
+    pub pool_idle_timeout: Duration,
+    /// Idle connections kept per host (None: reqwest's default, unbounded).
+    pub pool_max_idle_per_host: Option<usize>,
+    /// Bind outgoing connections to this local address (None: the kernel
+    /// chooses), so per-address fault injection cuts exactly one node.
+    pub local_address: Option<IpAddr>,
+}
+
+impl Default for HttpClientOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(2),
+            timeout: None,
+            pool_idle_timeout: Duration::from_secs(5),
+            pool_max_idle_per_host: None,
+            local_address: None,
+        }
+    }
+}
+
+impl HttpClientOptions {
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = Some(t);
+        self
+    }
+
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.connect_timeout = t;
+        self
+    }
+}
+
+/// Build a client.
+pub fn http_client(opts: HttpClientOptions) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(opts.connect_timeout)
+        .pool_idle_timeout(opts.pool_idle_timeout)
+        .tcp_nodelay(true)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(t) = opts.timeout {
+        b = b.timeout(t);
+    }
+    if let Some(n) = opts.pool_max_idle_per_host {
+        b = b.pool_max_idle_per_host(n);
+    }
+    if let Some(ip) = opts.local_address {
+        b = b.local_address(ip);
+    }
+    // Building fails only when a TLS backend or the system resolver
+    // configuration cannot load; this build has no TLS and uses the
+    // default resolver, so a failure is a broken environment.
+    b.build().expect("build HTTP client")
+}

@@ -1,0 +1,20 @@
+//! Plumbing shared by every listener and every outgoing HTTP call, with no
+//! knowledge of Raft, the cache or the API:
+//!
+//! - [`serve`]: the accept loop with a connection cap, header timeout and
+//!   graceful drain, used by the client API and the Raft peer listener;
+//! - [`http_client`]: the one place a `reqwest::Client` is built (forwarding,
+//!   peer RPCs, the join probe, the join loop, the client library);
+//! - [`Backoff`]: capped exponential backoff for retry loops.
+//!
+//! A leaf: it depends on nothing else in the crate.
+
+mod backoff;
+mod http_client;
+pub mod serve;
+
+pub use backoff::Backoff;
+pub use http_client::HttpClientOptions;
+pub use http_client::http_client;
+pub use serve::ServeOptions;
+pub use serve::serve;
