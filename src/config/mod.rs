@@ -16,8 +16,9 @@
 //!   layers accept the same names, cases and ranges.
 //!
 //! Adding a setting is therefore: add the field, its doc comment and its
-//! default (and a check in [`validate`](Config::validate) if it has one,
-//! and a line in `configs/config.example.yaml`, which a test checks). No loading code changes. Sections must be plain structs with
+//! default (and a bound in [`validate`](Config::validate) if it is a size,
+//! count or duration, and a line in `configs/config.example.yaml`, which a
+//! test checks). No loading code changes. Sections must be plain structs with
 //! `#[serde(default, deny_unknown_fields)]` and a `Default` impl (not
 //! `Option<Section>`), and fields must not use `skip_serializing_if`, or
 //! their keys would vanish from the key list (a test checks that every
@@ -32,14 +33,17 @@
 //!   Go keys, and origins for error messages;
 //! * `layer`: the serde `Deserializer` that reads the merged tree and lets
 //!   each field's type parse environment text;
-//! * `validate`: cross-key checks and non-zero limits;
+//! * `validate`: cross-key checks and the bounds of every numeric setting
+//!   (the constants are in [`bounds`]);
 //! * `addr`: `host:port` syntax and bind / advertise / dial rules;
 //! * `error`: [`ConfigError`].
 //!
 //! # Invariants
 //! * A `Config` returned by [`Config::load`] or [`Config::from_yaml_str`]
 //!   has passed [`Config::validate`]: addresses are `host:port`, timeouts are
-//!   ordered, limits are non-zero. Callers need not re-check.
+//!   ordered, every numeric setting is within its [`bounds`]. Callers need
+//!   not re-check, and arithmetic such as `6 * (max_key_bytes +
+//!   max_value_bytes) + 4096` cannot overflow even in 32 bits.
 //! * Nothing is silently ignored: unknown YAML keys and unknown `DCACHE_*`
 //!   variables are errors, because a typo that falls back to a default is a
 //!   cluster misconfiguration that shows up much later and far away.
@@ -64,6 +68,7 @@ mod tests;
 
 pub use error::ConfigError;
 pub use load::{ENV_PREFIX, env_var_for, keys};
+pub use validate::bounds;
 
 use error::invalid;
 use serde::de::Unexpected;
@@ -254,13 +259,13 @@ pub struct HttpConfig {
     pub advertise_addr: String,
     /// Legacy (Go) port, combined with `node.bind_addr`.
     pub port: Option<u16>,
-    /// Largest accepted key, in bytes (>= 1).
+    /// Largest accepted key, in bytes (1 ..= [`bounds::MAX_KEY_BYTES`]).
     pub max_key_bytes: usize,
-    /// Largest accepted value, in bytes (>= 1).
+    /// Largest accepted value, in bytes (1 ..= [`bounds::MAX_VALUE_BYTES`]).
     pub max_value_bytes: usize,
     /// How long a request may wait for Raft before it fails.
     pub request_timeout_ms: u64,
-    /// Maximum concurrent connections (>= 1).
+    /// Maximum concurrent connections (1 ..= [`bounds::MAX_CONNECTIONS`]).
     pub max_connections: usize,
 }
 
@@ -295,7 +300,8 @@ pub struct RaftConfig {
     pub election_timeout_min_ms: u64,
     /// Upper end of the random election timeout; >= `election_timeout_min_ms`.
     pub election_timeout_max_ms: u64,
-    /// Log entries since the last snapshot that trigger a new one (>= 1).
+    /// Log entries since the last snapshot that trigger a new one
+    /// (1 ..= [`bounds::MAX_SNAPSHOT_THRESHOLD`]).
     pub snapshot_threshold: u64,
     /// How linearizable reads are served.
     pub read_policy: ReadPolicy,
