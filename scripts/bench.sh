@@ -255,9 +255,10 @@ ${ROWS}
   writes/s that the Go dcache this project replaces measured on a single node
   on a 2-core machine; here every write is also replicated and fsynced on a
   majority of three nodes before it is acknowledged. $SINGLE_CONN_NOTE A
-  likely floor on this latency is \`raft-log\`'s default 1 ms flush batch
-  window (\`docs/storage-bench.md\`: ~709 single appends/s with it, ~4300
-  with \`flush_batch_wait = 0\`).
+  part of this latency is the Raft log's group-commit window
+  (\`raft.log_flush_wait_us\`, 200 µs by default; \`docs/storage-bench.md\`
+  measures the log alone: ~709 single appends/s with a 1 ms window, ~4300
+  with none).
 - **Group commit:** 64 connections wrote $(fmt "$PUT64" "%.0f") ops/s,
   $(ratio "$PUT64" "$PUT1")x the single-connection rate, while p50 latency grew
   only $(ratio "$PUT64_P50" "$PUT1_P50")x: concurrent writes share Raft append

@@ -1,6 +1,12 @@
 //! One tracing subscriber for everything, openraft's events included: text
 //! by default, JSON lines with `logging.json`, level from `logging.level`
 //! (`RUST_LOG`, if set, overrides it), and a `node_id` field on every line.
+//!
+//! At `info` and above, openraft logs at `warn` only: its INFO lines (a
+//! full `RaftState` dump at start, every election step) drown a new user,
+//! while dcache's own lifecycle lines (listening, bootstrapped or joined,
+//! leader changes, snapshots) stay at `info`. `debug` and `trace` show
+//! everything.
 
 use std::fmt;
 
@@ -13,6 +19,7 @@ use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::config::LogLevel;
 use crate::config::LoggingConfig;
 
 /// Wraps a formatter and adds `node_id`: as the first field of each JSON
@@ -52,7 +59,7 @@ where
 pub fn init(cfg: &LoggingConfig, node_id: &str) {
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => EnvFilter::new(v),
-        _ => EnvFilter::new(cfg.level.as_str()),
+        _ => EnvFilter::new(directives(cfg.level)),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -75,5 +82,27 @@ pub fn init(cfg: &LoggingConfig, node_id: &str) {
                 json: false,
             })
             .init();
+    }
+}
+
+/// The filter for a configured level (see the module doc).
+fn directives(level: LogLevel) -> String {
+    match level {
+        LogLevel::Trace | LogLevel::Debug | LogLevel::Warn | LogLevel::Error => {
+            level.as_str().to_string()
+        }
+        LogLevel::Info => "info,openraft=warn".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openraft_is_quiet_at_info_only() {
+        assert_eq!(directives(LogLevel::Info), "info,openraft=warn");
+        assert_eq!(directives(LogLevel::Debug), "debug");
+        assert_eq!(directives(LogLevel::Error), "error");
     }
 }

@@ -221,6 +221,29 @@ impl Cluster {
         }
     }
 
+    /// Log every change of leader at `info` ("leader changed", with term and
+    /// leader id) until Raft stops. Run as a background task.
+    pub async fn log_leader_changes(self: std::sync::Arc<Self>) {
+        let mut rx = self.raft.metrics();
+        let mut last: Option<(u64, NodeId)> = None;
+        loop {
+            let now = {
+                let m = rx.borrow_watched();
+                m.current_leader.clone().map(|l| (m.current_term, l))
+            };
+            if let Some(now) = now
+                && last.as_ref() != Some(&now)
+            {
+                let me = now.1 == self.id;
+                tracing::info!(term = now.0, leader = %now.1, this_node = me, "leader changed");
+                last = Some(now);
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Whether this node is a voter with exactly these addresses (a
     /// restarted member need not join again).
     pub fn is_voter_at(&self, raft_addr: &str, http_addr: &str) -> bool {

@@ -77,6 +77,7 @@ pub struct Node {
     http_task: JoinHandle<std::io::Result<()>>,
     raft_task: JoinHandle<std::io::Result<()>>,
     join_task: Option<JoinHandle<Result<()>>>,
+    leader_log: JoinHandle<()>,
 }
 
 /// Bind both listeners from the config.
@@ -197,6 +198,7 @@ impl Node {
             contact.clone(),
         ));
 
+        let leader_log = tokio::spawn(cluster.clone().log_leader_changes());
         let raft_stop = CancellationToken::new();
         let info = raft::rpc::NodeInfo {
             id: id.clone(),
@@ -280,6 +282,7 @@ impl Node {
             http_task,
             raft_task,
             join_task,
+            leader_log,
         })
     }
 
@@ -330,6 +333,7 @@ impl Node {
             t.abort();
         }
         self.cluster.shutdown_raft().await;
+        self.leader_log.abort();
         self.raft_stop.cancel();
         let _ = self.raft_task.await;
         if graceful {

@@ -133,8 +133,9 @@ fn remove_old(dir: &Path, keep: usize) -> io::Result<()> {
     Ok(())
 }
 
-/// Read and verify a snapshot file: (meta, data blob). The data blob is
-/// verified too, so a flipped byte anywhere is reported here.
+/// Read and verify a snapshot file: (meta, data blob). The data blob's
+/// header and checksum are verified too (without decoding it: the caller
+/// decodes it once), so a flipped byte anywhere is reported here.
 pub fn read_file(path: &Path) -> io::Result<(typ::SnapshotMeta, Vec<u8>)> {
     let buf = fs::read(path)?;
     let what = path.display();
@@ -155,7 +156,7 @@ pub fn read_file(path: &Path) -> io::Result<(typ::SnapshotMeta, Vec<u8>)> {
     }
     let meta: typ::SnapshotMeta = rmp_serde::from_slice(meta_bytes)
         .map_err(|e| invalid(format!("snapshot {what}: meta: {e}")))?;
-    decode_data(data).map_err(|e| invalid(format!("snapshot {what}: {e}")))?;
+    verify_data(data).map_err(|e| invalid(format!("snapshot {what}: {e}")))?;
     Ok((meta, data.to_vec()))
 }
 
