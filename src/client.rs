@@ -7,6 +7,8 @@
 //! applied; a request sent without an answer means outcome unknown.
 //!
 //! Not here: retries (callers decide), cluster discovery.
+//!
+//! Uses: `wire`, `net`.
 
 use std::time::Duration;
 

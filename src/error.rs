@@ -10,6 +10,8 @@
 //!
 //! Not here: HTTP statuses and bodies (`api::error`), configuration errors
 //! (`config::ConfigError`).
+//!
+//! Uses: `id`.
 
 use std::time::Duration;
 

@@ -4,6 +4,8 @@
 //! A leaf: every layer names nodes, so the type lives below all of them.
 //! openraft uses it directly as its node id type (see `raft::TypeConfig`),
 //! so there is no mapping table between ids to keep consistent.
+//!
+//! Uses: nothing in the crate (a leaf).
 
 use std::fmt;
 

@@ -7,6 +7,8 @@
 //! while dcache's own lifecycle lines (listening, bootstrapped or joined,
 //! leader changes, snapshots) stay at `info`. `debug` and `trace` show
 //! everything.
+//!
+//! Uses: `config`.
 
 use std::fmt;
 

@@ -14,6 +14,8 @@
 //!
 //! Not here: rendering bodies (`api::error`), deciding which code an
 //! internal error becomes (`api::error`'s `From<Error>`).
+//!
+//! Uses: nothing in the crate (a leaf).
 
 use std::fmt;
 use std::str::FromStr;

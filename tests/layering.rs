@@ -16,7 +16,7 @@ const RULES: &[(&str, &[&str])] = &[
     ("telemetry", &["config"]),
     ("kv", &[]),
     ("client", &["wire", "net"]),
-    ("raft", &["kv", "id", "error", "net"]),
+    ("raft", &["kv", "id", "net"]),
     ("cluster", &["raft", "kv", "id", "error", "net"]),
     ("api", &["cluster", "kv", "id", "error", "net", "wire"]),
     (

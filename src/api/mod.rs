@@ -17,6 +17,8 @@
 //!
 //! Not here: the accept loop (`net::serve`), Raft and its errors
 //! (`cluster`).
+//!
+//! Uses: `cluster`, `kv`, `id`, `error`, `net`, `wire`. Used by: `node`.
 
 pub mod admin;
 pub mod body;

@@ -24,6 +24,8 @@
 //! Not here: forwarding to the leader (the API layer does it, because it
 //! holds the original request); openraft types in the public surface (they
 //! stay in `raft` and inside this module).
+//!
+//! Uses: `raft`, `kv`, `id`, `error`, `net`. Used by: `api`, `node`.
 
 mod membership;
 mod status;

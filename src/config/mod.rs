@@ -56,6 +56,8 @@
 //! reading of the process environment (the caller passes `std::env::vars()`,
 //! which keeps tests hermetic), no logging setup and no side effects such as
 //! creating `data_dir`.
+//!
+//! Uses: nothing in the crate (a leaf).
 
 mod addr;
 mod error;

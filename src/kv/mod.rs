@@ -10,6 +10,8 @@
 //!
 //! Not here: how requests are replicated (see `raft`), how they are parsed
 //! from HTTP (see `api`).
+//!
+//! Uses: nothing in the crate (no tokio, no openraft).
 
 pub mod cache;
 

@@ -7,7 +7,7 @@
 //!   peer RPCs, the join probe, the join loop, the client library);
 //! - [`Backoff`]: capped exponential backoff for retry loops.
 //!
-//! A leaf: it depends on nothing else in the crate.
+//! Uses: nothing in the crate (a leaf).
 
 mod backoff;
 mod http_client;

@@ -17,6 +17,8 @@
 //! (listener, data dir path, Raft settings).
 //!
 //! Not here: signal handling and process exit codes (the binary).
+//!
+//! Uses: every module below it (see src/lib.rs). Used by: the binary.
 
 mod identity;
 mod join;

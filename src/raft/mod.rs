@@ -1,4 +1,5 @@
-//! The only home of openraft's generic types.
+//! The home of openraft's generic types: they appear here and, converted
+//! at once, inside `cluster`; nothing above `cluster` names them.
 //!
 //! Everything openraft-specific (type configuration, log storage, state
 //! machine, peer transport, the Raft RPC server) lives under this module.
@@ -9,6 +10,8 @@
 //!   is openraft's node id type, so no mapping table exists.
 //! - A [`Node`] carries both addresses a peer needs: where to send Raft RPCs
 //!   and where to forward client requests. Both are advertised addresses.
+//!
+//! Uses: `kv`, `id`, `net`. Used by: `cluster`, `node`.
 
 pub mod contact;
 pub mod log_store;
