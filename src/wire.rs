@@ -99,6 +99,9 @@ codes! {
     /// The seed API cannot show this value: it is not UTF-8 (read it with
     /// `GET /v1/kv/{key}`).
     NotUtf8 = ("not_utf8", 422, Answer),
+    /// The write does not fit under `cache.max_memory` (policy `noeviction`,
+    /// or eviction could not free enough); reads and deletes still work.
+    OutOfMemory = ("out_of_memory", 507, NotApplied),
     /// A compare-and-set precondition failed; `current_index` is given.
     CasMismatch = ("cas_mismatch", 412, NotApplied),
     /// A forwarded request reached a node that is no longer the leader.
@@ -161,6 +164,11 @@ pub mod header {
     pub const CREATE_INDEX: &str = "x-dcache-create-index";
     /// The key's version (writes since creation).
     pub const VERSION: &str = "x-dcache-version";
+    /// The key's expiry deadline (RFC 3339, milliseconds, UTC), if it has
+    /// one.
+    pub const EXPIRES_AT: &str = "x-dcache-expires-at";
+    /// Milliseconds the key has left to live, if it has a deadline.
+    pub const TTL_MS: &str = "x-dcache-ttl-ms";
     /// The Raft log index that served the request (the applied index a read
     /// observed, the index of a write).
     pub const RAFT_INDEX: &str = "x-dcache-raft-index";

@@ -67,6 +67,29 @@ pub fn path_key(path: &str, prefix: &str, max_key_bytes: usize) -> Result<String
     Ok(key)
 }
 
+/// A TTL: an integer number of seconds, or a duration with units
+/// (`500ms`, `30s`, `10m`, `1h`, `2h 30m`), from 1 ms to ten years.
+/// Returns milliseconds. `what` names the parameter in errors.
+pub fn parse_ttl(what: &str, v: &str) -> Result<u64, ApiError> {
+    let v = v.trim();
+    let ms = if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        v.parse::<u64>().ok().and_then(|s| s.checked_mul(1000))
+    } else {
+        humantime::parse_duration(v)
+            .ok()
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    };
+    match ms {
+        Some(ms) if (1..=crate::kv::MAX_TTL_MS).contains(&ms) => Ok(ms),
+        Some(_) => Err(ApiError::invalid(format!(
+            "invalid {what} {v:?}: must be from 1ms to 10 years"
+        ))),
+        None => Err(ApiError::invalid(format!(
+            "invalid {what} {v:?}: expected seconds or a duration such as 500ms, 30s, 10m, 1h"
+        ))),
+    }
+}
+
 /// The 413 for an input over its cap.
 pub fn too_large(what: &str, size: usize, limit: usize) -> ApiError {
     ApiError::new(
@@ -148,6 +171,19 @@ mod tests {
         assert!(validate("abc", 3).is_ok());
         let e = validate("abcd", 3).unwrap_err().message;
         assert!(e.contains("4 bytes") && e.contains("limit of 3"), "{e}");
+    }
+
+    #[test]
+    fn ttls_in_seconds_or_with_units_within_bounds() {
+        assert_eq!(parse_ttl("ttl", "30").unwrap(), 30_000);
+        assert_eq!(parse_ttl("ttl", "500ms").unwrap(), 500);
+        assert_eq!(parse_ttl("ttl", "10m").unwrap(), 600_000);
+        assert_eq!(parse_ttl("ttl", "1h 30m").unwrap(), 5_400_000);
+        assert_eq!(parse_ttl("ttl", "3650d").unwrap(), 3650 * 86_400_000);
+        for bad in ["", "0", "0s", "-5", "1.5", "abc", "11y", "99999999999999999999"] {
+            let e = parse_ttl("ttl", bad).unwrap_err();
+            assert!(e.message.contains(&format!("{bad:?}")), "{bad}: {}", e.message);
+        }
     }
 
     #[test]

@@ -57,6 +57,19 @@ pub struct Metrics {
     members: Gauge,
     keys: Gauge,
     mem_bytes: Gauge,
+    max_memory: Gauge,
+    ttl_keys: Gauge,
+    hits: Counter,
+    misses: Counter,
+    expired: Counter,
+    evicted: Family<PolicyLabels, Counter>,
+    oom: Counter,
+    expiry_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    pub policy: String,
 }
 
 impl Default for Metrics {
@@ -129,6 +142,40 @@ impl Metrics {
             "cache_memory_bytes",
             "Accounted bytes of keys, values and overhead"
         );
+        let max_memory = gauge!(
+            "cache_max_memory_bytes",
+            "cache.max_memory (0 = unlimited)"
+        );
+        let ttl_keys = gauge!("cache_ttl_keys", "Keys with an expiry deadline");
+        macro_rules! counter {
+            ($name:expr, $help:expr) => {{
+                let c = Counter::default();
+                r.register($name, $help, c.clone());
+                c
+            }};
+        }
+        let hits = counter!("cache_hits", "Reads served here that found the key");
+        let misses = counter!("cache_misses", "Reads served here that did not find the key");
+        let expired = counter!(
+            "cache_expired_keys",
+            "Keys removed because their deadline passed"
+        );
+        let evicted = Family::<PolicyLabels, Counter>::default();
+        r.register(
+            "cache_evicted_keys",
+            "Keys evicted to make room, by eviction policy",
+            evicted.clone(),
+        );
+        let oom = counter!(
+            "cache_out_of_memory_writes",
+            "Writes refused because the cache was full"
+        );
+        let expiry_lag = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        r.register(
+            "cache_expiry_lag_seconds",
+            "Now minus the earliest passed deadline not yet removed (0: none)",
+            expiry_lag.clone(),
+        );
         Self {
             registry: Mutex::new(r),
             requests,
@@ -148,6 +195,14 @@ impl Metrics {
             members,
             keys,
             mem_bytes,
+            max_memory,
+            ttl_keys,
+            hits,
+            misses,
+            expired,
+            evicted,
+            oom,
+            expiry_lag,
         }
     }
 
@@ -164,7 +219,28 @@ impl Metrics {
     pub async fn render(&self, cluster: &Cluster) -> String {
         let stats = cluster.stats().await;
         let st = &stats.status;
-        let (log_entries, keys, mem) = (stats.log_entries, stats.keys, stats.mem_bytes);
+        let c = &stats.cache;
+        let (log_entries, keys, mem) = (stats.log_entries, c.keys, c.memory_bytes);
+        // Counters mirror totals kept elsewhere: advance them to the total.
+        let advance = |counter: &Counter, total: u64| {
+            let seen = counter.get();
+            if total > seen {
+                counter.inc_by(total - seen);
+            }
+        };
+        advance(&self.hits, c.hits);
+        advance(&self.misses, c.misses);
+        advance(&self.expired, c.expired_keys);
+        advance(&self.oom, c.out_of_memory_writes);
+        advance(
+            &self.evicted.get_or_create(&PolicyLabels {
+                policy: c.eviction_policy.to_string(),
+            }),
+            c.evicted_keys,
+        );
+        self.max_memory.set(i64::try_from(c.max_memory_bytes).unwrap_or(i64::MAX));
+        self.ttl_keys.set(i64::try_from(c.ttl_keys).unwrap_or(i64::MAX));
+        self.expiry_lag.set(c.expiry_lag_ms as f64 / 1000.0);
         let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         self.term.set(as_i64(st.term));
         self.is_leader.set(i64::from(st.is_leader));

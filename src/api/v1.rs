@@ -26,6 +26,7 @@ use crate::cluster::Consistency;
 use crate::id::NodeId;
 use crate::kv::Command;
 use crate::kv::Response as KvResponse;
+use crate::kv::Ttl;
 use crate::wire::Code;
 use crate::wire::header as h;
 
@@ -35,8 +36,12 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route(
             "/v1/kv/{*key}",
-            get(get_key).put(put_key).delete(delete_key),
+            get(get_key)
+                .put(put_key)
+                .post(expire_key)
+                .delete(delete_key),
         )
+        .route("/v1/status", get(status))
         .route("/v1/cluster", get(cluster_status))
         .route("/v1/cluster/members", post(add_member))
         .route("/v1/cluster/members/{id}", delete(remove_member))
@@ -49,6 +54,11 @@ pub fn routes() -> Router<AppState> {
 struct KvQuery {
     cas: Option<u64>,
     consistency: Option<Consistency>,
+    /// `ttl` (PUT) or `expire` (POST), in ms.
+    ttl: Option<u64>,
+    expire: Option<u64>,
+    keepttl: bool,
+    persist: bool,
 }
 
 fn kv_query(raw: &Raw) -> Result<KvQuery, ApiError> {
@@ -63,6 +73,10 @@ fn kv_query(raw: &Raw) -> Result<KvQuery, ApiError> {
                 })?)
             }
             "consistency" => q.consistency = Some(keys::parse_consistency(&v)?),
+            "ttl" => q.ttl = Some(keys::parse_ttl("ttl", &v)?),
+            "expire" => q.expire = Some(keys::parse_ttl("expire", &v)?),
+            "keepttl" => q.keepttl = keys::parse_flag("keepttl", &v)?,
+            "persist" => q.persist = keys::parse_flag("persist", &v)?,
             // `redirect` is handled by the forwarder; others are ignored,
             // as etcd and Consul do.
             _ => {}
@@ -79,6 +93,42 @@ fn kv_request(state: &AppState, raw: &Raw) -> Result<(String, KvQuery), ApiError
 
 fn header_u64(h: &mut HeaderMap, name: &'static str, v: u64) {
     h.insert(name, HeaderValue::from(v));
+}
+
+/// A deadline (ms since the epoch) as RFC 3339 with milliseconds, UTC.
+fn rfc3339_ms(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(i64::try_from(ms).unwrap_or(i64::MAX))
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// `X-Dcache-Expires-At` and `X-Dcache-TTL-Ms` for a key with a deadline.
+fn ttl_headers(h: &mut HeaderMap, expires_at: u64, now_ms: u64) {
+    if expires_at == 0 {
+        return;
+    }
+    if let Ok(v) = HeaderValue::from_str(&rfc3339_ms(expires_at)) {
+        h.insert(h::EXPIRES_AT, v);
+    }
+    header_u64(h, h::TTL_MS, expires_at.saturating_sub(now_ms));
+}
+
+/// The deadline fields of a JSON answer: `expires_at` (RFC 3339 or null).
+fn expires_json(expires_at: u64) -> serde_json::Value {
+    if expires_at == 0 {
+        serde_json::Value::Null
+    } else {
+        rfc3339_ms(expires_at).into()
+    }
+}
+
+pub(super) fn out_of_memory(needed: u64, max: u64) -> ApiError {
+    ApiError::new(
+        Code::OutOfMemory,
+        format!(
+            "the cache is full: the write needs {needed} bytes and cache.max_memory is {max} bytes"
+        ),
+    )
 }
 
 fn cas_failed(current: u64, raft_index: u64) -> ApiError {
@@ -115,6 +165,7 @@ async fn get_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
     header_u64(hs, h::RAFT_INDEX, out.raft_index);
     header_u64(hs, h::CREATE_INDEX, e.meta.create_index);
     header_u64(hs, h::VERSION, e.meta.version);
+    ttl_headers(hs, e.expires_at, out.now_ms);
     Ok(resp)
 }
 
@@ -124,22 +175,35 @@ async fn put_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
     if raw.body.len() > max {
         return Err(keys::too_large("value", raw.body.len(), max));
     }
+    if q.expire.is_some() || q.persist {
+        return Err(ApiError::invalid(
+            "expire and persist go with POST /v1/kv/{key}; PUT takes ttl or keepttl",
+        ));
+    }
+    let ttl = match (q.ttl, q.keepttl) {
+        (Some(_), true) => return Err(ApiError::invalid("ttl and keepttl=true exclude each other")),
+        (Some(ms), false) => Ttl::In(ms),
+        (None, true) => Ttl::Keep,
+        (None, false) => Ttl::Clear,
+    };
     let cmd = Command::Set {
         key: key.clone(),
         value: raw.body.to_vec(),
         cas: q.cas,
+        ttl,
     };
     let out = match leader::write(&state, &raw, cmd).await? {
         Routed::Forwarded(resp) => return Ok(resp),
         Routed::Here(out) => out,
     };
     match out.response {
-        KvResponse::Set { meta } => {
+        KvResponse::Set { meta, expires_at } => {
             let mut r = Json(json!({
                 "key": key,
                 "modify_index": meta.modify_index,
                 "create_index": meta.create_index,
                 "version": meta.version,
+                "expires_at": expires_json(expires_at),
             }))
             .into_response();
             header_u64(r.headers_mut(), h::INDEX, meta.modify_index);
@@ -147,6 +211,42 @@ async fn put_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
             Ok(r)
         }
         KvResponse::CasFailed { current } => Err(cas_failed(current, out.raft_index)),
+        KvResponse::OutOfMemory { needed, max } => Err(out_of_memory(needed, max)),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `POST /v1/kv/{key}?expire=30s` sets or refreshes the key's TTL;
+/// `?persist=true` removes it. 404 when the key does not exist.
+async fn expire_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
+    let (key, q) = kv_request(&state, &raw)?;
+    let ttl = match (q.expire, q.persist) {
+        (Some(ms), false) => Ttl::In(ms),
+        (None, true) => Ttl::Clear,
+        _ => {
+            return Err(ApiError::invalid(
+                "POST /v1/kv/{key} takes exactly one of expire=<duration> or persist=true",
+            ));
+        }
+    };
+    let cmd = Command::Expire {
+        key: key.clone(),
+        ttl,
+    };
+    let out = match leader::write(&state, &raw, cmd).await? {
+        Routed::Forwarded(resp) => return Ok(resp),
+        Routed::Here(out) => out,
+    };
+    match out.response {
+        KvResponse::Expired { found: true, expires_at } => {
+            let mut r = Json(json!({ "key": key, "expires_at": expires_json(expires_at) }))
+                .into_response();
+            header_u64(r.headers_mut(), h::RAFT_INDEX, out.raft_index);
+            Ok(r)
+        }
+        KvResponse::Expired { found: false, .. } => Err(ApiError::new(Code::KeyNotFound, "key not found")
+            .with_header(h::RAFT_INDEX, out.raft_index)),
+        KvResponse::OutOfMemory { needed, max } => Err(out_of_memory(needed, max)),
         other => Err(unexpected(other)),
     }
 }
@@ -184,6 +284,10 @@ async fn cluster_status(State(state): State<AppState>) -> Response {
 
 async fn digest(State(state): State<AppState>) -> Response {
     Json(state.cluster().digest()).into_response()
+}
+
+async fn status(State(state): State<AppState>) -> Response {
+    Json(state.cluster().cache_status()).into_response()
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(raw: &Raw) -> Result<T, ApiError> {

@@ -27,15 +27,18 @@
 //!
 //! Uses: `raft`, `kv`, `id`, `error`, `net`. Used by: `api`, `node`.
 
+mod evict;
+mod expiry;
 mod membership;
 mod status;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use std::time::SystemTime;
 use std::time::UNIX_EPOCH;
 
-use openraft::ReadPolicy;
 use openraft::ServerState;
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::ChangeMembershipError;
@@ -44,11 +47,14 @@ use openraft::errors::LinearizableReadError;
 use openraft::errors::RaftError;
 use tokio::time::Instant;
 
+pub use self::evict::Evictor;
+pub use self::status::CacheStatus;
 pub use self::status::Member;
 pub use self::status::Readiness;
 pub use self::status::Role;
 pub use self::status::Stats;
 pub use self::status::Status;
+use crate::config::ReadPolicy;
 use crate::error::Error;
 use crate::error::Leader;
 use crate::error::Result;
@@ -71,15 +77,6 @@ pub enum Consistency {
     Stale,
 }
 
-/// How linearizable reads confirm leadership.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadMode {
-    /// A heartbeat round to a quorum per read (batched by openraft).
-    ReadIndex,
-    /// The leader lease: no round trip; assumes bounded clock-rate drift.
-    Lease,
-}
-
 /// Result of a write that committed and was applied.
 #[derive(Debug, Clone)]
 pub struct WriteOutcome {
@@ -94,12 +91,17 @@ pub struct ReadOutcome {
     pub entry: Option<Entry>,
     /// Applied index of the state the read observed.
     pub raft_index: u64,
+    /// The serving node's time for the read (its stamp: never below the
+    /// replicated clock), for a key's remaining TTL.
+    pub now_ms: u64,
 }
 
 /// Tunables of the service, from config.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
-    pub read_mode: ReadMode,
+    pub read_policy: ReadPolicy,
+    /// Memory bound, eviction policy, active expiry.
+    pub cache: crate::config::CacheConfig,
     /// How long a joining learner may take to catch up before promotion.
     pub catch_up_timeout: Duration,
     /// The longest election timeout. A follower that has not heard from its
@@ -118,6 +120,13 @@ enum Route {
 
 pub struct Cluster {
     raft: Raft,
+    /// The last time this node stamped on a proposal (ms since the epoch):
+    /// stamps never go back, on this node or (through the replicated clock)
+    /// across leaders.
+    stamped: AtomicU64,
+    evictor: Evictor,
+    hits: AtomicU64,
+    misses: AtomicU64,
     contact: Arc<LeaderContact>,
     reader: StateReader,
     log: LogStore,
@@ -126,8 +135,8 @@ pub struct Cluster {
     probe: reqwest::Client,
 }
 
-/// The proposer's wall clock, stamped into each request (see `kv::Request`).
-fn now_ms() -> u64 {
+/// This node's wall clock (ms since the epoch).
+fn wall_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -151,8 +160,13 @@ impl Cluster {
         let probe = crate::net::http_client(
             crate::net::HttpClientOptions::default().timeout(Duration::from_secs(3)),
         );
+        let evictor = Evictor::new(cfg.cache.eviction_policy, cfg.cache.max_memory.0);
         Self {
             raft,
+            stamped: AtomicU64::new(0),
+            evictor,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
             contact,
             reader,
             log,
@@ -273,11 +287,11 @@ impl Cluster {
     /// bounded by an election timeout and `deadline`.
     async fn confirm_leadership(
         &self,
-        mode: ReadMode,
+        mode: ReadPolicy,
         deadline: Instant,
     ) -> Result<typ::Linearizer> {
-        if mode == ReadMode::Lease {
-            match self.raft.get_read_linearizer(ReadPolicy::LeaseRead).await {
+        if mode == ReadPolicy::Lease {
+            match self.raft.get_read_linearizer(openraft::ReadPolicy::LeaseRead).await {
                 Ok(l) => return Ok(l),
                 // No valid lease: a leader just elected, or one cut off from
                 // its quorum. Ask the quorum instead.
@@ -286,7 +300,7 @@ impl Cluster {
             }
         }
         let bound = deadline.min(Instant::now() + self.cfg.election_timeout);
-        match until(bound, self.raft.get_read_linearizer(ReadPolicy::ReadIndex)).await {
+        match until(bound, self.raft.get_read_linearizer(openraft::ReadPolicy::ReadIndex)).await {
             Some(Ok(l)) => Ok(l),
             Some(Err(e)) => Err(self.read_error(e)),
             None if Instant::now() >= deadline => Err(Error::Timeout(self.remaining(deadline))),
@@ -309,18 +323,37 @@ impl Cluster {
         deadline.saturating_duration_since(Instant::now())
     }
 
-    /// Propose a command and wait until it is committed and applied.
+    /// The time to stamp on a proposal: this node's wall clock, but never
+    /// below the replicated clock or an earlier stamp of this node, so the
+    /// replicated clock never goes back, across leader changes too.
+    pub fn stamp(&self) -> u64 {
+        let floor = self.reader.stats().clock_ms;
+        let now = wall_ms().max(floor);
+        self.stamped.fetch_max(now, Ordering::Relaxed).max(now)
+    }
+
+    /// Propose a command and wait until it is committed and applied. On
+    /// the leader, a write that would go past `cache.max_memory` carries the
+    /// victims the eviction policy chose (see `evict`).
     pub async fn write(&self, cmd: kv::Command, deadline: Instant) -> Result<WriteOutcome> {
         let start = Instant::now();
         self.lead(deadline).await?;
         // CheckQuorum: the lease (no network) or one heartbeat round. Only
         // the confirmation matters; the proposal itself orders the write.
-        let _confirmed = self.confirm_leadership(ReadMode::Lease, deadline).await?;
+        let _confirmed = self.confirm_leadership(ReadPolicy::Lease, deadline).await?;
+        let now_ms = self.stamp();
+        let reservation = self
+            .reader
+            .inspect(|cache| self.evictor.plan(cache, &cmd, now_ms));
         let req = kv::Request {
-            now_ms: now_ms(),
+            now_ms,
+            evict: reservation.victims().to_vec(),
+            max_memory: self.evictor.max_memory(),
             cmd,
         };
-        match until(deadline, self.raft.client_write(req)).await {
+        let res = until(deadline, self.raft.client_write(req)).await;
+        drop(reservation);
+        match res {
             None => Err(Error::Timeout(start.elapsed())),
             Some(Ok(resp)) => Ok(WriteOutcome {
                 response: resp.data,
@@ -350,6 +383,13 @@ impl Cluster {
     }
 
     /// Read a key at the given consistency level.
+    ///
+    /// A linearizable read runs on the leader. If the key's deadline has
+    /// passed on the leader's clock but not yet on the replicated clock (no
+    /// expiry entry applied yet), the leader first proposes one and reads
+    /// after it: a linearizable read never returns a key past its deadline
+    /// as the leader saw it, and once it has seen the key expired, no later
+    /// read (on any leader) sees it again.
     pub async fn read(
         &self,
         key: &str,
@@ -360,7 +400,7 @@ impl Cluster {
         if consistency == Consistency::Linearizable {
             self.lead(deadline).await?;
             let linearizer = self
-                .confirm_leadership(self.cfg.read_mode, deadline)
+                .confirm_leadership(self.cfg.read_policy, deadline)
                 .await?;
             match until(deadline, linearizer.await_ready(&self.raft)).await {
                 None => return Err(Error::Timeout(start.elapsed())),
@@ -368,10 +408,22 @@ impl Cluster {
                 Some(Ok(_)) => {}
             }
         }
-        let r = self.reader.get(key);
+        let now = self.stamp();
+        let mut r = self.reader.get_and_touch(key, now, self.evictor.coin());
+        let due = r.entry.as_ref().is_some_and(|e| e.expires_at != 0 && e.expires_at <= now);
+        if consistency == Consistency::Linearizable && due {
+            let tick = kv::Command::Tick {
+                max: self.cfg.cache.expiry_batch,
+            };
+            self.write(tick, deadline).await?;
+            r = self.reader.get_and_touch(key, now, self.evictor.coin());
+        }
+        let counter = if r.entry.is_some() { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
         Ok(ReadOutcome {
             entry: r.entry,
             raft_index: r.applied_index,
+            now_ms: now,
         })
     }
 

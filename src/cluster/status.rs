@@ -96,14 +96,43 @@ pub struct Readiness {
     pub checks: BTreeMap<&'static str, bool>,
 }
 
+/// The cache as `GET /v1/status` and `/metrics` report it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CacheStatus {
+    pub node_id: String,
+    pub applied_index: u64,
+    /// Keys stored (expired ones not yet removed included).
+    pub keys: u64,
+    /// Keys with a deadline.
+    pub ttl_keys: u64,
+    /// Accounted bytes of keys, values and per-key overhead.
+    pub memory_bytes: u64,
+    /// `cache.max_memory` (0 = unlimited).
+    pub max_memory_bytes: u64,
+    pub eviction_policy: &'static str,
+    /// Reads served by this node that found / did not find the key.
+    pub hits: u64,
+    pub misses: u64,
+    /// Keys removed because their deadline passed (replicated count).
+    pub expired_keys: u64,
+    /// Keys evicted to make room (replicated count).
+    pub evicted_keys: u64,
+    /// Writes refused as out of memory (replicated count).
+    pub out_of_memory_writes: u64,
+    /// The replicated clock, ms since the epoch.
+    pub clock_ms: u64,
+    /// How far behind active expiry is: this node's time minus the earliest
+    /// deadline that has passed but whose key is not removed yet (0: none).
+    pub expiry_lag_ms: u64,
+}
+
 /// Everything `/metrics` samples at scrape time.
 #[derive(Debug, Clone)]
 pub struct Stats {
     pub status: Status,
     /// Log entries stored on disk.
     pub log_entries: u64,
-    pub keys: u64,
-    pub mem_bytes: u64,
+    pub cache: CacheStatus,
 }
 
 /// How long readiness waits for the state machine to apply what is already
@@ -160,15 +189,38 @@ impl Cluster {
         }
     }
 
-    /// Status plus log and cache sizes, for `/metrics`.
+    /// Status plus log and cache figures, for `/metrics`.
     pub async fn stats(&self) -> Stats {
         let (log_entries, _, _) = self.log.stats().await;
-        let (keys, mem_bytes) = self.reader.size();
         Stats {
             status: self.status(),
             log_entries,
-            keys,
-            mem_bytes,
+            cache: self.cache_status(),
+        }
+    }
+
+    pub fn cache_status(&self) -> CacheStatus {
+        let c = self.reader.stats();
+        let now = self.stamp();
+        CacheStatus {
+            node_id: self.id.0.clone(),
+            applied_index: self.reader.applied_index(),
+            keys: c.keys,
+            ttl_keys: c.ttl_keys,
+            memory_bytes: c.mem_bytes,
+            max_memory_bytes: self.evictor.max_memory(),
+            eviction_policy: self.evictor.policy().as_str(),
+            hits: self.hits.load(std::sync::atomic::Ordering::Relaxed),
+            misses: self.misses.load(std::sync::atomic::Ordering::Relaxed),
+            expired_keys: c.expired_total,
+            evicted_keys: c.evicted_total,
+            out_of_memory_writes: c.oom_total,
+            clock_ms: c.clock_ms,
+            expiry_lag_ms: if c.next_deadline != 0 && c.next_deadline <= now {
+                now - c.next_deadline
+            } else {
+                0
+            },
         }
     }
 
@@ -195,7 +247,7 @@ impl Cluster {
         let deadline = tokio::time::Instant::now() + self.cfg.election_timeout;
         let leader_live = match self.route() {
             super::Route::Here => self
-                .confirm_leadership(super::ReadMode::Lease, deadline)
+                .confirm_leadership(crate::config::ReadPolicy::Lease, deadline)
                 .await
                 .is_ok(),
             super::Route::Forward(_) => true,

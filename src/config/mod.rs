@@ -60,6 +60,7 @@
 //! Uses: nothing in the crate (a leaf).
 
 mod addr;
+mod cache;
 mod error;
 mod layer;
 mod load;
@@ -68,6 +69,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub use cache::{ByteSize, CacheConfig, EvictionPolicy};
 pub use error::ConfigError;
 pub use load::{ENV_PREFIX, env_var_for, keys};
 pub use validate::bounds;
@@ -197,7 +199,7 @@ impl<'de> Deserialize<'de> for LogLevel {
 /// parse) so the error is raised while the parser is on the scalar and gets
 /// its key path and line; `invalid_value` lets the env layer report the
 /// `expecting` text as what was expected.
-struct FromStrVisitor<T>(PhantomData<T>, &'static str);
+pub(crate) struct FromStrVisitor<T>(PhantomData<T>, &'static str);
 
 impl<T: FromStr> serde::de::Visitor<'_> for FromStrVisitor<T> {
     type Value = T;
@@ -224,6 +226,7 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub logging: LoggingConfig,
     pub shutdown: ShutdownConfig,
+    pub cache: CacheConfig,
 }
 
 /// `node.*`: identity and storage of this node.

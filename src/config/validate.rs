@@ -29,6 +29,8 @@ pub mod bounds {
     pub const MAX_SNAPSHOT_THRESHOLD: u64 = 1_000_000_000;
     /// `raft.log_flush_wait_us`: one second.
     pub const MAX_LOG_FLUSH_WAIT_US: u64 = 1_000_000;
+    /// `cache.expiry_batch`: keys one expiry entry may remove.
+    pub const MAX_EXPIRY_BATCH: u64 = 1_000_000;
 }
 
 /// A validation failure, plus the other key a cross-key check compared
@@ -137,7 +139,8 @@ impl Config {
         use bounds::*;
         let (h, r) = (&self.http, &self.raft);
         #[rustfmt::skip]
-        let ranges: [(&str, u64, u64, u64, &str); 12] = [
+        let c = &self.cache;
+        let ranges: [(&str, u64, u64, u64, &str); 14] = [
             // (key, value, min, max, max in words)
             ("http.max_key_bytes", h.max_key_bytes as u64, 1, MAX_KEY_BYTES as u64, "64 KiB"),
             ("http.max_value_bytes", h.max_value_bytes as u64, 1, MAX_VALUE_BYTES as u64, "512 MiB"),
@@ -151,6 +154,8 @@ impl Config {
             ("raft.log_flush_wait_us", r.log_flush_wait_us, 0, MAX_LOG_FLUSH_WAIT_US, "one second"),
             ("cluster.join_retry_max_ms", self.cluster.join_retry_max_ms, 1, MAX_MS, "one day"),
             ("shutdown.drain_timeout_ms", self.shutdown.drain_timeout_ms, 0, MAX_MS, "one day"),
+            ("cache.expiry_tick_ms", c.expiry_tick_ms, 1, MAX_MS, "one day"),
+            ("cache.expiry_batch", u64::from(c.expiry_batch), 1, MAX_EXPIRY_BATCH, ""),
         ];
         for (key, value, min, max, words) in ranges {
             if value < min {

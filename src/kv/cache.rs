@@ -1,53 +1,164 @@
-//! The deterministic cache: an ordered map from key to value plus metadata.
+//! The deterministic cache: an ordered set of packed [`Item`]s, an expiry
+//! index, a replicated clock, memory accounting, an incremental digest, and
+//! a copy-on-write capture for snapshots that neither stalls apply nor
+//! copies the map.
 //!
 //! Invariants:
 //! - [`Cache::apply`] is a pure function of (current state, log index,
-//!   request): no clock, no randomness, no I/O. Every replica that applies the
-//!   same log reaches the same state, which [`Cache::digest`] can prove.
-//! - `mem_bytes` always equals the sum of [`entry_cost`] over all entries.
-//! - `modify_index` of an entry is the log index of the write that produced
-//!   it; indexes only grow.
+//!   request): no clock, no randomness, no I/O, no allocator figure. Every
+//!   replica that applies the same log reaches the same state, which
+//!   [`Cache::digest`] can prove.
+//! - The replicated clock (`clock_ms`) is the largest `now_ms` applied; it
+//!   never goes back. A key whose deadline is at or before it is expired:
+//!   every read and command treats it as absent, and ticks (or the next
+//!   command on that key) remove it.
+//! - `mem_bytes` always equals the sum of [`entry_cost`] over all items; a
+//!   write never takes it past the request's `max_memory` (when non-zero).
+//! - `digest` always equals the wrapping sum of the item hashes.
+//! - While a capture is active, the first change to a key records the key's
+//!   content at capture time, so [`Cache::capture_chunk`] can stream the
+//!   state as it was when the capture began.
 //!
-//! Not here: TTL expiry and eviction policies (they will use
-//! [`Request::now_ms`](super::Request) and `Entry::expires_at_ms`), snapshot
-//! encoding (see `raft::snapshot`).
+//! Not here: snapshot encoding (see `raft::snapshot`), eviction choices (the
+//! leader's, see `cluster`).
 
 use std::collections::BTreeMap;
-use std::hash::Hasher;
+use std::collections::BTreeSet;
+use std::ops::Bound;
 
-use serde::Deserialize;
 use serde::Serialize;
 
 use super::Command;
 use super::EntryMeta;
 use super::Request;
 use super::Response;
+use super::Ttl;
+use super::item::Access;
+use super::item::Item;
+use super::item::ItemRef;
 
-/// Bookkeeping bytes charged per entry on top of key and value (map node,
-/// metadata). An estimate, used for the memory gauge and, later, eviction.
-pub const ENTRY_OVERHEAD_BYTES: u64 = 64;
+/// Accounted bytes of an item on top of its key and value: the 24-byte
+/// handle in a B-tree node (at the ~70% node fill random inserts give, about
+/// 35 bytes), the 32-byte meta header and the allocator's rounding of the
+/// item's buffer (about 13 bytes on average). Checked against the real
+/// process in the memory benchmark (docs/BENCHMARKS.md).
+pub const ENTRY_OVERHEAD_BYTES: u64 = 80;
+/// Accounted bytes of a key with a deadline, on top of a second copy of the
+/// key: its element in the expiry index and that key copy's allocation.
+pub const TTL_OVERHEAD_BYTES: u64 = 56;
 
-/// One stored value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What an item costs in the memory accounting (deterministic: a function
+/// of sizes only).
+pub fn entry_cost(key_len: usize, value_len: usize, has_ttl: bool) -> u64 {
+    let base = key_len as u64 + value_len as u64 + ENTRY_OVERHEAD_BYTES;
+    if has_ttl {
+        base + key_len as u64 + TTL_OVERHEAD_BYTES
+    } else {
+        base
+    }
+}
+
+fn item_cost(it: &Item) -> u64 {
+    entry_cost(it.key().len(), it.value().len(), it.expires_at() != 0)
+}
+
+/// An owned copy of one stored key, for callers outside the lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Entry {
-    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     pub meta: EntryMeta,
-    /// Expiry deadline in ms since the epoch, in the proposer's clock. Always
-    /// `None` until TTL lands; kept in the format so snapshots stay compatible.
-    #[serde(default)]
-    pub expires_at_ms: Option<u64>,
+    /// Expiry deadline, ms since the epoch on the replicated clock; 0 = none.
+    pub expires_at: u64,
 }
 
-/// What an entry costs in the memory accounting.
-pub fn entry_cost(key: &str, entry: &Entry) -> u64 {
-    key.len() as u64 + entry.value.len() as u64 + ENTRY_OVERHEAD_BYTES
+impl From<ItemRef<'_>> for Entry {
+    fn from(r: ItemRef<'_>) -> Entry {
+        Entry {
+            value: r.value.to_vec(),
+            meta: r.meta,
+            expires_at: r.expires_at,
+        }
+    }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Counters and sizes of the replicated state (the same on every replica
+/// at the same applied index).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CacheStats {
+    pub keys: u64,
+    pub mem_bytes: u64,
+    pub ttl_keys: u64,
+    /// Keys removed because their deadline passed.
+    pub expired_total: u64,
+    /// Keys removed to make room (the leader's choice, replicated).
+    pub evicted_total: u64,
+    /// Writes refused because the cache was full.
+    pub oom_total: u64,
+    /// The replicated clock (ms since the epoch).
+    pub clock_ms: u64,
+    /// The earliest deadline still in the expiry index (0 = none).
+    pub next_deadline: u64,
+}
+
+/// The content of keys changed since a capture began, as it was then
+/// (`None`: the key did not exist).
+#[derive(Debug, Clone, Default)]
+struct Capture {
+    before: BTreeMap<Box<[u8]>, Option<Item>>,
+}
+
+#[derive(Debug, Default)]
 pub struct Cache {
-    map: BTreeMap<String, Entry>,
+    items: BTreeSet<Item>,
+    /// (deadline, key) of every key with a deadline.
+    expiry: BTreeSet<(u64, Box<[u8]>)>,
+    clock_ms: u64,
     mem_bytes: u64,
+    digest: u64,
+    expired_total: u64,
+    evicted_total: u64,
+    oom_total: u64,
+    capture: Option<Capture>,
+}
+
+/// FNV-1a of one item's replicated content: fixed, dependency-free, and
+/// identical across platforms and builds (unlike `DefaultHasher`).
+fn item_hash(it: &Item) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    let (raw, key_len) = it.raw();
+    eat(&key_len.to_le_bytes());
+    eat(raw);
+    h
+}
+
+impl PartialEq for Cache {
+    /// Equal replicated state (captures and access words aside).
+    fn eq(&self, other: &Cache) -> bool {
+        self.items == other.items
+            && self.clock_ms == other.clock_ms
+            && self.mem_bytes == other.mem_bytes
+            && self.expired_total == other.expired_total
+            && self.evicted_total == other.evicted_total
+            && self.oom_total == other.oom_total
+    }
+}
+
+impl Eq for Cache {}
+
+impl Clone for Cache {
+    fn clone(&self) -> Cache {
+        let mut c = Cache::from_items(self.items.iter().cloned(), self.clock_ms);
+        c.expired_total = self.expired_total;
+        c.evicted_total = self.evicted_total;
+        c.oom_total = self.oom_total;
+        c
+    }
 }
 
 impl Cache {
@@ -55,272 +166,386 @@ impl Cache {
         Self::default()
     }
 
-    /// Rebuild from entries (a decoded snapshot).
-    pub fn from_entries(entries: impl IntoIterator<Item = (String, Entry)>) -> Self {
-        let mut cache = Cache::new();
-        for (k, e) in entries {
-            cache.mem_bytes += entry_cost(&k, &e);
-            if let Some(old) = cache.map.insert(k.clone(), e) {
-                cache.mem_bytes -= entry_cost(&k, &old);
+    /// Rebuild from items (a decoded snapshot) and the replicated clock.
+    /// Items in key order build the tree in one pass with full nodes.
+    pub fn from_items(items: impl IntoIterator<Item = Item>, clock_ms: u64) -> Self {
+        let mut c = Cache {
+            clock_ms,
+            ..Cache::default()
+        };
+        c.items = items.into_iter().collect();
+        for it in &c.items {
+            c.mem_bytes += item_cost(it);
+            c.digest = c.digest.wrapping_add(item_hash(it));
+            if it.expires_at() != 0 {
+                c.expiry.insert((it.expires_at(), it.key().into()));
             }
         }
-        cache
+        c
     }
 
-    pub fn get(&self, key: &str) -> Option<&Entry> {
-        self.map.get(key)
+    /// Restore the counters a snapshot carries.
+    pub fn set_totals(&mut self, expired: u64, evicted: u64, oom: u64) {
+        self.expired_total = expired;
+        self.evicted_total = evicted;
+        self.oom_total = oom;
     }
 
+    pub fn clock_ms(&self) -> u64 {
+        self.clock_ms
+    }
+
+    fn live(&self, it: &Item) -> bool {
+        it.expires_at() == 0 || it.expires_at() > self.clock_ms
+    }
+
+    /// The item under `key`, if present and not expired on the replicated
+    /// clock.
+    pub fn get_item(&self, key: &str) -> Option<&Item> {
+        self.items
+            .get(key.as_bytes())
+            .filter(|it| self.live(it))
+    }
+
+    pub fn get(&self, key: &str) -> Option<Entry> {
+        self.get_item(key).map(|it| it.view().into())
+    }
+
+    /// Keys present (expired ones not yet removed included).
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.items.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.items.is_empty()
     }
 
     pub fn mem_bytes(&self) -> u64 {
         self.mem_bytes
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Entry)> {
-        self.map.iter()
+    /// Order-independent digest of the content (keys, values, metadata,
+    /// deadlines), maintained on every change: O(1) to read.
+    pub fn digest(&self) -> u64 {
+        self.digest
     }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            keys: self.items.len() as u64,
+            mem_bytes: self.mem_bytes,
+            ttl_keys: self.expiry.len() as u64,
+            expired_total: self.expired_total,
+            evicted_total: self.evicted_total,
+            oom_total: self.oom_total,
+            clock_ms: self.clock_ms,
+            next_deadline: self.expiry.first().map_or(0, |(d, _)| *d),
+        }
+    }
+
+    /// Every item in key order (expired ones not yet removed included).
+    pub fn items(&self) -> std::collections::btree_set::Iter<'_, Item> {
+        self.items.iter()
+    }
+
+    /// The item under `key` (expired or not).
+    pub fn get_item_bytes(&self, key: &[u8]) -> Option<&Item> {
+        self.items.get(key)
+    }
+
+    /// Items from the first key after `after` (all when `None`), in order.
+    pub fn items_after<'a>(&'a self, after: Option<&[u8]>) -> impl Iterator<Item = &'a Item> + 'a {
+        let lower = match after {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Unbounded,
+        };
+        self.items
+            .range::<[u8], _>((lower, Bound::Unbounded))
+    }
+
+    /// Keys with a deadline, earliest first.
+    pub fn deadlines(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        self.expiry.iter().map(|(d, k)| (*d, &**k))
+    }
+
+    /// Keys with a deadline at or after `from`, earliest first.
+    pub fn deadlines_from(&self, from: u64) -> impl Iterator<Item = (u64, &[u8])> {
+        let start: (u64, Box<[u8]>) = (from, Box::default());
+        self.expiry.range(start..).map(|(d, k)| (*d, &**k))
+    }
+
+    /// The earliest and the latest deadline, if any key has one.
+    pub fn deadline_range(&self) -> Option<(u64, u64)> {
+        Some((self.expiry.first()?.0, self.expiry.last()?.0))
+    }
+
+    /// Items whose key starts at or after `from` (for sampling).
+    pub fn items_from<'a>(&'a self, from: &[u8]) -> impl Iterator<Item = &'a Item> + 'a {
+        self.items
+            .range::<[u8], _>((Bound::Included(from), Bound::Unbounded))
+    }
+
+    // ---- changes (every one goes through these four) ----------------------
+
+    /// Record `key`'s content for an active capture, before its first
+    /// change.
+    fn note(&mut self, key: &[u8]) {
+        if let Some(cap) = &mut self.capture
+            && !cap.before.contains_key(key)
+        {
+            let old = self.items.get(key).cloned();
+            cap.before.insert(key.into(), old);
+        }
+    }
+
+    fn insert(&mut self, it: Item) -> Option<Item> {
+        self.note(it.key());
+        self.mem_bytes += item_cost(&it);
+        self.digest = self.digest.wrapping_add(item_hash(&it));
+        if it.expires_at() != 0 {
+            self.expiry.insert((it.expires_at(), it.key().into()));
+        }
+        let old = self.items.replace(it);
+        if let Some(old) = &old {
+            self.forget(old);
+        }
+        old
+    }
+
+    fn remove(&mut self, key: &[u8]) -> Option<Item> {
+        self.note(key);
+        let old = self.items.take(key)?;
+        self.forget(&old);
+        Some(old)
+    }
+
+    /// Undo `old`'s share of the accounting and the expiry index.
+    fn forget(&mut self, old: &Item) {
+        self.mem_bytes -= item_cost(old);
+        self.digest = self.digest.wrapping_sub(item_hash(old));
+        if old.expires_at() != 0 {
+            self.expiry.remove(&(old.expires_at(), Box::<[u8]>::from(old.key())));
+        }
+    }
+
+    /// Remove `key` if its deadline has passed; true if it did.
+    fn expire_if_due(&mut self, key: &[u8]) -> bool {
+        let due = self
+            .items
+            .get(key)
+            .is_some_and(|it| it.expires_at() != 0 && it.expires_at() <= self.clock_ms);
+        if due {
+            self.remove(key);
+            self.expired_total += 1;
+        }
+        due
+    }
+
+    // ---- apply -------------------------------------------------------------
 
     /// Apply one request that was committed at log index `index`.
     pub fn apply(&mut self, index: u64, req: &Request) -> Response {
+        self.clock_ms = self.clock_ms.max(req.now_ms);
+        if let Some(k) = req.cmd.key() {
+            self.expire_if_due(k.as_bytes());
+        }
         match &req.cmd {
-            Command::Set { key, value, cas } => {
-                let current = self.map.get(key);
-                let current_index = current.map_or(0, |e| e.meta.modify_index);
-                if let Some(expected) = cas
-                    && *expected != current_index
-                {
-                    return Response::CasFailed {
-                        current: current_index,
-                    };
-                }
-                let meta = match current {
-                    Some(e) => EntryMeta {
-                        create_index: e.meta.create_index,
-                        modify_index: index,
-                        version: e.meta.version + 1,
-                    },
-                    None => EntryMeta {
-                        create_index: index,
-                        modify_index: index,
-                        version: 1,
-                    },
-                };
-                let entry = Entry {
-                    value: value.clone(),
-                    meta,
-                    expires_at_ms: None,
-                };
-                self.mem_bytes += entry_cost(key, &entry);
-                if let Some(old) = self.map.insert(key.clone(), entry) {
-                    self.mem_bytes -= entry_cost(key, &old);
-                }
-                Response::Set { meta }
-            }
+            Command::Set {
+                key,
+                value,
+                cas,
+                ttl,
+            } => self.set(index, req, key, value, *cas, *ttl),
             Command::Delete { key, cas } => {
-                let current_index = self.map.get(key).map_or(0, |e| e.meta.modify_index);
+                let current = self.items.get(key.as_bytes()).map_or(0, |e| e.meta().modify_index);
                 if let Some(expected) = cas
-                    && (*expected != current_index || current_index == 0)
+                    && (*expected != current || current == 0)
                 {
-                    return Response::CasFailed {
-                        current: current_index,
-                    };
+                    return Response::CasFailed { current };
                 }
-                match self.map.remove(key) {
-                    Some(old) => {
-                        self.mem_bytes -= entry_cost(key, &old);
-                        Response::Deleted { existed: true }
+                Response::Deleted {
+                    existed: self.remove(key.as_bytes()).is_some(),
+                }
+            }
+            Command::Expire { key, ttl } => {
+                let Some(it) = self.items.get(key.as_bytes()) else {
+                    return Response::Expired {
+                        found: false,
+                        expires_at: 0,
+                    };
+                };
+                let deadline = self.deadline(*ttl, it.expires_at());
+                if deadline != it.expires_at() {
+                    let new = it.with_expiry(deadline);
+                    let (old_cost, new_cost) = (item_cost(it), item_cost(&new));
+                    if let Err(full) = self.make_room(req, key, old_cost, new_cost) {
+                        return full;
                     }
-                    None => Response::Deleted { existed: false },
+                    self.insert(new);
+                }
+                Response::Expired {
+                    found: true,
+                    expires_at: deadline,
+                }
+            }
+            Command::Tick { max } => {
+                let due: Vec<Box<[u8]>> = self
+                    .expiry
+                    .iter()
+                    .take_while(|(d, _)| *d <= self.clock_ms)
+                    .take(*max as usize)
+                    .map(|(_, k)| k.clone())
+                    .collect();
+                for k in &due {
+                    self.remove(k);
+                }
+                self.expired_total += due.len() as u64;
+                Response::Ticked {
+                    removed: due.len() as u64,
                 }
             }
         }
     }
 
-    /// A stable 64-bit digest of the whole content (keys, values, metadata),
-    /// for comparing replicas. FNV-1a: fixed, dependency-free, and identical
-    /// across platforms and builds (unlike `DefaultHasher`).
-    pub fn digest(&self) -> u64 {
-        let mut h = Fnv1a::default();
-        for (k, e) in &self.map {
-            h.write_u64(k.len() as u64);
-            h.write(k.as_bytes());
-            h.write_u64(e.value.len() as u64);
-            h.write(&e.value);
-            h.write_u64(e.meta.create_index);
-            h.write_u64(e.meta.modify_index);
-            h.write_u64(e.meta.version);
-            h.write_u64(e.expires_at_ms.unwrap_or(0));
+    /// Before a change of `key` from `old_cost` to `new_cost` bytes: check it
+    /// fits under the request's `max_memory` once the leader's victims are
+    /// gone, and evict them only then. `Err` is the refusal.
+    fn make_room(&mut self, req: &Request, key: &str, old_cost: u64, new_cost: u64) -> Result<(), Response> {
+        if req.max_memory == 0 || new_cost <= old_cost {
+            return Ok(());
         }
-        h.finish()
-    }
-}
-
-struct Fnv1a(u64);
-
-impl Default for Fnv1a {
-    fn default() -> Self {
-        Fnv1a(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv1a {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        let freed: u64 = req
+            .evict
+            .iter()
+            .filter(|k| k.as_str() != key)
+            .filter_map(|k| self.items.get(k.as_bytes()))
+            .map(item_cost)
+            .sum();
+        if self.mem_bytes - freed - old_cost + new_cost > req.max_memory {
+            self.oom_total += 1;
+            return Err(Response::OutOfMemory {
+                needed: new_cost,
+                max: req.max_memory,
+            });
         }
+        for k in &req.evict {
+            if k != key && self.remove(k.as_bytes()).is_some() {
+                self.evicted_total += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The deadline a TTL gives at the current replicated time.
+    fn deadline(&self, ttl: Ttl, current: u64) -> u64 {
+        match ttl {
+            Ttl::Clear => 0,
+            Ttl::Keep => current,
+            Ttl::In(ms) => self.clock_ms.saturating_add(ms.max(1)),
+            // A deadline already passed expires the key at once (Redis
+            // EXPIREAT with a past time): the next tick removes it.
+            Ttl::At(at) => at.max(1),
+        }
+    }
+
+    fn set(
+        &mut self,
+        index: u64,
+        req: &Request,
+        key: &str,
+        value: &[u8],
+        cas: Option<u64>,
+        ttl: Ttl,
+    ) -> Response {
+        let current = self.items.get(key.as_bytes());
+        let current_index = current.map_or(0, |e| e.meta().modify_index);
+        if let Some(expected) = cas
+            && expected != current_index
+        {
+            return Response::CasFailed {
+                current: current_index,
+            };
+        }
+        let meta = match current {
+            Some(e) => EntryMeta {
+                create_index: e.meta().create_index,
+                modify_index: index,
+                version: e.meta().version + 1,
+            },
+            None => EntryMeta {
+                create_index: index,
+                modify_index: index,
+                version: 1,
+            },
+        };
+        let expires_at = self.deadline(ttl, current.map_or(0, Item::expires_at));
+        let new_cost = entry_cost(key.len(), value.len(), expires_at != 0);
+        let old_cost = current.map_or(0, item_cost);
+        if let Err(full) = self.make_room(req, key, old_cost, new_cost) {
+            return full;
+        }
+        let access = Access::new(self.clock_ms).0;
+        self.insert(Item::new(key.as_bytes(), value, meta, expires_at, access));
+        Response::Set { meta, expires_at }
+    }
+
+    // ---- capture (snapshots) ----------------------------------------------
+
+    /// Begin capturing the current state for a snapshot: returns its
+    /// counters and clock, or `None` if a capture is already active.
+    pub fn begin_capture(&mut self) -> Option<CacheStats> {
+        if self.capture.is_some() {
+            return None;
+        }
+        self.capture = Some(Capture::default());
+        Some(self.stats())
+    }
+
+    /// End the capture and free what it recorded.
+    pub fn end_capture(&mut self) {
+        self.capture = None;
+    }
+
+    /// Up to `max` items of the captured state, in key order, starting after
+    /// `after`; the last key returned is the next call's `after`. An empty
+    /// result means the end. Call with the cache locked for reading; between
+    /// calls apply may run.
+    pub fn capture_chunk(&self, after: Option<&[u8]>, max: usize) -> Vec<Item> {
+        let cap = self.capture.as_ref().expect("capture_chunk without begin_capture");
+        let lower = match after {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Unbounded,
+        };
+        let mut live = self.items.range::<[u8], _>((lower, Bound::Unbounded)).peekable();
+        let mut changed = cap
+            .before
+            .range::<[u8], _>((lower, Bound::Unbounded))
+            .peekable();
+        let mut out = Vec::with_capacity(max);
+        while out.len() < max {
+            // Merge the live items with the recorded ones; a recorded key
+            // shows its content at capture time, whatever it is now.
+            let next_live = live.peek().map(|it| it.key());
+            let next_changed = changed.peek().map(|(k, _)| &***k);
+            match (next_live, next_changed) {
+                (None, None) => break,
+                (Some(l), Some(c)) if l == c => {
+                    live.next();
+                    let (_, before) = changed.next().expect("peeked");
+                    out.extend(before.clone());
+                }
+                (Some(l), c) if c.is_none_or(|c| l < c) => {
+                    out.push(live.next().expect("peeked").clone());
+                }
+                _ => {
+                    let (_, before) = changed.next().expect("peeked");
+                    out.extend(before.clone());
+                }
+            }
+        }
+        out
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn set(key: &str, value: &str, cas: Option<u64>) -> Request {
-        Request {
-            now_ms: 0,
-            cmd: Command::Set {
-                key: key.into(),
-                value: value.as_bytes().to_vec(),
-                cas,
-            },
-        }
-    }
-
-    fn del(key: &str, cas: Option<u64>) -> Request {
-        Request {
-            now_ms: 0,
-            cmd: Command::Delete {
-                key: key.into(),
-                cas,
-            },
-        }
-    }
-
-    #[test]
-    fn set_tracks_create_modify_and_version() {
-        let mut c = Cache::new();
-        assert_eq!(
-            c.apply(5, &set("a", "1", None)),
-            Response::Set {
-                meta: EntryMeta {
-                    create_index: 5,
-                    modify_index: 5,
-                    version: 1
-                }
-            }
-        );
-        assert_eq!(
-            c.apply(9, &set("a", "2", None)),
-            Response::Set {
-                meta: EntryMeta {
-                    create_index: 5,
-                    modify_index: 9,
-                    version: 2
-                }
-            }
-        );
-        assert_eq!(c.get("a").unwrap().value, b"2");
-    }
-
-    #[test]
-    fn cas_zero_means_absent_only() {
-        let mut c = Cache::new();
-        assert!(matches!(
-            c.apply(1, &set("k", "v", Some(0))),
-            Response::Set { .. }
-        ));
-        assert_eq!(
-            c.apply(2, &set("k", "w", Some(0))),
-            Response::CasFailed { current: 1 }
-        );
-        assert_eq!(c.get("k").unwrap().value, b"v");
-    }
-
-    #[test]
-    fn cas_matches_modify_index() {
-        let mut c = Cache::new();
-        c.apply(3, &set("k", "v", None));
-        assert_eq!(
-            c.apply(4, &set("k", "x", Some(2))),
-            Response::CasFailed { current: 3 }
-        );
-        assert!(matches!(
-            c.apply(5, &set("k", "x", Some(3))),
-            Response::Set { .. }
-        ));
-        assert_eq!(
-            c.apply(6, &del("k", Some(3))),
-            Response::CasFailed { current: 5 }
-        );
-        assert_eq!(
-            c.apply(7, &del("k", Some(5))),
-            Response::Deleted { existed: true }
-        );
-        assert_eq!(
-            c.apply(8, &del("k", Some(0))),
-            Response::CasFailed { current: 0 }
-        );
-    }
-
-    #[test]
-    fn delete_absent_reports_not_existed_and_recreate_resets_create_index() {
-        let mut c = Cache::new();
-        assert_eq!(
-            c.apply(1, &del("x", None)),
-            Response::Deleted { existed: false }
-        );
-        c.apply(2, &set("x", "a", None));
-        c.apply(3, &del("x", None));
-        let r = c.apply(4, &set("x", "b", None));
-        assert_eq!(
-            r,
-            Response::Set {
-                meta: EntryMeta {
-                    create_index: 4,
-                    modify_index: 4,
-                    version: 1
-                }
-            }
-        );
-    }
-
-    #[test]
-    fn memory_accounting_follows_writes_and_deletes() {
-        let mut c = Cache::new();
-        c.apply(1, &set("ab", "xyz", None));
-        assert_eq!(c.mem_bytes(), 2 + 3 + ENTRY_OVERHEAD_BYTES);
-        c.apply(2, &set("ab", "x", None));
-        assert_eq!(c.mem_bytes(), 2 + 1 + ENTRY_OVERHEAD_BYTES);
-        c.apply(3, &set("c", "", None));
-        assert_eq!(c.mem_bytes(), 2 + 1 + 1 + 2 * ENTRY_OVERHEAD_BYTES);
-        c.apply(4, &del("ab", None));
-        assert_eq!(c.mem_bytes(), 1 + ENTRY_OVERHEAD_BYTES);
-        let rebuilt = Cache::from_entries(c.iter().map(|(k, e)| (k.clone(), e.clone())));
-        assert_eq!(rebuilt, c);
-    }
-
-    #[test]
-    fn same_log_same_digest_different_log_different_digest() {
-        let log = [set("a", "1", None), set("b", "2", None), del("a", None)];
-        let mut x = Cache::new();
-        let mut y = Cache::new();
-        for (i, r) in log.iter().enumerate() {
-            x.apply(i as u64 + 1, r);
-            y.apply(i as u64 + 1, r);
-        }
-        assert_eq!(x.digest(), y.digest());
-        y.apply(10, &set("b", "3", None));
-        assert_ne!(x.digest(), y.digest());
-    }
-}
+mod tests;

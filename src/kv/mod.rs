@@ -1,19 +1,24 @@
 //! The replicated vocabulary: the commands every front end (HTTP seed routes,
 //! the native `/v1` API, later RESP) parses into, and the responses the state
-//! machine produces.
+//! machine produces; plus the deterministic [`Cache`] they apply to.
 //!
 //! Invariants:
-//! - A [`Request`] is self-contained: everything `apply` needs, including the
-//!   wall-clock time, is stamped into it by the proposer. Applying the same
-//!   request at the same log index gives the same result on every replica.
+//! - A [`Request`] is self-contained: everything `apply` needs (the
+//!   proposer's clock, the leader's eviction victims and memory limit) is
+//!   stamped into it by the proposer. Applying the same request at the same
+//!   log index to the same state gives the same result on every replica.
 //! - Nothing here depends on tokio or openraft; the module is plain data.
+//! - Older log entries (without `ttl`, `evict`, `max_memory`) still decode:
+//!   new fields have serde defaults.
 //!
 //! Not here: how requests are replicated (see `raft`), how they are parsed
-//! from HTTP (see `api`).
+//! from HTTP (see `api`), which keys to evict (the leader decides, in
+//! `cluster`).
 //!
 //! Uses: nothing in the crate (no tokio, no openraft).
 
 pub mod cache;
+pub mod item;
 
 use std::fmt;
 
@@ -21,17 +26,59 @@ use serde::Deserialize;
 use serde::Serialize;
 
 pub use cache::Cache;
+pub use cache::CacheStats;
 pub use cache::Entry;
+pub use item::Access;
+pub use item::Item;
 
-/// A command plus the time the proposing leader stamped on it.
-///
-/// `now_ms` is milliseconds since the Unix epoch as seen by the proposer. The
-/// state machine never reads a clock; time-based behaviour (TTL, coming later)
-/// uses this field so that every replica decides the same way.
+/// Longest TTL accepted: ten years, in milliseconds.
+pub const MAX_TTL_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
+
+/// A command plus what the proposing leader stamped on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
+    /// Milliseconds since the Unix epoch as seen by the proposer. The state
+    /// machine never reads a clock: its "now" is the largest `now_ms` it has
+    /// applied (so the replicated clock never goes back), and TTL deadlines
+    /// are computed from it.
     pub now_ms: u64,
     pub cmd: Command,
+    /// Keys the leader chose to evict to make room for `cmd`; removed
+    /// (those still present) before `cmd` is applied, and only if `cmd` then
+    /// fits under `max_memory`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evict: Vec<String>,
+    /// The proposing leader's `cache.max_memory` (0 = unlimited): a write
+    /// that would take the accounted memory past it is refused.
+    #[serde(default)]
+    pub max_memory: u64,
+}
+
+impl Request {
+    /// A request with no eviction and no memory limit.
+    pub fn new(now_ms: u64, cmd: Command) -> Request {
+        Request {
+            now_ms,
+            cmd,
+            evict: Vec::new(),
+            max_memory: 0,
+        }
+    }
+}
+
+/// What a write does to a key's time to live (Redis SET semantics: a write
+/// without a TTL clears it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ttl {
+    /// No expiry (`persist`, or a plain SET).
+    #[default]
+    Clear,
+    /// Keep the key's current deadline, if any (`keepttl`).
+    Keep,
+    /// Expire this many milliseconds after the write's time.
+    In(u64),
+    /// Expire at this time (ms since the epoch, replicated clock).
+    At(u64),
 }
 
 /// A mutation of the cache.
@@ -46,16 +93,29 @@ pub enum Command {
         #[serde(with = "serde_bytes")]
         value: Vec<u8>,
         cas: Option<u64>,
+        #[serde(default)]
+        ttl: Ttl,
     },
     /// Remove `key`. `cas` as for [`Command::Set`]; `Some(0)` never matches a
     /// present key and so only "succeeds" on an absent one.
     Delete { key: String, cas: Option<u64> },
+    /// Set (`In`/`At`) or remove (`Clear`) the deadline of an existing key;
+    /// its value and indexes do not change.
+    Expire { key: String, ttl: Ttl },
+    /// Remove up to `max` keys whose deadline has passed on the replicated
+    /// clock (the leader proposes it when a deadline passes on its own
+    /// clock, stamping its time, which advances the replicated clock).
+    Tick { max: u32 },
 }
 
 impl Command {
-    pub fn key(&self) -> &str {
+    /// The key the command is about (none for a tick).
+    pub fn key(&self) -> Option<&str> {
         match self {
-            Command::Set { key, .. } | Command::Delete { key, .. } => key,
+            Command::Set { key, .. } | Command::Delete { key, .. } | Command::Expire { key, .. } => {
+                Some(key)
+            }
+            Command::Tick { .. } => None,
         }
     }
 }
@@ -63,29 +123,51 @@ impl Command {
 impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.cmd {
-            Command::Set { key, value, cas } => {
-                write!(f, "set({key:?}, {} bytes, cas={cas:?})", value.len())
-            }
-            Command::Delete { key, cas } => write!(f, "delete({key:?}, cas={cas:?})"),
+            Command::Set {
+                key,
+                value,
+                cas,
+                ttl,
+            } => write!(
+                f,
+                "set({key:?}, {} bytes, cas={cas:?}, ttl={ttl:?})",
+                value.len()
+            )?,
+            Command::Delete { key, cas } => write!(f, "delete({key:?}, cas={cas:?})")?,
+            Command::Expire { key, ttl } => write!(f, "expire({key:?}, {ttl:?})")?,
+            Command::Tick { max } => write!(f, "tick(max={max})")?,
         }
+        if !self.evict.is_empty() {
+            write!(f, " evict {} keys", self.evict.len())?;
+        }
+        Ok(())
     }
 }
 
 /// What applying one log entry produced.
 ///
-/// Deterministic failures (a CAS mismatch) are values here, not errors: every
-/// replica computes the same one.
+/// Deterministic failures (a CAS mismatch, a full cache) are values here,
+/// not errors: every replica computes the same one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     /// A blank or membership entry: nothing for a client.
     Empty,
-    /// The key now holds the new value.
-    Set { meta: EntryMeta },
+    /// The key now holds the new value; `expires_at` is its deadline (0 =
+    /// none).
+    Set { meta: EntryMeta, expires_at: u64 },
     /// The key was removed. `existed` is false for a key that was absent.
     Deleted { existed: bool },
     /// A compare-and-set precondition failed. `current` is the key's modify
     /// index (0 when the key is absent).
     CasFailed { current: u64 },
+    /// An `Expire`: `found` is false for an absent key (nothing changed);
+    /// `expires_at` is the key's deadline now (0 = none).
+    Expired { found: bool, expires_at: u64 },
+    /// A tick removed this many expired keys.
+    Ticked { removed: u64 },
+    /// The write would take the accounted memory past `max` even after the
+    /// leader's evictions: not applied.
+    OutOfMemory { needed: u64, max: u64 },
 }
 
 /// Per-key metadata, etcd style.

@@ -38,7 +38,6 @@ use crate::api;
 use crate::api::AppState;
 use crate::api::Limits;
 use crate::cluster::Cluster;
-use crate::cluster::ReadMode;
 use crate::cluster::ServiceConfig;
 use crate::config;
 use crate::config::Config;
@@ -80,6 +79,8 @@ pub struct Node {
     raft_task: JoinHandle<std::io::Result<()>>,
     join_task: Option<JoinHandle<Result<()>>>,
     leader_log: JoinHandle<()>,
+    expiry_stop: CancellationToken,
+    expiry_task: JoinHandle<()>,
 }
 
 /// Bind both listeners from the config.
@@ -183,10 +184,8 @@ impl Node {
 
         let request_timeout = Duration::from_millis(cfg.http.request_timeout_ms);
         let service_cfg = ServiceConfig {
-            read_mode: match cfg.raft.read_policy {
-                config::ReadPolicy::ReadIndex => ReadMode::ReadIndex,
-                config::ReadPolicy::Lease => ReadMode::Lease,
-            },
+            read_policy: cfg.raft.read_policy,
+            cache: cfg.cache.clone(),
             catch_up_timeout: request_timeout.max(CATCH_UP_TIMEOUT),
             election_timeout: Duration::from_millis(cfg.raft.election_timeout_max_ms),
         };
@@ -201,6 +200,8 @@ impl Node {
         ));
 
         let leader_log = tokio::spawn(cluster.clone().log_leader_changes());
+        let expiry_stop = CancellationToken::new();
+        let expiry_task = tokio::spawn(cluster.clone().run_expiry(expiry_stop.clone()));
         let raft_stop = CancellationToken::new();
         let info = raft::rpc::NodeInfo {
             id: id.clone(),
@@ -209,7 +210,7 @@ impl Node {
         };
         let raft_task = tokio::spawn(crate::net::serve(
             raft_listener,
-            raft::rpc::router(raft.clone(), info, contact),
+            raft::rpc::router(raft.clone(), info, contact, snap_dir.clone()),
             raft_stop.clone(),
             ServeOptions {
                 name: "raft",
@@ -285,6 +286,8 @@ impl Node {
             raft_task,
             join_task,
             leader_log,
+            expiry_stop,
+            expiry_task,
         })
     }
 
@@ -334,6 +337,8 @@ impl Node {
         if let Some(t) = self.join_task {
             t.abort();
         }
+        self.expiry_stop.cancel();
+        let _ = self.expiry_task.await;
         self.cluster.shutdown_raft().await;
         self.leader_log.abort();
         self.raft_stop.cancel();

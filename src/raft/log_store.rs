@@ -153,14 +153,25 @@ impl raft_log::Types for WalTypes {
 
     fn payload_size(payload: &Self::LogPayload) -> u64 {
         match &payload.0.payload {
-            openraft::EntryPayload::Normal(req) => match &req.cmd {
-                crate::kv::Command::Set { key, value, .. } => (key.len() + value.len() + 32) as u64,
-                crate::kv::Command::Delete { key, .. } => (key.len() + 32) as u64,
-            },
+            openraft::EntryPayload::Normal(req) => {
+                let evicted: usize = req.evict.iter().map(|k| k.len() + 8).sum();
+                let cmd = match &req.cmd {
+                    crate::kv::Command::Set { key, value, .. } => key.len() + value.len(),
+                    crate::kv::Command::Delete { key, .. }
+                    | crate::kv::Command::Expire { key, .. } => key.len(),
+                    crate::kv::Command::Tick { .. } => 0,
+                };
+                (cmd + evicted + 48) as u64
+            }
             _ => 64,
         }
     }
 }
+
+/// Entries raft-log keeps in memory (see [`LogStore::open`]).
+const LOG_CACHE_ITEMS: usize = 10_000;
+/// Bytes raft-log keeps in memory at most.
+const LOG_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The log store. Clones share one `RaftLog`; openraft reads through a clone
 /// (the log reader) while the core writes through another.
@@ -176,6 +187,12 @@ impl LogStore {
     pub fn open(dir: &Path, flush_wait: Option<std::time::Duration>) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let mut config = raft_log::Config::new(dir.display().to_string());
+        // raft-log keeps recent entries in memory for replication; its
+        // defaults (100,000 entries, 1 GiB) would hold a cache's worth of
+        // values a second time. Followers that fall further behind read the
+        // log from disk (the page cache, usually) or get a snapshot.
+        config.log_cache_max_items = Some(LOG_CACHE_ITEMS);
+        config.log_cache_capacity = Some(LOG_CACHE_BYTES);
         config.wal.flush_batch_wait = flush_wait;
         let log = raft_log::RaftLog::open(Arc::new(config)).map_err(|e| {
             io::Error::new(

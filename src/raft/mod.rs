@@ -53,8 +53,9 @@ openraft::declare_raft_types!(
         Node = Node,
 );
 
-/// Snapshot payload as moved between state machine, disk and network.
-pub type SnapshotData = std::io::Cursor<Vec<u8>>;
+/// Snapshot payload as moved between state machine, disk and network: an
+/// open snapshot file (never the state in memory).
+pub type SnapshotData = snapshot::SnapshotFile;
 
 pub type Raft = openraft::Raft<TypeConfig, state_machine::StateMachine>;
 

@@ -119,6 +119,17 @@ impl PeerClient {
     ) -> Result<Resp, CallError> {
         let body = rmp_serde::to_vec_named(req)
             .map_err(|e| CallError::Remote(Msg(format!("encode {path}: {e}"))))?;
+        self.send(path, reqwest::Body::from(body), ttl).await
+    }
+
+    /// POST `body` to `path` and decode the MessagePack answer, bounded by
+    /// `ttl` (answer included).
+    async fn send<Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: reqwest::Body,
+        ttl: Duration,
+    ) -> Result<Resp, CallError> {
         let url = format!("{}{}", self.base, path);
         let fut = async {
             let resp = self
@@ -207,16 +218,15 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         cancel: impl Future<Output = ReplicationClosed> + openraft::OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<typ::SnapshotResponse, typ::StreamingError> {
-        let req = rpc::SnapshotRequest {
-            vote,
-            meta: snapshot.meta,
-            data: snapshot.snapshot.into_inner(),
-        };
+        // The body is the vote, then the snapshot file as it is on disk,
+        // streamed: never the whole snapshot in memory.
+        let body = rpc::snapshot_body(&vote, snapshot.snapshot.file)
+            .map_err(|e| CallError::Remote(Msg(format!("snapshot: {e}"))).into_streaming())?;
         // A snapshot may be large: openraft passes its install-snapshot
         // timeout as the hard TTL here, and `raft.rpc_timeout_ms` does not
         // apply.
         tokio::select! {
-            r = self.call(rpc::SNAPSHOT, &req, option.hard_ttl()) => r.map_err(CallError::into_streaming),
+            r = self.send(rpc::SNAPSHOT, body, option.hard_ttl()) => r.map_err(CallError::into_streaming),
             closed = cancel => Err(typ::StreamingError::Closed(closed)),
         }
     }

@@ -14,6 +14,7 @@
 //! Not here: the accept loop and its limits (`net::serve`), the client side
 //! (`raft::network`).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Json;
@@ -48,15 +49,22 @@ pub const INFO: &str = "/raft/info";
 
 /// Largest AppendEntries body accepted (many entries of up to the value cap).
 const MAX_RPC_BODY: usize = 256 * 1024 * 1024;
-/// Largest snapshot accepted in one request.
-const MAX_SNAPSHOT_BODY: usize = 4 * 1024 * 1024 * 1024 - 1;
+/// Largest snapshot file accepted; it streams to disk, so this bounds disk,
+/// not memory.
+const MAX_SNAPSHOT_BYTES: u64 = 64 * 1024 * 1024 * 1024;
+/// Largest encoded vote at the start of a snapshot body.
+const MAX_VOTE_BYTES: usize = 64 * 1024;
 
-#[derive(Serialize, Deserialize)]
-pub struct SnapshotRequest {
-    pub vote: typ::Vote,
-    pub meta: typ::SnapshotMeta,
-    #[serde(with = "serde_bytes")]
-    pub data: Vec<u8>,
+/// The body of a snapshot RPC: `vote_len u32 LE`, the vote (MessagePack),
+/// then the snapshot file's bytes, streamed from `file`.
+pub fn snapshot_body(vote: &typ::Vote, file: std::fs::File) -> std::io::Result<reqwest::Body> {
+    use futures_util::StreamExt;
+    let vote = rmp_serde::to_vec_named(vote).map_err(std::io::Error::other)?;
+    let mut head = (vote.len() as u32).to_le_bytes().to_vec();
+    head.extend_from_slice(&vote);
+    let head = futures_util::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(head)) });
+    let file = tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(file), 1 << 20);
+    Ok(reqwest::Body::wrap_stream(head.chain(file)))
 }
 
 /// Who a Raft listener belongs to.
@@ -120,26 +128,25 @@ struct RpcState {
     raft: Raft,
     info: NodeInfo,
     contact: Arc<LeaderContact>,
+    /// Where received snapshots are written before they are installed.
+    snapshot_dir: PathBuf,
 }
 
 /// The router for the Raft listener.
-pub fn router(raft: Raft, info: NodeInfo, contact: Arc<LeaderContact>) -> Router {
+pub fn router(raft: Raft, info: NodeInfo, contact: Arc<LeaderContact>, snapshot_dir: PathBuf) -> Router {
     Router::new()
         .route(APPEND, post(append))
         .route(VOTE, post(vote))
         .route(PRE_VOTE, post(pre_vote))
         .route(TRANSFER_LEADER, post(transfer_leader))
         .layer(DefaultBodyLimit::max(MAX_RPC_BODY))
-        .merge(
-            Router::new()
-                .route(SNAPSHOT, post(snapshot))
-                .layer(DefaultBodyLimit::max(MAX_SNAPSHOT_BODY)),
-        )
+        .route(SNAPSHOT, post(snapshot))
         .route(INFO, get(node_info))
         .with_state(RpcState {
             raft,
             info,
             contact,
+            snapshot_dir,
         })
 }
 
@@ -176,20 +183,94 @@ async fn transfer_leader(
     Ok(MsgPack(s.raft.handle_transfer_leader(req).await?))
 }
 
-async fn snapshot(State(s): State<RpcState>, MsgPack(req): MsgPack<SnapshotRequest>) -> Response {
-    // Reject a damaged snapshot before openraft hands it to the state machine.
-    if let Err(e) = super::snapshot::verify_data(&req.data) {
-        return (StatusCode::BAD_REQUEST, format!("snapshot rejected: {e}")).into_response();
+/// Receive a snapshot: the vote, then the file, streamed to a temp file in
+/// the snapshot dir (bounded by [`MAX_SNAPSHOT_BYTES`]), verified whole,
+/// then handed to Raft, which installs it (the state machine renames it
+/// into place). A damaged snapshot is refused with 400 before Raft sees it.
+async fn snapshot(State(s): State<RpcState>, body: axum::body::Body) -> Response {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = s
+        .snapshot_dir
+        .join(format!("recv-{}-{n}{}", std::process::id(), super::snapshot::TMP_SUFFIX));
+    let result = receive_snapshot(&s, body, &tmp).await;
+    // Installed snapshots were renamed away; anything else is garbage.
+    let _ = tokio::fs::remove_file(&tmp).await;
+    match result {
+        Ok(r) => r,
+        Err(r) => *r,
     }
+}
+
+fn bad_request(msg: String) -> Box<Response> {
+    Box::new((StatusCode::BAD_REQUEST, msg).into_response())
+}
+
+async fn receive_snapshot(s: &RpcState, body: axum::body::Body, tmp: &std::path::Path) -> Result<Response, Box<Response>> {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let mut stream = body.into_data_stream();
+    let mut head = bytes::BytesMut::new();
+    let mut vote: Option<typ::Vote> = None;
+    let mut file = tokio::io::BufWriter::with_capacity(
+        1 << 20,
+        tokio::fs::File::create(tmp)
+            .await
+            .map_err(|e| Box::new(Unavailable(format!("cannot write {}: {e}", tmp.display())).into_response()))?,
+    );
+    let mut written: u64 = 0;
+    while let Some(chunk) = stream.next().await {
+        let mut chunk = chunk.map_err(|e| bad_request(format!("snapshot body: {e}")))?;
+        if vote.is_none() {
+            head.extend_from_slice(&chunk);
+            if head.len() < 4 {
+                continue;
+            }
+            let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+            if len > MAX_VOTE_BYTES {
+                return Err(bad_request("snapshot body: vote too large".into()));
+            }
+            if head.len() < 4 + len {
+                continue;
+            }
+            vote = Some(
+                rmp_serde::from_slice(&head[4..4 + len])
+                    .map_err(|e| bad_request(format!("snapshot body: vote: {e}")))?,
+            );
+            chunk = head.split_off(4 + len).freeze();
+        }
+        written += chunk.len() as u64;
+        if written > MAX_SNAPSHOT_BYTES {
+            return Err(bad_request(format!("snapshot over {MAX_SNAPSHOT_BYTES} bytes")));
+        }
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| Box::new(Unavailable(format!("writing {}: {e}", tmp.display())).into_response()))?;
+    }
+    let vote = vote.ok_or_else(|| bad_request("snapshot body: no vote".into()))?;
+    file.flush()
+        .await
+        .map_err(|e| Box::new(Unavailable(format!("writing {}: {e}", tmp.display())).into_response()))?;
+    drop(file);
+    let path = tmp.to_path_buf();
+    let checked = tokio::task::spawn_blocking(move || {
+        let meta = super::snapshot::verify(&path)?;
+        let file = std::fs::File::open(&path)?;
+        Ok::<_, std::io::Error>((meta, super::snapshot::SnapshotFile { path, file }))
+    })
+    .await
+    .map_err(|e| Box::new(Unavailable(e.to_string()).into_response()))?;
+    // Reject a damaged snapshot before openraft hands it to the state machine.
+    let (meta, data) = checked.map_err(|e| bad_request(format!("snapshot rejected: {e}")))?;
     let snap = typ::Snapshot {
-        meta: req.meta,
-        snapshot: std::io::Cursor::new(req.data),
+        meta,
+        snapshot: data,
     };
-    let answer: Answer<_> = match s.raft.install_full_snapshot(req.vote, snap).await {
+    let answer: Answer<_> = match s.raft.install_full_snapshot(vote, snap).await {
         Ok(resp) => Ok(MsgPack(resp)),
         Err(e) => Err(e.into()),
     };
-    answer.into_response()
+    Ok(answer.into_response())
 }
 
 async fn node_info(State(s): State<RpcState>) -> Json<NodeInfo> {

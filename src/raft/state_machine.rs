@@ -8,8 +8,15 @@
 //!   stops the node.
 //! - `last_applied` and the cache change together under one write lock, so a
 //!   reader never sees a value without the index that produced it.
+//! - A snapshot never copies the map and never holds the lock for long: it
+//!   begins a capture in the cache under the write lock (recording the
+//!   applied index and membership at that instant), then streams the
+//!   captured state to a file in chunks, each under a short read lock, while
+//!   apply goes on. Only the keys changed meanwhile are copied (their
+//!   content at capture time).
 //! - A snapshot is durable (fsynced file) before openraft learns of it, so
 //!   openraft may purge the log it covers.
+//! - One snapshot build or install runs at a time (`build` lock).
 //! - On open, the newest snapshot on disk is loaded and verified; openraft
 //!   then re-applies the committed log after it.
 //!
@@ -34,10 +41,15 @@ use openraft::storage::RaftStateMachine;
 use super::SnapshotData;
 use super::TypeConfig;
 use super::snapshot;
+use super::snapshot::SnapshotFile;
 use super::typ;
 use crate::kv::Cache;
+use crate::kv::CacheStats;
 use crate::kv::Entry;
 use crate::kv::Response;
+
+/// Items streamed per read-lock hold while a snapshot is written.
+const SNAPSHOT_CHUNK: usize = 4096;
 
 struct SmState {
     last_applied: Option<typ::LogId>,
@@ -50,6 +62,8 @@ struct Shared {
     /// Path and meta of the newest durable snapshot.
     current: Mutex<Option<(typ::SnapshotMeta, PathBuf)>>,
     dir: PathBuf,
+    /// Held by a snapshot build or install for its whole duration.
+    build: tokio::sync::Mutex<()>,
 }
 
 /// The state machine handed to openraft. Cheap to clone.
@@ -58,7 +72,8 @@ pub struct StateMachine {
     shared: Arc<Shared>,
 }
 
-/// Read-only access to the applied state, for the read path and metrics.
+/// Read-only access to the applied state, for the read path, eviction
+/// choices and metrics.
 #[derive(Clone)]
 pub struct StateReader {
     shared: Arc<Shared>,
@@ -72,9 +87,9 @@ impl StateMachine {
     /// Open the state machine, restoring the newest snapshot in `dir`.
     pub fn open(dir: &Path) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let (state, current) = match snapshot::load_latest(dir)? {
-            Some((meta, data, path)) => {
-                let cache = snapshot::decode_data(&data)?;
+        let (state, current) = match snapshot::latest(dir)? {
+            Some(path) => {
+                let (meta, cache) = snapshot::load(&path)?;
                 tracing::info!(
                     last_log_id = ?meta.last_log_id,
                     keys = cache.len(),
@@ -101,6 +116,7 @@ impl StateMachine {
                 state: RwLock::new(state),
                 current: Mutex::new(current),
                 dir: dir.to_path_buf(),
+                build: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -110,6 +126,11 @@ impl StateMachine {
             shared: self.shared.clone(),
         }
     }
+
+    /// Where received snapshots are written before they are installed.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
 }
 
 /// What one read of the local state returns.
@@ -118,37 +139,55 @@ pub struct LocalRead {
     pub entry: Option<Entry>,
     /// Index of the last applied log entry when the read was made.
     pub applied_index: u64,
+    /// The replicated clock when the read was made.
+    pub clock_ms: u64,
 }
 
 impl StateReader {
-    pub fn get(&self, key: &str) -> LocalRead {
-        let st = self
-            .shared
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, SmState> {
+        self.shared
             .state
             .read()
-            .expect("state machine lock poisoned");
+            .expect("state machine lock poisoned")
+    }
+
+    pub fn get(&self, key: &str) -> LocalRead {
+        let st = self.read();
         LocalRead {
-            entry: st.cache.get(key).cloned(),
+            entry: st.cache.get(key),
             applied_index: st.last_applied.as_ref().map_or(0, |l| l.index),
+            clock_ms: st.cache.clock_ms(),
         }
     }
 
-    pub fn applied_index(&self) -> u64 {
-        let st = self
-            .shared
-            .state
-            .read()
-            .expect("state machine lock poisoned");
-        st.last_applied.as_ref().map_or(0, |l| l.index)
+    /// [`StateReader::get`], and record the access in the item's node-local
+    /// access word (for LRU/LFU eviction): `now_ms` is this node's time,
+    /// `coin` a uniform random number for the LFU counter.
+    pub fn get_and_touch(&self, key: &str, now_ms: u64, coin: f64) -> LocalRead {
+        let st = self.read();
+        let item = st.cache.get_item(key);
+        if let Some(it) = item {
+            it.set_access(crate::kv::Access(it.access()).touched(now_ms, coin).0);
+        }
+        LocalRead {
+            entry: item.map(|it| it.view().into()),
+            applied_index: st.last_applied.as_ref().map_or(0, |l| l.index),
+            clock_ms: st.cache.clock_ms(),
+        }
     }
 
-    /// (applied index, number of keys, accounted memory bytes, digest).
+    /// Run `f` on the cache under the read lock (keep it short: apply waits).
+    pub fn inspect<T>(&self, f: impl FnOnce(&Cache) -> T) -> T {
+        f(&self.read().cache)
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        self.read().last_applied.as_ref().map_or(0, |l| l.index)
+    }
+
+    /// Applied index, key count, memory and digest: O(1).
     pub fn summary(&self) -> StateSummary {
-        let st = self
-            .shared
-            .state
-            .read()
-            .expect("state machine lock poisoned");
+        let st = self.read();
         StateSummary {
             applied_index: st.last_applied.as_ref().map_or(0, |l| l.index),
             keys: st.cache.len() as u64,
@@ -157,14 +196,8 @@ impl StateReader {
         }
     }
 
-    /// (keys, memory bytes) without hashing everything.
-    pub fn size(&self) -> (u64, u64) {
-        let st = self
-            .shared
-            .state
-            .read()
-            .expect("state machine lock poisoned");
-        (st.cache.len() as u64, st.cache.mem_bytes())
+    pub fn stats(&self) -> CacheStats {
+        self.read().cache.stats()
     }
 }
 
@@ -176,43 +209,71 @@ pub struct StateSummary {
     pub digest: u64,
 }
 
-/// Builds one snapshot: copies the state under the read lock, encodes and
-/// writes it without holding the lock.
+/// Builds one snapshot (see the module doc).
 pub struct SnapshotBuilder {
     shared: Arc<Shared>,
+}
+
+impl SnapshotBuilder {
+    /// Stream the captured state into a snapshot file.
+    fn write(shared: &Shared, meta: &typ::SnapshotMeta, stats: &CacheStats) -> io::Result<PathBuf> {
+        let mut w = snapshot::Writer::create(&shared.dir, meta, stats)?;
+        let mut after: Option<Box<[u8]>> = None;
+        loop {
+            let chunk = {
+                let st = shared.state.read().map_err(|_| lock_poisoned())?;
+                st.cache.capture_chunk(after.as_deref(), SNAPSHOT_CHUNK)
+            };
+            let Some(last) = chunk.last() else { break };
+            after = Some(last.key().into());
+            w.items(&chunk)?;
+        }
+        w.finish()
+    }
+}
+
+fn open_file(path: PathBuf) -> io::Result<SnapshotFile> {
+    let file = std::fs::File::open(&path)?;
+    Ok(SnapshotFile { path, file })
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> Result<typ::Snapshot, io::Error> {
-        let (entries, last_applied, membership) = {
-            let st = self.shared.state.read().map_err(|_| lock_poisoned())?;
-            let entries: Vec<(String, Entry)> = st
+        let _one = self.shared.build.lock().await;
+        let (meta, stats) = {
+            let mut st = self.shared.state.write().map_err(|_| lock_poisoned())?;
+            let stats = st
                 .cache
-                .iter()
-                .map(|(k, e)| (k.clone(), e.clone()))
-                .collect();
-            (entries, st.last_applied.clone(), st.membership.clone())
-        };
-        let meta = typ::SnapshotMeta {
-            last_log_id: last_applied,
-            last_membership: membership,
+                .begin_capture()
+                .ok_or_else(|| io::Error::other("a snapshot capture is already active"))?;
+            let meta = typ::SnapshotMeta {
+                last_log_id: st.last_applied.clone(),
+                last_membership: st.membership.clone(),
+            };
+            (meta, stats)
         };
         let shared = self.shared.clone();
         let meta2 = meta.clone();
-        let data = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
-            let data = snapshot::encode_data(&entries)?;
-            let path = snapshot::write_file(&shared.dir, &meta2, &data)?;
-            *shared.current.lock().map_err(|_| lock_poisoned())? = Some((meta2, path));
-            Ok(data)
-        })
-        .await
-        .map_err(io::Error::other)??;
-        tracing::info!(last_log_id = ?meta.last_log_id, bytes = data.len(), "built snapshot");
+        let written =
+            tokio::task::spawn_blocking(move || SnapshotBuilder::write(&shared, &meta2, &stats))
+                .await
+                .map_err(io::Error::other);
+        // End the capture whatever happened, freeing what it recorded.
+        self.shared
+            .state
+            .write()
+            .map_err(|_| lock_poisoned())?
+            .cache
+            .end_capture();
+        let path = written??;
+        tracing::info!(last_log_id = ?meta.last_log_id, keys = stats.keys, path = %path.display(), "snapshot taken");
+        *self.shared.current.lock().map_err(|_| lock_poisoned())? =
+            Some((meta.clone(), path.clone()));
         Ok(typ::Snapshot {
             meta,
-            snapshot: std::io::Cursor::new(data),
+            snapshot: open_file(path)?,
         })
     }
 }
@@ -264,22 +325,32 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &typ::SnapshotMeta,
         snapshot: SnapshotData,
     ) -> Result<(), io::Error> {
-        let data = snapshot.into_inner();
+        let _one = self.shared.build.lock().await;
         let shared = self.shared.clone();
         let meta2 = meta.clone();
-        let cache = tokio::task::spawn_blocking(move || -> io::Result<Cache> {
-            let cache = snapshot::decode_data(&data)?;
-            let path = snapshot::write_file(&shared.dir, &meta2, &data)?;
-            *shared.current.lock().map_err(|_| lock_poisoned())? = Some((meta2, path));
-            Ok(cache)
+        let (cache, path) = tokio::task::spawn_blocking(move || -> io::Result<(Cache, PathBuf)> {
+            let (_, cache) = snapshot::load(&snapshot.path)?;
+            let path = if snapshot.path.parent() == Some(shared.dir.as_path())
+                && snapshot.path.to_string_lossy().ends_with(snapshot::TMP_SUFFIX)
+            {
+                snapshot::adopt(&shared.dir, &snapshot.path, &meta2)?
+            } else {
+                snapshot.path
+            };
+            Ok((cache, path))
         })
         .await
         .map_err(io::Error::other)??;
         tracing::info!(last_log_id = ?meta.last_log_id, keys = cache.len(), "installed snapshot");
-        let mut st = self.shared.state.write().map_err(|_| lock_poisoned())?;
-        st.last_applied = meta.last_log_id.clone();
-        st.membership = meta.last_membership.clone();
-        st.cache = cache;
+        *self.shared.current.lock().map_err(|_| lock_poisoned())? = Some((meta.clone(), path));
+        let old = {
+            let mut st = self.shared.state.write().map_err(|_| lock_poisoned())?;
+            st.last_applied = meta.last_log_id.clone();
+            st.membership = meta.last_membership.clone();
+            std::mem::replace(&mut st.cache, cache)
+        };
+        // Free the old state outside the lock (a big map takes a while).
+        drop(old);
         Ok(())
     }
 
@@ -293,12 +364,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let Some((meta, path)) = current else {
             return Ok(None);
         };
-        let (_, data) = tokio::task::spawn_blocking(move || snapshot::read_file(&path))
-            .await
-            .map_err(io::Error::other)??;
         Ok(Some(typ::Snapshot {
             meta,
-            snapshot: std::io::Cursor::new(data),
+            snapshot: open_file(path)?,
         }))
     }
 }

@@ -35,6 +35,8 @@ use super::leader::Routed;
 use super::leader::on_leader;
 use crate::id::NodeId;
 use crate::kv::Command;
+use crate::kv::Response as KvResponse;
+use crate::kv::Ttl;
 use crate::wire::Code;
 
 pub fn routes() -> Router<AppState> {
@@ -86,6 +88,26 @@ struct SetBody {
     key: Option<String>,
     #[serde(default)]
     value: Option<String>,
+    /// dcache's addition: seconds (a number) or a duration string.
+    #[serde(default)]
+    ttl: Option<serde_json::Value>,
+}
+
+/// The optional `"ttl"` of a `/store` body: seconds, or a duration string.
+fn body_ttl(v: Option<serde_json::Value>) -> Result<Ttl, ApiError> {
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(Ttl::Clear),
+        Some(serde_json::Value::Number(n)) => match n.as_u64() {
+            Some(secs) => Ok(Ttl::In(keys::parse_ttl("ttl", &secs.to_string())?)),
+            None => Err(ApiError::invalid(format!(
+                "invalid ttl {n}: expected whole seconds or a duration such as \"30s\""
+            ))),
+        },
+        Some(serde_json::Value::String(s)) => Ok(Ttl::In(keys::parse_ttl("ttl", &s)?)),
+        Some(other) => Err(ApiError::invalid(format!(
+            "invalid ttl {other}: expected whole seconds or a duration such as \"30s\""
+        ))),
+    }
 }
 
 async fn set(State(state): State<AppState>, raw: Raw) -> SeedResult {
@@ -96,6 +118,7 @@ async fn set(State(state): State<AppState>, raw: Raw) -> SeedResult {
         (Some(k), Some(v)) if !k.is_empty() && !v.is_empty() => (k, v),
         _ => return Err(fail(ApiError::invalid("key and value are required"))),
     };
+    let ttl = body_ttl(body.ttl).map_err(&fail)?;
     let limits = state.limits();
     keys::validate(&key, limits.max_key_bytes).map_err(&fail)?;
     if value.len() > limits.max_value_bytes {
@@ -109,10 +132,17 @@ async fn set(State(state): State<AppState>, raw: Raw) -> SeedResult {
         key: key.clone(),
         value: value.into_bytes(),
         cas: None,
+        ttl,
     };
-    let r = leader::write(&state, &raw, cmd).await.map_err(&fail)?;
+    let out = match leader::write(&state, &raw, cmd).await.map_err(&fail)? {
+        Routed::Forwarded(resp) => return Ok(resp),
+        Routed::Here(out) => out,
+    };
+    if let KvResponse::OutOfMemory { needed, max } = out.response {
+        return Err(fail(super::v1::out_of_memory(needed, max)));
+    }
     let body = json!({ "key": key, "message": "value set successfully" });
-    Ok(done(r, |_| respond(StatusCode::CREATED, body)))
+    Ok(respond(StatusCode::CREATED, body))
 }
 
 async fn get_key(State(state): State<AppState>, raw: Raw) -> SeedResult {
