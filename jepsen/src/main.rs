@@ -339,7 +339,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 faults.len()
             ),
             schedule::Plan::TooShort { needed_secs } => println!(
-                "dcache-jepsen: WARNING: {} s is too short to inject all {} fault kinds (needs about {needed_secs} s); a kind never injected fails the run",
+                "dcache-jepsen: WARNING: {} s is too short to inject all {} fault kind(s) (needs about {needed_secs} s); a kind never injected fails the run",
                 args.duration,
                 faults.len()
             ),

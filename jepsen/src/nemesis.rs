@@ -377,17 +377,17 @@ impl Nemesis {
         ));
         self.db.lock().await.procs.kill(victim);
         self.restart(victim, Some(secs)).await?;
-        let verdict = self.check_skew(victim, secs).await;
-        tokio::time::sleep(hold.saturating_sub(t0.elapsed())).await;
-        match verdict {
+        let verdict = match self.check_skew(victim, secs).await {
             Ok(seen) => {
                 self.note(format!(
                     "clock-skew: n{victim} clock observed {seen:+.1} s off"
                 ));
-                Ok(Injection::Done)
+                Injection::Done
             }
-            Err(why) => Ok(Injection::Skipped(why)),
-        }
+            Err(why) => Injection::Skipped(why),
+        };
+        tokio::time::sleep(hold.saturating_sub(t0.elapsed())).await;
+        Ok(verdict)
     }
 
     /// The observed offset of node `i`'s clock if it shows `secs`.
