@@ -10,14 +10,18 @@
 //!
 //! Invariants: a fault counts as injected only once it took effect (the
 //! rules were installed, a live process was signalled, the removal was
-//! accepted, the skewed clock was observed); a fault that could not be
+//! confirmed, the skewed clock was observed); a fault that could not be
 //! injected is recorded as skipped with the reason, never dropped silently,
 //! and gets one retry at the end of its cycle while its kind has no
-//! injection yet; every random choice comes from the run seed.
+//! injection yet; a node is wiped only after its removal from the
+//! membership is confirmed, and every restart carries a join address, so
+//! the harness never makes a node bootstrap a second cluster; every random
+//! choice comes from the run seed.
 //!
 //! Does not: decide the order of kinds or the step lengths (see
 //! `schedule.rs`), or judge the run (see `main.rs`).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
@@ -40,6 +44,9 @@ use crate::schedule::step_times;
 
 /// How long a leader-dependent fault waits for a leader.
 pub const LEADER_WAIT: Duration = Duration::from_secs(10);
+/// How long a membership change that is still in flight after
+/// [`LEADER_WAIT`] gets to settle.
+const MEMBERSHIP_SETTLE: Duration = Duration::from_secs(5);
 /// How long a skewed node gets to answer `/health` after its restart.
 const SKEW_CHECK_WAIT: Duration = Duration::from_secs(10);
 /// The skew of the clock-skew fault, either way (seconds).
@@ -60,6 +67,10 @@ pub struct Nemesis {
     start: Instant,
     pub log: Vec<String>,
     pub tally: Tally,
+    /// Nodes whose removal was requested but not confirmed: a removal
+    /// answered with an error (e.g. a timeout) can still take effect,
+    /// seconds later.
+    unresolved_removals: BTreeSet<usize>,
 }
 
 /// The leader most running nodes report (by index, 1-based), if that node
@@ -105,6 +116,7 @@ impl Nemesis {
             start,
             log: Vec::new(),
             tally: Tally::default(),
+            unresolved_removals: BTreeSet::new(),
         }
     }
 
@@ -133,6 +145,7 @@ impl Nemesis {
             };
             let hold = hold.min(until.saturating_duration_since(Instant::now()));
             self.db.lock().await.procs.poll();
+            self.resolve_removals().await?;
             match self.inject(f, hold).await? {
                 Injection::Done => self.tally.injected(f),
                 Injection::Skipped(reason) => {
@@ -314,49 +327,133 @@ impl Nemesis {
     }
 
     /// Remove a follower, wipe its data, start it again (it joins anew).
-    /// The removal is retried (new leader, membership change in flight)
-    /// until [`LEADER_WAIT`] has passed.
+    ///
+    /// A removal answered with an error may still take effect (the request
+    /// timed out while the change went on), so after a failed request the
+    /// membership is read back, and the removal of the same node is retried
+    /// until [`LEADER_WAIT`] has passed, then given [`MEMBERSHIP_SETTLE`]
+    /// more. A node is wiped only once its removal is confirmed: wiping a
+    /// voter would throw away a replica's durable state, which Raft does not
+    /// survive (and the run would blame dcache). A removal still unconfirmed
+    /// stays *unresolved*: the next membership fault retries that node
+    /// rather than removing a second one, and [`Nemesis::resolve_removals`]
+    /// completes it (wipe, rejoin) if it lands later.
     async fn membership(
         &mut self,
-        mut leader: Option<usize>,
+        leader: Option<usize>,
         hold: Duration,
     ) -> anyhow::Result<Injection> {
+        let l0 = leader.expect("needs_leader");
+        let victim = match self.unresolved_removals.first() {
+            Some(&v) => v,
+            None => {
+                let o = self.running_others(&[l0]).await;
+                let Some(&v) = o.choose(&mut self.rng) else {
+                    return Ok(Injection::Skipped("no running follower".into()));
+                };
+                v
+            }
+        };
+        self.unresolved_removals.insert(victim);
         let deadline = Instant::now() + LEADER_WAIT;
-        let victim = loop {
-            let Some(l) = leader else {
-                return Ok(Injection::Skipped(format!(
-                    "no leader within {} s",
-                    LEADER_WAIT.as_secs()
-                )));
-            };
-            let o = self.running_others(&[l]).await;
-            let Some(&victim) = o.choose(&mut self.rng) else {
-                return Ok(Injection::Skipped("no running follower".into()));
-            };
-            if self.api.delete_member(&Db::http(l), &Db::id(victim)).await {
-                break victim;
+        let mut leader = Some(l0);
+        let mut removed = false;
+        loop {
+            if let Some(l) = leader
+                && (self.api.delete_member(&Db::http(l), &Db::id(victim)).await
+                    || self.member_status(l, victim).await == Some(false))
+            {
+                removed = true;
+                break;
             }
             if Instant::now() >= deadline {
-                return Ok(Injection::Skipped(format!(
-                    "removal refused for {} s",
-                    LEADER_WAIT.as_secs()
-                )));
+                break;
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
             leader = find_leader(&self.api, &self.db).await;
-        };
+        }
+        if !removed {
+            // A change may still be in flight: let it settle, look again.
+            let settle = Instant::now() + MEMBERSHIP_SETTLE;
+            while Instant::now() < settle {
+                if let Some(l) = find_leader(&self.api, &self.db).await
+                    && let Some(member) = self.member_status(l, victim).await
+                {
+                    removed = !member;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+        if !removed {
+            return Ok(Injection::Skipped(format!(
+                "removal of n{victim} not confirmed within {} s (left unresolved; n{victim} is not wiped)",
+                (LEADER_WAIT + MEMBERSHIP_SETTLE).as_secs()
+            )));
+        }
         self.note(format!(
             "membership: removed n{victim}, wipe it, add it back"
         ));
+        self.rejoin_removed(victim, hold / 2).await?;
+        Ok(Injection::Done)
+    }
+
+    /// Kill a node whose removal is confirmed, wipe its data, and after
+    /// `down` start it again: it joins as a new member.
+    async fn rejoin_removed(&mut self, victim: usize, down: Duration) -> anyhow::Result<()> {
+        self.unresolved_removals.remove(&victim);
         let dir = {
             let mut db = self.db.lock().await;
             db.procs.kill(victim);
             db.data_dir(victim)
         };
         let _ = std::fs::remove_dir_all(&dir);
-        tokio::time::sleep(hold / 2).await;
-        self.restart(victim, None).await?;
-        Ok(Injection::Done)
+        tokio::time::sleep(down).await;
+        self.restart(victim, None).await
+    }
+
+    /// Completes unresolved removals that took effect after all: such a
+    /// node is wiped and rejoins, and the membership fault counts as
+    /// injected. Returns the nodes still unresolved.
+    pub async fn resolve_removals(&mut self) -> anyhow::Result<Vec<usize>> {
+        let pending: Vec<usize> = self.unresolved_removals.iter().copied().collect();
+        if pending.is_empty() {
+            return Ok(pending);
+        }
+        let Some(l) = find_leader(&self.api, &self.db).await else {
+            return Ok(pending);
+        };
+        for victim in pending {
+            if self.member_status(l, victim).await == Some(false) {
+                self.note(format!(
+                    "membership: the earlier removal of n{victim} took effect late; wipe it, add it back"
+                ));
+                self.rejoin_removed(victim, Duration::ZERO).await?;
+                self.tally.injected(Fault::Membership);
+            }
+        }
+        Ok(self.unresolved_removals.iter().copied().collect())
+    }
+
+    /// At the end of a run: waits up to `timeout` for unresolved removals
+    /// to land or settle, completing those that land. Returns the nodes
+    /// still unresolved (members, as far as the cluster says).
+    pub async fn settle_removals(&mut self, timeout: Duration) -> anyhow::Result<Vec<usize>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = self.resolve_removals().await?;
+            if left.is_empty() || Instant::now() >= deadline {
+                return Ok(left);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Whether node `victim` is in the membership as node `l` sees it:
+    /// `None` if `l` does not answer or a membership change is in flight.
+    async fn member_status(&self, l: usize, victim: usize) -> Option<bool> {
+        let v = self.api.json(&Db::http(l), "/v1/cluster").await?;
+        is_member(&v, &Db::id(victim))
     }
 
     /// Restart a node with its wall clock off by ±[`SKEW_SECS`], then check
@@ -440,24 +537,62 @@ impl Nemesis {
         })
     }
 
-    /// Start a stopped node again, joining through any other node (a node
-    /// already in the membership skips the join; a wiped one joins anew).
+    /// Start a stopped node again. Every restart gets a join address (the
+    /// leader if known, else another running node): a node that is already
+    /// a voter skips the join, and one without Raft state (wiped, or killed
+    /// before its rejoin completed) joins anew. Only the first start of n1
+    /// bootstraps; a restart without a join address would let a node with
+    /// no Raft state bootstrap a second cluster of its own.
     pub async fn restart(&mut self, i: usize, skew: Option<i64>) -> anyhow::Result<()> {
-        let n = self.db.lock().await.n();
-        let via = (1..=n).find(|&o| o != i).map(Db::http);
-        let mut db = self.db.lock().await;
-        if !db.is_running(i) {
-            let fresh = !db.data_dir(i).join("node.json").exists();
-            // n1 bootstrapped the cluster; every other start joins. A wiped
-            // n1 must join too, or it would bootstrap a second cluster.
-            let join = if i == 1 && !fresh { None } else { via };
-            db.start(i, join, skew)?;
+        if self.db.lock().await.is_running(i) {
+            return Ok(());
         }
-        Ok(())
+        let leader = find_leader(&self.api, &self.db).await.filter(|&l| l != i);
+        let via = {
+            let mut db = self.db.lock().await;
+            let n = db.n();
+            let running = (1..=n).find(|&o| o != i && db.is_running(o));
+            leader
+                .or(running)
+                .or((1..=n).find(|&o| o != i))
+                .expect("at least 3 nodes")
+        };
+        self.db.lock().await.start(i, Some(Db::http(via)), skew)
     }
 
     pub async fn heal(&mut self) {
         self.note("heal network".into());
         self.db.lock().await.topo.heal();
+    }
+}
+
+/// Whether `id` is in the membership of a `/v1/cluster` document: `None`
+/// while a membership change is in flight (or the document is not one).
+fn is_member(cluster: &serde_json::Value, id: &str) -> Option<bool> {
+    if cluster["membership_settled"] != true {
+        return None;
+    }
+    let members = cluster["members"].as_array()?;
+    Some(members.iter().any(|m| m["id"] == id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn membership_read_back() {
+        let doc = |settled: bool, ids: &[&str]| {
+            json!({
+                "membership_settled": settled,
+                "members": ids.iter().map(|i| json!({"id": i, "role": "voter"})).collect::<Vec<_>>(),
+            })
+        };
+        assert_eq!(is_member(&doc(true, &["n1", "n2", "n3"]), "n2"), Some(true));
+        assert_eq!(is_member(&doc(true, &["n1", "n3"]), "n2"), Some(false));
+        // A joint configuration still lists the node: not settled.
+        assert_eq!(is_member(&doc(false, &["n1", "n3"]), "n2"), None);
+        assert_eq!(is_member(&json!({"error": "x"}), "n2"), None);
     }
 }
