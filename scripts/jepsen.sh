@@ -2,16 +2,19 @@
 # Fault-injection suite: real dcache processes in network namespaces under a
 # seeded mix of partitions, kills, pauses, membership changes and clock skew,
 # with a linearizability check of the history and convergence checks.
-# Needs root (ip netns, nft). Optional: faketime (clock-skew faults).
+# Needs root (ip netns, nft) and libfaketime for the clock-skew fault
+# (`apt-get install faketime`; the harness stops at start without it).
+# Runs the release build, as users do. Each run fails if a fault kind was
+# never injected or a node exited on its own.
 #
 #   scripts/jepsen.sh            the bounded CI version: 3 nodes x 100 s + 5 nodes x 80 s, all faults
 #   JEPSEN_LONG=1 scripts/jepsen.sh   the pre-release run: 5 nodes x 30 min, all faults
 #   JEPSEN_SEED=123 ...          replay a seed (printed by every run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --quiet -p dcache -p dcache-jepsen --bins
-bin=target/debug/dcache
-harness=target/debug/dcache-jepsen
+cargo build --quiet --release -p dcache -p dcache-jepsen --bins
+bin=target/release/dcache
+harness=target/release/dcache-jepsen
 seed_arg=()
 if [[ -n "${JEPSEN_SEED:-}" ]]; then seed_arg=(--seed "$JEPSEN_SEED"); fi
 if [[ -n "${JEPSEN_LONG:-}" ]]; then

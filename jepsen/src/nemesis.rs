@@ -1,10 +1,31 @@
-//! Fault schedule: a seeded RNG picks fault after fault from the enabled
-//! kinds, holds each for a random time, then heals it. Every action is
-//! logged with its time so a failing seed can be replayed and read.
+//! The nemesis: injects the faults of the schedule into the running cluster
+//! and records, per kind, whether each was really injected.
+//!
+//! Owns: carrying out each [`Fault`] (nft cuts, kills and restarts,
+//! SIGSTOP/SIGCONT, membership removal, a restart with a skewed clock),
+//! waiting (bounded) for a leader when a fault needs one, checking that a
+//! skewed node really runs with its skew, and the [`Tally`] of injections
+//! and skips. Every action is logged with its time so a failing seed can be
+//! replayed and read.
+//!
+//! Invariants: a fault counts as injected only once it took effect (the
+//! rules were installed, a live process was signalled, the removal was
+//! confirmed, the skewed clock was observed); a fault that could not be
+//! injected is recorded as skipped with the reason, never dropped silently,
+//! and gets one retry at the end of its cycle while its kind has no
+//! injection yet; a node is wiped only after its removal from the
+//! membership is confirmed, and every restart carries a join address, so
+//! the harness never makes a node bootstrap a second cluster; every random
+//! choice comes from the run seed.
+//!
+//! Does not: decide the order of kinds or the step lengths (see
+//! `schedule.rs`), or judge the run (see `main.rs`).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
+use std::time::SystemTime;
 
 use rand::Rng;
 use rand::SeedableRng;
@@ -14,65 +35,55 @@ use tokio::sync::Mutex;
 
 use crate::client::Api;
 use crate::db::Db;
+use crate::faketime;
+use crate::schedule;
+pub use crate::schedule::Fault;
+use crate::schedule::Schedule;
+use crate::schedule::Tally;
+use crate::schedule::step_times;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Fault {
-    /// Isolate the leader from every other node.
-    PartitionLeader,
-    /// Random majority/minority halves.
-    PartitionHalves,
-    /// Two sides that cannot talk, and one node that sees both.
-    PartitionBridge,
-    /// Drop packets in one direction between two nodes.
-    OneWay,
-    KillFollower,
-    KillLeader,
-    KillMajority,
-    KillAll,
-    /// SIGSTOP the leader, SIGCONT later.
-    PauseLeader,
-    /// Remove a follower, wipe it, add it back.
-    Membership,
-    /// Restart a node with its wall clock skewed (libfaketime).
-    ClockSkew,
-}
+/// How long a leader-dependent fault waits for a leader.
+pub const LEADER_WAIT: Duration = Duration::from_secs(10);
+/// How long a membership change that is still in flight after
+/// [`LEADER_WAIT`] gets to settle.
+const MEMBERSHIP_SETTLE: Duration = Duration::from_secs(5);
+/// How long a skewed node gets to answer `/health` after its restart.
+const SKEW_CHECK_WAIT: Duration = Duration::from_secs(10);
+/// The skew of the clock-skew fault, either way (seconds).
+const SKEW_SECS: i64 = 90;
 
-impl Fault {
-    pub fn all() -> Vec<Fault> {
-        use Fault::*;
-        vec![
-            PartitionLeader,
-            PartitionHalves,
-            PartitionBridge,
-            OneWay,
-            KillFollower,
-            KillLeader,
-            KillMajority,
-            KillAll,
-            PauseLeader,
-            Membership,
-            ClockSkew,
-        ]
-    }
+/// What became of one scheduled fault.
+enum Injection {
+    Done,
+    Skipped(String),
 }
 
 pub struct Nemesis {
     pub db: Arc<Mutex<Db>>,
     pub api: Api,
-    pub rng: StdRng,
+    rng: StdRng,
+    schedule: Schedule,
     pub faults: Vec<Fault>,
-    pub start: Instant,
-    pub has_faketime: bool,
+    start: Instant,
     pub log: Vec<String>,
+    pub tally: Tally,
+    /// Nodes whose removal was requested but not confirmed: a removal
+    /// answered with an error (e.g. a timeout) can still take effect,
+    /// seconds later.
+    unresolved_removals: BTreeSet<usize>,
 }
 
-/// The leader most running nodes report (by index, 1-based).
+/// The leader most running nodes report (by index, 1-based), if that node
+/// is running and not paused.
 pub async fn find_leader(api: &Api, db: &Arc<Mutex<Db>>) -> Option<usize> {
     let n = db.lock().await.n();
-    let mut votes = std::collections::HashMap::new();
+    let mut votes = std::collections::BTreeMap::new();
     for i in 1..=n {
-        if !db.lock().await.is_running(i) {
-            continue;
+        {
+            let mut db = db.lock().await;
+            if !db.is_running(i) || db.procs.is_paused(i) {
+                continue;
+            }
         }
         if let Some(v) = api.json(&Db::http(i), "/v1/cluster").await
             && let Some(l) = v["leader_id"].as_str()
@@ -81,7 +92,10 @@ pub async fn find_leader(api: &Api, db: &Arc<Mutex<Db>>) -> Option<usize> {
         }
     }
     let (id, _) = votes.into_iter().max_by_key(|(_, c)| *c)?;
-    id.strip_prefix('n')?.parse().ok()
+    let l: usize = id.strip_prefix('n')?.parse().ok()?;
+    let mut db = db.lock().await;
+    let live = (1..=n).contains(&l) && db.is_running(l) && !db.procs.is_paused(l);
+    live.then_some(l)
 }
 
 impl Nemesis {
@@ -92,15 +106,17 @@ impl Nemesis {
         faults: Vec<Fault>,
         start: Instant,
     ) -> Nemesis {
-        let has_faketime = std::path::Path::new(crate::db::LIBFAKETIME).exists();
         Nemesis {
             db,
             api,
-            rng: StdRng::seed_from_u64(seed ^ 0x5eed),
+            // Victims, holds, skew direction.
+            rng: StdRng::seed_from_u64(schedule::stream_seed(seed, schedule::PARAM_STREAM)),
+            schedule: Schedule::new(&faults, seed),
             faults,
             start,
-            has_faketime,
             log: Vec::new(),
+            tally: Tally::default(),
+            unresolved_removals: BTreeSet::new(),
         }
     }
 
@@ -113,40 +129,84 @@ impl Nemesis {
         self.log.push(line);
     }
 
-    fn ms(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(self.rng.gen_range(lo..=hi))
-    }
-
     /// Run faults until `until`.
     pub async fn run(&mut self, until: Instant) -> anyhow::Result<()> {
         if self.faults.is_empty() {
             tokio::time::sleep_until(until.into()).await;
             return Ok(());
         }
-        while Instant::now() + Duration::from_secs(2) < until {
-            let quiet = self.ms(500, 1500);
+        while Instant::now() + crate::schedule::TAIL < until {
+            let pending = self.tally.pending(&self.faults);
+            let left = until.saturating_duration_since(Instant::now());
+            let (quiet, hold) = step_times(&mut self.rng, left, pending);
             tokio::time::sleep(quiet).await;
-            let f = *self.faults.choose(&mut self.rng).expect("non-empty");
-            let hold = self
-                .ms(1500, 5000)
-                .min(until.saturating_duration_since(Instant::now()));
-            self.inject(f, hold).await?;
+            let Some(f) = self.schedule.next_fault() else {
+                break;
+            };
+            let hold = hold.min(until.saturating_duration_since(Instant::now()));
+            self.db.lock().await.procs.poll();
+            self.resolve_removals().await?;
+            match self.inject(f, hold).await? {
+                Injection::Done => self.tally.injected(f),
+                Injection::Skipped(reason) => {
+                    let retry = self.tally.count(f) == 0 && self.schedule.retry(f);
+                    self.note(format!(
+                        "SKIPPED {f}: {reason}{}",
+                        if retry { " (retried later)" } else { "" }
+                    ));
+                    self.tally.skipped(f, reason);
+                }
+            }
         }
         Ok(())
     }
 
-    async fn others(&self, except: &[usize]) -> Vec<usize> {
-        let n = self.db.lock().await.n();
-        (1..=n).filter(|i| !except.contains(i)).collect()
+    /// Waits up to [`LEADER_WAIT`] for a leader.
+    async fn wait_leader(&mut self) -> Option<usize> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            if let Some(l) = find_leader(&self.api, &self.db).await {
+                return Some(l);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
-    async fn inject(&mut self, f: Fault, hold: Duration) -> anyhow::Result<()> {
+    /// Running nodes other than `except`.
+    async fn running_others(&self, except: &[usize]) -> Vec<usize> {
+        let mut db = self.db.lock().await;
+        (1..=db.n())
+            .filter(|i| !except.contains(i))
+            .filter(|&i| db.is_running(i))
+            .collect()
+    }
+
+    async fn inject(&mut self, f: Fault, hold: Duration) -> anyhow::Result<Injection> {
         let n = self.db.lock().await.n();
-        let leader = find_leader(&self.api, &self.db).await;
+        let leader = if f.needs_leader() {
+            match self.wait_leader().await {
+                Some(l) => Some(l),
+                None => {
+                    return Ok(Injection::Skipped(format!(
+                        "no leader within {} s",
+                        LEADER_WAIT.as_secs()
+                    )));
+                }
+            }
+        } else {
+            None
+        };
+        let leader_or_none = |what: &str| match leader {
+            Some(l) => format!("{what} n{l}"),
+            None => String::new(),
+        };
         match f {
             Fault::PartitionLeader => {
-                let Some(l) = leader else { return Ok(()) };
-                self.note(format!("isolate leader n{l} for {hold:?}"));
+                let l = leader.expect("needs_leader");
+                self.note(format!("{f}: isolate leader n{l} for {hold:?}"));
                 {
                     let db = self.db.lock().await;
                     for o in (1..=n).filter(|&o| o != l) {
@@ -160,7 +220,9 @@ impl Nemesis {
                 let mut ids: Vec<usize> = (1..=n).collect();
                 ids.shuffle(&mut self.rng);
                 let minority: Vec<usize> = ids[..(n - 1) / 2].to_vec();
-                self.note(format!("partition {minority:?} from the rest for {hold:?}"));
+                self.note(format!(
+                    "{f}: partition {minority:?} from the rest for {hold:?}"
+                ));
                 {
                     let db = self.db.lock().await;
                     for &a in &minority {
@@ -179,7 +241,7 @@ impl Nemesis {
                 let rest = &ids[1..];
                 let (a, b) = rest.split_at(rest.len() / 2);
                 self.note(format!(
-                    "bridge: {a:?} | {b:?}, n{bridge} sees both, for {hold:?}"
+                    "{f}: {a:?} | {b:?}, n{bridge} sees both, for {hold:?}"
                 ));
                 {
                     let db = self.db.lock().await;
@@ -198,18 +260,21 @@ impl Nemesis {
                 if to == from {
                     to = to % n + 1;
                 }
-                self.note(format!("drop n{from} -> n{to} (one way) for {hold:?}"));
+                self.note(format!("{f}: drop n{from} -> n{to} for {hold:?}"));
                 self.db.lock().await.topo.drop_from(to, from)?;
                 tokio::time::sleep(hold).await;
                 self.heal().await;
             }
             Fault::KillFollower | Fault::KillLeader | Fault::KillMajority | Fault::KillAll => {
-                let Some(l) = leader else { return Ok(()) };
-                let victims: Vec<usize> = match f {
-                    Fault::KillLeader => vec![l],
+                let mut victims: Vec<usize> = match f {
+                    Fault::KillLeader => vec![leader.expect("needs_leader")],
                     Fault::KillFollower => {
-                        let o = self.others(&[l]).await;
-                        vec![*o.choose(&mut self.rng).expect("followers")]
+                        let l = leader.expect("needs_leader");
+                        let o = self.running_others(&[l]).await;
+                        let Some(&v) = o.choose(&mut self.rng) else {
+                            return Ok(Injection::Skipped("no running follower".into()));
+                        };
+                        vec![v]
                     }
                     Fault::KillMajority => {
                         let mut ids: Vec<usize> = (1..=n).collect();
@@ -218,77 +283,316 @@ impl Nemesis {
                     }
                     _ => (1..=n).collect(),
                 };
-                self.note(format!("kill -9 {victims:?} (leader n{l}) for {hold:?}"));
-                for &v in &victims {
-                    self.db.lock().await.kill(v);
+                victims.sort_unstable();
+                let mut killed = Vec::new();
+                {
+                    let mut db = self.db.lock().await;
+                    for &v in &victims {
+                        if db.procs.kill(v) {
+                            killed.push(v);
+                        }
+                    }
                 }
+                if killed.is_empty() {
+                    for &v in &victims {
+                        self.restart(v, None).await?;
+                    }
+                    return Ok(Injection::Skipped(format!(
+                        "none of {victims:?} was running"
+                    )));
+                }
+                self.note(format!(
+                    "{f}: kill -9 {killed:?}{} for {hold:?}",
+                    leader_or_none(", leader")
+                ));
                 tokio::time::sleep(hold).await;
                 for &v in &victims {
                     self.restart(v, None).await?;
                 }
             }
             Fault::PauseLeader => {
-                let Some(l) = leader else { return Ok(()) };
-                self.note(format!("SIGSTOP leader n{l} for {hold:?}"));
-                self.db.lock().await.pause(l);
+                let l = leader.expect("needs_leader");
+                if !self.db.lock().await.procs.pause(l) {
+                    return Ok(Injection::Skipped(format!("leader n{l} is not running")));
+                }
+                self.note(format!("{f}: SIGSTOP leader n{l} for {hold:?}"));
                 tokio::time::sleep(hold).await;
                 self.note(format!("SIGCONT n{l}"));
-                self.db.lock().await.resume(l);
+                self.db.lock().await.procs.resume(l);
             }
-            Fault::Membership => {
-                let Some(l) = leader else { return Ok(()) };
-                let o = self.others(&[l]).await;
-                let victim = *o.choose(&mut self.rng).expect("followers");
-                self.note(format!("remove n{victim}, wipe it, add it back"));
-                if !self.api.delete_member(&Db::http(l), &Db::id(victim)).await {
-                    self.note(format!(
-                        "remove n{victim} refused (leader changed?); skipping"
-                    ));
-                    return Ok(());
-                }
-                let dir = {
-                    let mut db = self.db.lock().await;
-                    db.kill(victim);
-                    db.data_dir(victim)
-                };
-                let _ = std::fs::remove_dir_all(&dir);
-                tokio::time::sleep(hold / 2).await;
-                self.restart(victim, None).await?;
-            }
-            Fault::ClockSkew => {
-                if !self.has_faketime {
-                    return Ok(());
-                }
-                let victim = self.rng.gen_range(1..=n);
-                let secs: i64 = if self.rng.gen_bool(0.5) { 90 } else { -90 };
-                let skew = format!("{secs:+}s");
-                self.note(format!("restart n{victim} with wall clock {skew}"));
-                self.db.lock().await.kill(victim);
-                self.restart(victim, Some(skew)).await?;
-                tokio::time::sleep(hold).await;
-            }
+            Fault::Membership => return self.membership(leader, hold).await,
+            Fault::ClockSkew => return self.clock_skew(hold).await,
         }
-        Ok(())
+        Ok(Injection::Done)
     }
 
-    /// Start a stopped node again, joining through any other node (a node
-    /// already in the membership skips the join; a wiped one joins anew).
-    pub async fn restart(&mut self, i: usize, skew: Option<String>) -> anyhow::Result<()> {
-        let n = self.db.lock().await.n();
-        let via = (1..=n).find(|&o| o != i).map(Db::http);
-        let mut db = self.db.lock().await;
-        if !db.is_running(i) {
-            let fresh = !db.data_dir(i).join("node.json").exists();
-            // n1 bootstrapped the cluster; every other start joins. A wiped
-            // n1 must join too, or it would bootstrap a second cluster.
-            let join = if i == 1 && !fresh { None } else { via };
-            db.start(i, join, skew)?;
+    /// Remove a follower, wipe its data, start it again (it joins anew).
+    ///
+    /// A removal answered with an error may still take effect (the request
+    /// timed out while the change went on), so after a failed request the
+    /// membership is read back, and the removal of the same node is retried
+    /// until [`LEADER_WAIT`] has passed, then given [`MEMBERSHIP_SETTLE`]
+    /// more. A node is wiped only once its removal is confirmed: wiping a
+    /// voter would throw away a replica's durable state, which Raft does not
+    /// survive (and the run would blame dcache). A removal still unconfirmed
+    /// stays *unresolved*: the next membership fault retries that node
+    /// rather than removing a second one, and [`Nemesis::resolve_removals`]
+    /// completes it (wipe, rejoin) if it lands later.
+    async fn membership(
+        &mut self,
+        leader: Option<usize>,
+        hold: Duration,
+    ) -> anyhow::Result<Injection> {
+        let l0 = leader.expect("needs_leader");
+        let victim = match self.unresolved_removals.first() {
+            Some(&v) => v,
+            None => {
+                let o = self.running_others(&[l0]).await;
+                let Some(&v) = o.choose(&mut self.rng) else {
+                    return Ok(Injection::Skipped("no running follower".into()));
+                };
+                v
+            }
+        };
+        self.unresolved_removals.insert(victim);
+        let deadline = Instant::now() + LEADER_WAIT;
+        let mut leader = Some(l0);
+        let mut removed = false;
+        loop {
+            if let Some(l) = leader
+                && (self.api.delete_member(&Db::http(l), &Db::id(victim)).await
+                    || self.member_status(l, victim).await == Some(false))
+            {
+                removed = true;
+                break;
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            leader = find_leader(&self.api, &self.db).await;
         }
-        Ok(())
+        if !removed {
+            // A change may still be in flight: let it settle, look again.
+            let settle = Instant::now() + MEMBERSHIP_SETTLE;
+            while Instant::now() < settle {
+                if let Some(l) = find_leader(&self.api, &self.db).await
+                    && let Some(member) = self.member_status(l, victim).await
+                {
+                    removed = !member;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+        if !removed {
+            return Ok(Injection::Skipped(format!(
+                "removal of n{victim} not confirmed within {} s (left unresolved; n{victim} is not wiped)",
+                (LEADER_WAIT + MEMBERSHIP_SETTLE).as_secs()
+            )));
+        }
+        self.note(format!(
+            "membership: removed n{victim}, wipe it, add it back"
+        ));
+        self.rejoin_removed(victim, hold / 2).await?;
+        Ok(Injection::Done)
+    }
+
+    /// Kill a node whose removal is confirmed, wipe its data, and after
+    /// `down` start it again: it joins as a new member.
+    async fn rejoin_removed(&mut self, victim: usize, down: Duration) -> anyhow::Result<()> {
+        self.unresolved_removals.remove(&victim);
+        let dir = {
+            let mut db = self.db.lock().await;
+            db.procs.kill(victim);
+            db.data_dir(victim)
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        tokio::time::sleep(down).await;
+        self.restart(victim, None).await
+    }
+
+    /// Completes unresolved removals that took effect after all: such a
+    /// node is wiped and rejoins, and the membership fault counts as
+    /// injected. Returns the nodes still unresolved.
+    pub async fn resolve_removals(&mut self) -> anyhow::Result<Vec<usize>> {
+        let pending: Vec<usize> = self.unresolved_removals.iter().copied().collect();
+        if pending.is_empty() {
+            return Ok(pending);
+        }
+        let Some(l) = find_leader(&self.api, &self.db).await else {
+            return Ok(pending);
+        };
+        for victim in pending {
+            if self.member_status(l, victim).await == Some(false) {
+                self.note(format!(
+                    "membership: the earlier removal of n{victim} took effect late; wipe it, add it back"
+                ));
+                self.rejoin_removed(victim, Duration::ZERO).await?;
+                self.tally.injected(Fault::Membership);
+            }
+        }
+        Ok(self.unresolved_removals.iter().copied().collect())
+    }
+
+    /// At the end of a run: waits up to `timeout` for unresolved removals
+    /// to land or settle, completing those that land. Returns the nodes
+    /// still unresolved (members, as far as the cluster says).
+    pub async fn settle_removals(&mut self, timeout: Duration) -> anyhow::Result<Vec<usize>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = self.resolve_removals().await?;
+            if left.is_empty() || Instant::now() >= deadline {
+                return Ok(left);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Whether node `victim` is in the membership as node `l` sees it:
+    /// `None` if `l` does not answer or a membership change is in flight.
+    async fn member_status(&self, l: usize, victim: usize) -> Option<bool> {
+        let v = self.api.json(&Db::http(l), "/v1/cluster").await?;
+        is_member(&v, &Db::id(victim))
+    }
+
+    /// Restart a node with its wall clock off by ±[`SKEW_SECS`], then check
+    /// that it is: its environment preloads libfaketime, and its `/health`
+    /// time is off by the skew.
+    async fn clock_skew(&mut self, hold: Duration) -> anyhow::Result<Injection> {
+        let t0 = Instant::now();
+        let n = self.db.lock().await.n();
+        let victim = self.rng.gen_range(1..=n);
+        let secs = if self.rng.gen_bool(0.5) {
+            SKEW_SECS
+        } else {
+            -SKEW_SECS
+        };
+        self.note(format!(
+            "clock-skew: restart n{victim} with wall clock {}s",
+            faketime::spec(secs)
+        ));
+        self.db.lock().await.procs.kill(victim);
+        self.restart(victim, Some(secs)).await?;
+        let verdict = match self.check_skew(victim, secs).await {
+            Ok(seen) => {
+                self.note(format!(
+                    "clock-skew: n{victim} clock observed {seen:+.1} s off"
+                ));
+                Injection::Done
+            }
+            Err(why) => Injection::Skipped(why),
+        };
+        tokio::time::sleep(hold.saturating_sub(t0.elapsed())).await;
+        Ok(verdict)
+    }
+
+    /// The observed offset of node `i`'s clock if it shows `secs`.
+    async fn check_skew(&mut self, i: usize, secs: i64) -> Result<f64, String> {
+        let (pid, lib) = {
+            let mut db = self.db.lock().await;
+            if !db.is_running(i) {
+                return Err(format!("n{i} is not running after its restart"));
+            }
+            (db.procs.pid(i), db.libfaketime.clone())
+        };
+        let (Some(pid), Some(lib)) = (pid, lib) else {
+            return Err("no libfaketime".into());
+        };
+        let environ = std::fs::read(format!("/proc/{pid}/environ"))
+            .map_err(|e| format!("reading /proc/{pid}/environ: {e}"))?;
+        if !faketime::environ_preloads(&environ, &lib) {
+            return Err(format!(
+                "n{i} (pid {pid}) does not preload {}",
+                lib.display()
+            ));
+        }
+        let deadline = Instant::now() + SKEW_CHECK_WAIT;
+        let mut last = None;
+        while Instant::now() < deadline {
+            let sent = SystemTime::now();
+            if let Some(v) = self.api.json(&Db::http(i), "/health").await {
+                let received = SystemTime::now();
+                if let Some(off) = v["time"]
+                    .as_str()
+                    .and_then(|t| faketime::offset_secs(t, sent, received))
+                {
+                    if faketime::skew_observed(off, secs) {
+                        return Ok(off);
+                    }
+                    last = Some(off);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(match last {
+            Some(off) => format!(
+                "n{i} preloads libfaketime but its clock is {off:+.1} s off, not {}",
+                faketime::spec(secs)
+            ),
+            None => format!(
+                "n{i} did not answer /health within {} s",
+                SKEW_CHECK_WAIT.as_secs()
+            ),
+        })
+    }
+
+    /// Start a stopped node again. Every restart gets a join address (the
+    /// leader if known, else another running node): a node that is already
+    /// a voter skips the join, and one without Raft state (wiped, or killed
+    /// before its rejoin completed) joins anew. Only the first start of n1
+    /// bootstraps; a restart without a join address would let a node with
+    /// no Raft state bootstrap a second cluster of its own.
+    pub async fn restart(&mut self, i: usize, skew: Option<i64>) -> anyhow::Result<()> {
+        if self.db.lock().await.is_running(i) {
+            return Ok(());
+        }
+        let leader = find_leader(&self.api, &self.db).await.filter(|&l| l != i);
+        let via = {
+            let mut db = self.db.lock().await;
+            let n = db.n();
+            let running = (1..=n).find(|&o| o != i && db.is_running(o));
+            leader
+                .or(running)
+                .or((1..=n).find(|&o| o != i))
+                .expect("at least 3 nodes")
+        };
+        self.db.lock().await.start(i, Some(Db::http(via)), skew)
     }
 
     pub async fn heal(&mut self) {
         self.note("heal network".into());
         self.db.lock().await.topo.heal();
+    }
+}
+
+/// Whether `id` is in the membership of a `/v1/cluster` document: `None`
+/// while a membership change is in flight (or the document is not one).
+fn is_member(cluster: &serde_json::Value, id: &str) -> Option<bool> {
+    if cluster["membership_settled"] != true {
+        return None;
+    }
+    let members = cluster["members"].as_array()?;
+    Some(members.iter().any(|m| m["id"] == id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn membership_read_back() {
+        let doc = |settled: bool, ids: &[&str]| {
+            json!({
+                "membership_settled": settled,
+                "members": ids.iter().map(|i| json!({"id": i, "role": "voter"})).collect::<Vec<_>>(),
+            })
+        };
+        assert_eq!(is_member(&doc(true, &["n1", "n2", "n3"]), "n2"), Some(true));
+        assert_eq!(is_member(&doc(true, &["n1", "n3"]), "n2"), Some(false));
+        // A joint configuration still lists the node: not settled.
+        assert_eq!(is_member(&doc(false, &["n1", "n3"]), "n2"), None);
+        assert_eq!(is_member(&json!({"error": "x"}), "n2"), None);
     }
 }

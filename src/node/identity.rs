@@ -31,8 +31,9 @@ fn startup(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 /// Create the data dir if needed and check (or record) that it belongs to
-/// `id`.
-pub fn check(dir: &Path, id: &NodeId) -> Result<()> {
+/// `id`. Returns whether the file was already there (the dir has run a
+/// node before).
+pub fn check(dir: &Path, id: &NodeId) -> Result<bool> {
     std::fs::create_dir_all(dir).map_err(|e| startup(dir, "cannot create node.data_dir", e))?;
     let path = dir.join(IDENTITY_FILE);
     match std::fs::read(&path) {
@@ -55,9 +56,9 @@ pub fn check(dir: &Path, id: &NodeId) -> Result<()> {
                     id.0
                 )));
             }
-            Ok(())
+            Ok(true)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => write(dir, &path, id),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => write(dir, &path, id).map(|()| false),
         Err(e) => Err(startup(&path, "cannot read", e)),
     }
 }
@@ -88,8 +89,8 @@ mod tests {
     fn binds_a_dir_to_one_id_with_a_checksum() {
         let dir = tempfile::tempdir().unwrap();
         let a = NodeId::from("a");
-        check(dir.path(), &a).unwrap();
-        check(dir.path(), &a).unwrap();
+        assert!(!check(dir.path(), &a).unwrap(), "new dir");
+        assert!(check(dir.path(), &a).unwrap(), "known dir");
         let e = check(dir.path(), &NodeId::from("b"))
             .unwrap_err()
             .to_string();

@@ -157,7 +157,7 @@ impl Node {
             cfg.node.id.clone()
         });
         let data_dir = cfg.node.data_dir.clone();
-        identity::check(&data_dir, &id)?;
+        let ran_before = identity::check(&data_dir, &id)?;
         let log_dir = data_dir.join("raft-log");
         let log = raft::log_store::LogStore::open(
             &log_dir,
@@ -250,6 +250,17 @@ impl Node {
                 .is_initialized()
                 .await
                 .map_err(|e| Error::Startup(format!("cannot read the raft state: {e}")))?;
+            if !initialized && ran_before {
+                // The dir ran a node before but its Raft state is gone
+                // (wiped or lost): bootstrapping would found a second,
+                // empty cluster next to the one this node belonged to.
+                return Err(Error::Startup(format!(
+                    "data dir {} has run node {:?} before but holds no Raft state; set cluster.join_addr to rejoin its cluster, or remove {} to bootstrap a new one",
+                    data_dir.display(),
+                    id.0,
+                    data_dir.join(identity::IDENTITY_FILE).display()
+                )));
+            }
             if !initialized {
                 tracing::info!(node_id = %id, "bootstrapping a new single-node cluster");
                 raft.initialize(BTreeMap::from([(id.clone(), me)]))

@@ -1,23 +1,21 @@
-//! Linearizability checker for per-key registers.
+//! The search: Wing & Gong's linearizability search with Lowe's
+//! memoisation, for one key's model ops.
 //!
-//! # Model
+//! Owns: the entry list and its dancing links, the memo of configurations,
+//! the treatment of indeterminate ops (optional, with the three pruning rules
+//! below), the budget accounting, and the record of the longest dead end.
 //!
-//! Each key is an independent register whose state is `Option<Value>`
-//! (initially `None`, the key is absent). Because the keys do not interact,
-//! a history is linearizable iff each key's sub-history is (linearizability is
-//! *local*, Herlihy & Wing), so keys are checked separately, in parallel on
-//! std threads. Operations and their sequential specification:
+//! Invariants: the search answers [`SearchOutcome::Linearizable`] only if it
+//! found an order of every completed op (plus some indeterminate ones) that
+//! the model accepts and that respects real time; it answers
+//! [`SearchOutcome::NotLinearizable`] only after exhausting the space (every
+//! pruning below is sound, checked against brute force in
+//! `tests::brute`); anything else is [`SearchOutcome::Exhausted`]. After a
+//! `NotLinearizable`, [`Search::dead_end`] holds the longest prefix found.
 //!
-//! | op                      | result        | legal iff            | new state  |
-//! |-------------------------|---------------|----------------------|------------|
-//! | read                    | `v`           | state == v           | unchanged  |
-//! | write(v)                | ok            | always               | `Some(v)`  |
-//! | cas(e -> n)             | true          | state == e           | `Some(n)`  |
-//! | cas(e -> n)             | false (412)   | state != e           | unchanged  |
-//! | delete                  | ok            | always               | `None`     |
-//!
-//! Values are interned to `u32` per key (0 = absent) so that model states are
-//! cheap to copy, compare and hash.
+//! Does not: read the history (it sees [`KOp`]s only), explain or print an
+//! anomaly (see [`super::report`]), or run keys in parallel (see
+//! [`super::check`]).
 //!
 //! # Algorithm
 //!
@@ -91,465 +89,12 @@
 //! 3% indeterminate ops: without rule 2 a debug-build check takes over 70 s,
 //! with all three about 5 s (0.6–1.8 s release), against 0.1 s release with no
 //! indeterminate ops at all.
-//!
-//! # Budget and verdicts
-//!
-//! The problem is NP-complete in general, so each key's search is bounded by a
-//! [`Budget`] (wall time and/or number of configurations). A search that runs
-//! out yields [`Verdict::Unknown`], and **Unknown is a failure**:
-//! [`Report::ok`] is false for it. A checker that passes when it gives up would
-//! let exactly the hardest histories — the ones with many concurrent or
-//! indeterminate ops, which is what faults produce — through unchecked; the
-//! fix for an Unknown is a bigger budget or a smaller test, never silence.
-//!
-//! When a key is not linearizable the report carries an [`Anomaly`]: the
-//! longest linearizable prefix the search found, the register state after it,
-//! and the op that could not be placed after it (the earliest-returning
-//! outstanding op), with the other candidates that were pending there.
 
-use crate::history::{Event, History, Op, Outcome, Ret, Value};
+use super::Budget;
+use super::model::{KOp, State, Step};
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
-
-/// Bounds on the search, applied to each key separately.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Budget {
-    /// Wall-clock limit for one key's search.
-    pub max_time_per_key: Option<Duration>,
-    /// Limit on configurations (memoised states) explored for one key; also
-    /// bounds memory (each costs about `ops/8 + 40` bytes).
-    pub max_states_per_key: Option<u64>,
-}
-
-impl Default for Budget {
-    /// 60 s and 5 million configurations per key.
-    fn default() -> Self {
-        Budget {
-            max_time_per_key: Some(Duration::from_secs(60)),
-            max_states_per_key: Some(5_000_000),
-        }
-    }
-}
-
-impl Budget {
-    pub fn unlimited() -> Self {
-        Budget {
-            max_time_per_key: None,
-            max_states_per_key: None,
-        }
-    }
-
-    pub fn with_time(mut self, d: Duration) -> Self {
-        self.max_time_per_key = Some(d);
-        self
-    }
-
-    pub fn with_states(mut self, n: u64) -> Self {
-        self.max_states_per_key = Some(n);
-        self
-    }
-}
-
-/// An event of the history, by index, with a copy for display.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpRef {
-    /// Index into `History::events`.
-    pub event_index: usize,
-    pub event: Event,
-}
-
-impl fmt::Display for OpRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{} {}", self.event_index, self.event)
-    }
-}
-
-/// An op of a linearization and the register state right after it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlacedOp {
-    pub op: OpRef,
-    pub state_after: Option<Value>,
-}
-
-/// Why a key is not linearizable.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Anomaly {
-    pub key: String,
-    /// The longest linearizable prefix found, in linearization order.
-    pub prefix: Vec<PlacedOp>,
-    /// The register state after `prefix`.
-    pub state_after_prefix: Option<Value>,
-    /// The op that could not be placed after `prefix`: of the ops still
-    /// outstanding, the one that returned first.
-    pub stuck: Option<OpRef>,
-    /// Why `stuck` cannot be placed there (model-level explanation).
-    pub reason: String,
-    /// Other ops that were candidates at that point (invoked before `stuck`
-    /// returned, not in the prefix); at most 32.
-    pub pending: Vec<OpRef>,
-}
-
-/// How many prefix ops [`Anomaly`]'s `Display` shows.
-const SHOWN_PREFIX: usize = 12;
-
-impl fmt::Display for Anomaly {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "key {:?} is not linearizable", self.key)?;
-        let skip = self.prefix.len().saturating_sub(SHOWN_PREFIX);
-        writeln!(
-            f,
-            "  longest linearizable prefix: {} ops{}",
-            self.prefix.len(),
-            if skip > 0 {
-                format!(" (last {SHOWN_PREFIX} shown)")
-            } else {
-                String::new()
-            }
-        )?;
-        for p in &self.prefix[skip..] {
-            writeln!(f, "    {}  => state {}", p.op, show(&p.state_after))?;
-        }
-        writeln!(
-            f,
-            "  register after prefix: {}",
-            show(&self.state_after_prefix)
-        )?;
-        match &self.stuck {
-            Some(s) => writeln!(f, "  cannot place next: {s}")?,
-            None => writeln!(f, "  cannot place next: (no op)")?,
-        }
-        writeln!(f, "  because: {}", self.reason)?;
-        if !self.pending.is_empty() {
-            writeln!(f, "  other candidates at that point:")?;
-            for p in &self.pending {
-                writeln!(f, "    {p}")?;
-            }
-        }
-        Ok(())
-    }
-}
-
-fn show(v: &Option<Value>) -> String {
-    match v {
-        Some(v) => format!("{v:?}"),
-        None => "absent".into(),
-    }
-}
-
-/// The verdict for one key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    Linearizable,
-    NotLinearizable(Box<Anomaly>),
-    /// The budget ran out before a verdict: counts as a failure.
-    Unknown {
-        reason: String,
-    },
-    /// The history of this key is malformed (e.g. a read with a write's
-    /// result): counts as a failure.
-    Invalid {
-        reason: String,
-    },
-}
-
-/// The result for one key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyReport {
-    pub key: String,
-    pub verdict: Verdict,
-    /// Ops that took part in the search (after dropping `Fail`s and
-    /// indeterminate reads).
-    pub ops: usize,
-    /// Configurations memoised by the search.
-    pub states: u64,
-    pub elapsed: Duration,
-}
-
-/// The overall verdict, the worst of the per-key verdicts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Overall {
-    Linearizable,
-    NotLinearizable,
-    Invalid,
-    Unknown,
-}
-
-/// The result of [`check`]: one [`KeyReport`] per key, sorted by key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
-    pub keys: Vec<KeyReport>,
-    pub elapsed: Duration,
-}
-
-impl Report {
-    /// True iff every key is linearizable. Unknown and Invalid are failures.
-    pub fn ok(&self) -> bool {
-        self.overall() == Overall::Linearizable
-    }
-
-    /// NotLinearizable beats Invalid beats Unknown beats Linearizable.
-    pub fn overall(&self) -> Overall {
-        let mut o = Overall::Linearizable;
-        for k in &self.keys {
-            let v = match k.verdict {
-                Verdict::Linearizable => Overall::Linearizable,
-                Verdict::NotLinearizable(_) => return Overall::NotLinearizable,
-                Verdict::Invalid { .. } => Overall::Invalid,
-                Verdict::Unknown { .. } => Overall::Unknown,
-            };
-            o = match (o, v) {
-                (Overall::Invalid, _) | (_, Overall::Invalid) => Overall::Invalid,
-                (Overall::Unknown, _) | (_, Overall::Unknown) => Overall::Unknown,
-                _ => Overall::Linearizable,
-            };
-        }
-        o
-    }
-
-    pub fn key(&self, key: &str) -> Option<&KeyReport> {
-        self.keys.iter().find(|k| k.key == key)
-    }
-
-    /// The keys whose verdict is not Linearizable.
-    pub fn failures(&self) -> impl Iterator<Item = &KeyReport> {
-        self.keys
-            .iter()
-            .filter(|k| k.verdict != Verdict::Linearizable)
-    }
-
-    /// The anomalies found, if any.
-    pub fn anomalies(&self) -> impl Iterator<Item = &Anomaly> {
-        self.keys.iter().filter_map(|k| match &k.verdict {
-            Verdict::NotLinearizable(a) => Some(&**a),
-            _ => None,
-        })
-    }
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ops: usize = self.keys.iter().map(|k| k.ops).sum();
-        writeln!(
-            f,
-            "{:?}: {} keys, {} ops checked in {:.3?}",
-            self.overall(),
-            self.keys.len(),
-            ops,
-            self.elapsed
-        )?;
-        for k in &self.keys {
-            let v = match &k.verdict {
-                Verdict::Linearizable => "linearizable".to_string(),
-                Verdict::NotLinearizable(_) => "NOT LINEARIZABLE".to_string(),
-                Verdict::Unknown { reason } => format!("UNKNOWN ({reason})"),
-                Verdict::Invalid { reason } => format!("INVALID ({reason})"),
-            };
-            writeln!(
-                f,
-                "  key {:?}: {v}; {} ops, {} states, {:.3?}",
-                k.key, k.ops, k.states, k.elapsed
-            )?;
-        }
-        for a in self.anomalies() {
-            write!(f, "{a}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Checks every key of `history` for linearizability against the register
-/// model, keys in parallel (one std thread per core), each within `budget`.
-/// An empty history is trivially linearizable: harnesses should assert they
-/// recorded enough ops.
-pub fn check(history: &History, budget: Budget) -> Report {
-    let start = Instant::now();
-    let mut keys: Vec<(&str, Vec<usize>)> = history.by_key().into_iter().collect();
-    // Largest keys first, for load balance.
-    keys.sort_by_key(|(_, idx)| std::cmp::Reverse(idx.len()));
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(keys.len())
-        .max(1);
-    let next = AtomicUsize::new(0);
-    let results = Mutex::new(Vec::with_capacity(keys.len()));
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((key, idx)) = keys.get(i) else { break };
-                    let r = check_key(history, key, idx, &budget);
-                    results.lock().unwrap_or_else(|e| e.into_inner()).push(r);
-                }
-            });
-        }
-    });
-    let mut keys = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    keys.sort_by(|a, b| a.key.cmp(&b.key));
-    Report {
-        keys,
-        elapsed: start.elapsed(),
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Per-key preparation
-
-/// Interned register value: 0 = absent.
-type State = u32;
-
-/// An op's effect in the model, with values interned.
-#[derive(Debug, Clone, Copy)]
-enum Step {
-    Read(State),
-    Write(State),
-    /// CAS that applied (or indeterminate CAS, modelled as applied).
-    CasApplied {
-        expected: State,
-        new: State,
-    },
-    /// CAS that answered "mismatch".
-    CasMismatch {
-        expected: State,
-    },
-    Delete,
-}
-
-impl Step {
-    /// The model: `Some(new_state)` if legal in `state`.
-    #[inline]
-    fn apply(self, state: State) -> Option<State> {
-        match self {
-            Step::Read(v) => (state == v).then_some(state),
-            Step::Write(v) => Some(v),
-            Step::CasApplied { expected, new } => (state == expected).then_some(new),
-            Step::CasMismatch { expected } => (state != expected).then_some(state),
-            Step::Delete => Some(0),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct KOp {
-    event: usize,
-    step: Step,
-    invoke: u64,
-    /// `None` = indeterminate (+infinity).
-    ret: Option<u64>,
-}
-
-struct Interner {
-    ids: HashMap<Value, State>,
-    values: Vec<Option<Value>>, // index = id
-}
-
-impl Interner {
-    fn new() -> Self {
-        Interner {
-            ids: HashMap::new(),
-            values: vec![None],
-        }
-    }
-
-    fn id(&mut self, v: &Option<Value>) -> State {
-        match v {
-            None => 0,
-            Some(v) => {
-                if let Some(&id) = self.ids.get(v) {
-                    return id;
-                }
-                let id = self.values.len() as State;
-                // The top bit is taken by `config_state`.
-                assert!(id < 1 << 31, "too many distinct values for one key");
-                self.ids.insert(v.clone(), id);
-                self.values.push(Some(v.clone()));
-                id
-            }
-        }
-    }
-
-    fn value(&self, id: State) -> Option<Value> {
-        self.values[id as usize].clone()
-    }
-}
-
-/// Turns a key's events into model ops, dropping those without effect.
-fn prepare(history: &History, idx: &[usize], interner: &mut Interner) -> Result<Vec<KOp>, String> {
-    let mut ops = Vec::with_capacity(idx.len());
-    for &i in idx {
-        let e = &history.events[i];
-        e.validate().map_err(|r| format!("event #{i}: {r}"))?;
-        let step = match (&e.op, &e.outcome) {
-            // Known not applied: no effect. (A CAS mismatch is Ok(Cas(false)).)
-            (_, Outcome::Fail) => continue,
-            // A read with no answer tells nothing.
-            (Op::Read, Outcome::Indeterminate) => continue,
-            (Op::Read, Outcome::Ok(Ret::Read(v))) => Step::Read(interner.id(v)),
-            (Op::Write(v), _) => Step::Write(interner.id(&Some(v.clone()))),
-            (Op::Cas { expected, new: _ }, Outcome::Ok(Ret::Cas(false))) => Step::CasMismatch {
-                expected: interner.id(expected),
-            },
-            (Op::Cas { expected, new }, _) => Step::CasApplied {
-                expected: interner.id(expected),
-                new: interner.id(&Some(new.clone())),
-            },
-            (Op::Delete, _) => Step::Delete,
-            (Op::Read, _) => unreachable!("validate() rejects mismatched results"),
-        };
-        let ret = match e.outcome {
-            Outcome::Indeterminate => None,
-            _ => e.complete_ns,
-        };
-        ops.push(KOp {
-            event: i,
-            step,
-            invoke: e.invoke_ns,
-            ret,
-        });
-    }
-    Ok(ops)
-}
-
-fn check_key(history: &History, key: &str, idx: &[usize], budget: &Budget) -> KeyReport {
-    let start = Instant::now();
-    let mut interner = Interner::new();
-    let ops = match prepare(history, idx, &mut interner) {
-        Ok(ops) => ops,
-        Err(reason) => {
-            return KeyReport {
-                key: key.to_string(),
-                verdict: Verdict::Invalid { reason },
-                ops: 0,
-                states: 0,
-                elapsed: start.elapsed(),
-            };
-        }
-    };
-    let mut search = Search::new(&ops);
-    let outcome = search.run(budget, start);
-    let verdict = match outcome {
-        SearchOutcome::Linearizable => Verdict::Linearizable,
-        SearchOutcome::Exhausted(reason) => Verdict::Unknown { reason },
-        SearchOutcome::NotLinearizable => {
-            Verdict::NotLinearizable(Box::new(search.anomaly(history, key, &interner)))
-        }
-    };
-    KeyReport {
-        key: key.to_string(),
-        verdict,
-        ops: ops.len(),
-        states: search.cache.len() as u64,
-        elapsed: start.elapsed(),
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The search
+use std::time::Instant;
 
 /// Identity hasher: cache keys are already random (Zobrist) words.
 #[derive(Default)]
@@ -650,20 +195,29 @@ struct Frame {
     bound: u64,
 }
 
-enum SearchOutcome {
+/// What [`Search::run`] found.
+pub(super) enum SearchOutcome {
     Linearizable,
     NotLinearizable,
     Exhausted(String),
 }
 
-struct Best {
+/// The longest dead end of a failed search, as op indices into the
+/// [`KOp`] slice the search was given.
+pub(super) struct DeadEnd {
+    /// Completed ops in `prefix` (how dead ends are compared).
     completed: usize,
-    prefix: Vec<u32>,
-    stuck: Option<u32>,
-    pending: Vec<u32>,
+    /// A legal linearization of a prefix of the history, in order.
+    pub(super) prefix: Vec<u32>,
+    /// The op that could not be placed after `prefix`: the outstanding op
+    /// that returned first.
+    pub(super) stuck: Option<u32>,
+    /// Other candidates at that point (at most 32), then any indeterminate
+    /// ops trimmed from the end of the path.
+    pub(super) pending: Vec<u32>,
 }
 
-struct Search<'a> {
+pub(super) struct Search<'a> {
     ops: &'a [KOp],
     // Main list: entries of completed ops; entry ids 1..=2m.
     main: Links,
@@ -692,11 +246,11 @@ struct Search<'a> {
     indet_stack: Vec<u32>,
     cache: HashSet<Config, BuildHasherDefault<IdHasher>>,
     scratch: Config,
-    best: Option<Best>,
+    best: Option<DeadEnd>,
 }
 
 impl<'a> Search<'a> {
-    fn new(ops: &'a [KOp]) -> Self {
+    pub(super) fn new(ops: &'a [KOp]) -> Self {
         let n = ops.len();
         // (time, is_return, op): calls before returns at equal times.
         let mut entries: Vec<(u64, bool, u32)> = Vec::new();
@@ -775,7 +329,8 @@ impl<'a> Search<'a> {
         }
     }
 
-    fn run(&mut self, budget: &Budget, start: Instant) -> SearchOutcome {
+    /// Searches within `budget` (its time counted from `start`).
+    pub(super) fn run(&mut self, budget: &Budget, start: Instant) -> SearchOutcome {
         // The root configuration.
         self.cache.insert(Config {
             zobrist: 0,
@@ -1066,7 +621,7 @@ impl<'a> Search<'a> {
             len -= 1;
             pending.push(self.stack[len].op);
         }
-        self.best = Some(Best {
+        self.best = Some(DeadEnd {
             completed,
             prefix: self.stack[..len].iter().map(|f| f.op).collect(),
             stuck,
@@ -1074,61 +629,14 @@ impl<'a> Search<'a> {
         });
     }
 
-    fn anomaly(&self, history: &History, key: &str, interner: &Interner) -> Anomaly {
-        let opref = |op: u32| {
-            let i = self.ops[op as usize].event;
-            OpRef {
-                event_index: i,
-                event: history.events[i].clone(),
-            }
-        };
-        let best = self
-            .best
-            .as_ref()
-            .expect("a failed search records a dead end");
-        let mut state: State = 0;
-        let mut prefix = Vec::with_capacity(best.prefix.len());
-        for &op in &best.prefix {
-            state = self.ops[op as usize]
-                .step
-                .apply(state)
-                .expect("the recorded prefix is a legal sequence");
-            prefix.push(PlacedOp {
-                op: opref(op),
-                state_after: interner.value(state),
-            });
-        }
-        let reason = match best.stuck {
-            None => "no op can be placed".to_string(),
-            Some(op) => {
-                let st = self.ops[op as usize].step;
-                let cur = show(&interner.value(state));
-                match (st.apply(state), st) {
-                    (None, Step::Read(v)) => format!(
-                        "it read {} but the register holds {cur}, and no pending op can make it so first",
-                        show(&interner.value(v))
-                    ),
-                    (None, Step::CasApplied { expected, .. }) => format!(
-                        "it reports a successful CAS from {} but the register holds {cur}, and no pending op can make it so first",
-                        show(&interner.value(expected))
-                    ),
-                    (None, Step::CasMismatch { .. }) => format!(
-                        "it reports a CAS mismatch but the register holds its expected value {cur}, and no pending op can change it first"
-                    ),
-                    _ => format!(
-                        "it is legal on {cur}, but every way of continuing after it reaches a dead end"
-                    ),
-                }
-            }
-        };
-        Anomaly {
-            key: key.to_string(),
-            prefix,
-            state_after_prefix: interner.value(state),
-            stuck: best.stuck.map(opref),
-            reason,
-            pending: best.pending.iter().map(|&op| opref(op)).collect(),
-        }
+    /// Configurations memoised so far.
+    pub(super) fn states(&self) -> u64 {
+        self.cache.len() as u64
+    }
+
+    /// After [`SearchOutcome::NotLinearizable`]: the longest dead end met.
+    pub(super) fn dead_end(&self) -> Option<&DeadEnd> {
+        self.best.as_ref()
     }
 }
 
@@ -1151,31 +659,5 @@ mod tests {
             x = l.next[x as usize];
         }
         assert_eq!(order, vec![1, 2, 3, 4]);
-    }
-
-    #[test]
-    fn model_steps() {
-        assert_eq!(Step::Read(0).apply(0), Some(0));
-        assert_eq!(Step::Read(1).apply(0), None);
-        assert_eq!(Step::Write(2).apply(1), Some(2));
-        assert_eq!(
-            Step::CasApplied {
-                expected: 1,
-                new: 3
-            }
-            .apply(1),
-            Some(3)
-        );
-        assert_eq!(
-            Step::CasApplied {
-                expected: 1,
-                new: 3
-            }
-            .apply(2),
-            None
-        );
-        assert_eq!(Step::CasMismatch { expected: 1 }.apply(1), None);
-        assert_eq!(Step::CasMismatch { expected: 1 }.apply(2), Some(2));
-        assert_eq!(Step::Delete.apply(5), Some(0));
     }
 }
