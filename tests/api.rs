@@ -263,7 +263,7 @@ async fn seed_limits_wrong_methods_and_unknown_routes() {
         ("PUT", "/store", "POST"),
         ("GET", "/store", "POST"),
         ("POST", "/store/k", "GET"),
-        ("POST", "/v1/kv/k", "PUT"),
+        ("PATCH", "/v1/kv/k", "PUT"),
         ("GET", "/join", "POST"),
         ("POST", "/health", "GET"),
     ] {

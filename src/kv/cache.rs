@@ -300,14 +300,17 @@ impl Cache {
 
     fn insert(&mut self, it: Item) -> Option<Item> {
         self.note(it.key());
-        self.mem_bytes += item_cost(&it);
-        self.digest = self.digest.wrapping_add(item_hash(&it));
-        if it.expires_at() != 0 {
-            self.expiry.insert((it.expires_at(), it.key().into()));
-        }
+        let (cost, hash, deadline) = (item_cost(&it), item_hash(&it), it.expires_at());
+        let key: Option<Box<[u8]>> = (deadline != 0).then(|| it.key().into());
         let old = self.items.replace(it);
+        // Forget the old item first: it may share the new one's deadline.
         if let Some(old) = &old {
             self.forget(old);
+        }
+        self.mem_bytes += cost;
+        self.digest = self.digest.wrapping_add(hash);
+        if let Some(key) = key {
+            self.expiry.insert((deadline, key));
         }
         old
     }
