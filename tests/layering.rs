@@ -17,7 +17,7 @@ const RULES: &[(&str, &[&str])] = &[
     ("kv", &[]),
     ("client", &["wire", "net"]),
     ("raft", &["kv", "id", "net"]),
-    ("cluster", &["raft", "kv", "id", "error", "net"]),
+    ("cluster", &["raft", "kv", "id", "error", "net", "config"]),
     ("api", &["cluster", "kv", "id", "error", "net", "wire"]),
     (
         "node",

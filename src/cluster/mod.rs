@@ -25,7 +25,7 @@
 //! holds the original request); openraft types in the public surface (they
 //! stay in `raft` and inside this module).
 //!
-//! Uses: `raft`, `kv`, `id`, `error`, `net`. Used by: `api`, `node`.
+//! Uses: `raft`, `kv`, `id`, `error`, `net`, `config`. Used by: `api`, `node`.
 
 mod evict;
 mod expiry;
