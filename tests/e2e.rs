@@ -1,7 +1,9 @@
 //! Black-box tests of the real `dcache` binary: configuration errors, the
 //! `-config`/`--config` flags, signals and exit codes, JSON logs, the
-//! `health` subcommand, and a three-process cluster on loopback surviving a
-//! SIGKILL of its leader and a full stop/start.
+//! `health` subcommand, start-up refusals (a data dir of another node, a
+//! data dir that cannot be written, a join refused for good), and a
+//! three-process cluster on loopback surviving a SIGKILL of its leader and
+//! a full stop/start.
 //!
 //! Every child runs in its own temp dir (cwd and data dirs); the process
 //! helpers (clean environment, `Proc` killing its child on drop, port
@@ -15,6 +17,8 @@ use std::process::ExitStatus;
 use std::time::Duration;
 use std::time::Instant;
 
+use dcache::wire::Code;
+use dcache_testkit::cluster::TestCluster;
 use dcache_testkit::dcache_bin;
 use dcache_testkit::http::client;
 use dcache_testkit::ports::free_ports;
@@ -30,6 +34,7 @@ use dcache_testkit::proc::wait_leader;
 use dcache_testkit::proc::wait_ready;
 use dcache_testkit::proc::wait_voters;
 use dcache_testkit::seed;
+use dcache_testkit::tools;
 use rand::Rng;
 use serde_json::Value;
 
@@ -181,6 +186,158 @@ async fn a_port_in_use_is_a_startup_error() {
     assert!(stderr.contains("http.bind_addr"), "{stderr}");
     assert!(stderr.contains(&addr), "{stderr}");
     drop(held);
+}
+
+// --- start-up refusals ------------------------------------------------------
+
+/// `spec` with its data dir moved to `data_dir` (config file rewritten).
+fn with_data_dir(spec: Spec, data_dir: &Path) -> Spec {
+    let mut s = spec;
+    s.data_dir = data_dir.to_path_buf();
+    let flag = s.config.take().map_or("--config".to_string(), |(f, _)| f);
+    s.with_config_file(&flag)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_of_another_node_is_refused_naming_both_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let c = client();
+    let alpha = node(d, "alpha", "");
+    let mut p = start_ready(&c, &alpha).await;
+    put_ok(&c, &alpha, "mine", "alpha's", CONVERGE).await;
+    p.stop_gracefully(STOP).await;
+
+    // The same data dir under another node id.
+    let beta = with_data_dir(node(d, "beta", ""), &alpha.data_dir);
+    let (st, err) = beta.start_expect_exit().await;
+    assert_refused(st, &err, "another node's data dir");
+    let want = format!(
+        "data dir {} belongs to node \"alpha\", not \"beta\"",
+        alpha.data_dir.display()
+    );
+    assert!(err.contains(&want), "{want:?} not in:\n{}", tail(&err));
+
+    // The refusal changed nothing: alpha starts on it with its data.
+    let _p = start_ready(&c, &alpha).await;
+    assert_eq!(get(&c, &alpha, "mine").await, (200, "alpha's".to_string()));
+}
+
+/// `chattr -R +i` on a path (even root cannot write it), undone on drop.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    /// None if the filesystem (or a missing `chattr`) does not allow it.
+    fn set(path: &Path) -> Option<Immutable> {
+        let ok = Command::new("chattr")
+            .arg("-R")
+            .arg("+i")
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Immutable(path.to_path_buf()))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr")
+            .arg("-R")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Tests run as root, which writes anywhere permissions say it may not, so
+/// "read-only" here is: a regular file where the data dir should be
+/// (always), and a data dir that is immutable (`chattr +i`: not even root
+/// may create files in it), fresh or already holding a node's data (where
+/// `chattr -R +i` makes the raft-log dir immutable too). Each start is
+/// refused with exit code 1 and an error naming the path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_that_cannot_be_written_is_refused_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+
+    // A file where the data dir should be.
+    let file = d.join("data-is-a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let spec = with_data_dir(node(d, "ro", ""), &file);
+    let (st, err) = spec.start_expect_exit().await;
+    assert_refused(st, &err, "a file as data dir");
+    let want = format!("cannot create node.data_dir {}", file.display());
+    assert!(err.contains(&want), "{want:?} not in:\n{}", tail(&err));
+
+    if !tools::require(
+        "a_data_dir_that_cannot_be_written_is_refused_naming_the_path (chattr cases)",
+        &["chattr"],
+        "apt-get install e2fsprogs",
+    ) {
+        return;
+    }
+    // A fresh data dir that is immutable: node.json cannot be created.
+    let fresh = d.join("immutable-fresh");
+    std::fs::create_dir(&fresh).unwrap();
+    let Some(_guard) = Immutable::set(&fresh) else {
+        tools::unavailable(
+            "a_data_dir_that_cannot_be_written_is_refused_naming_the_path (chattr cases)",
+            &format!(
+                "chattr +i is not supported on the filesystem of {}",
+                d.display()
+            ),
+            "run the tests on ext4/xfs/btrfs (TMPDIR)",
+        );
+        return;
+    };
+    let spec = with_data_dir(node(d, "ro", ""), &fresh);
+    let (st, err) = spec.start_expect_exit().await;
+    assert_refused(st, &err, "an immutable fresh data dir");
+    let want = format!("cannot write {}", fresh.join("node.json").display());
+    assert!(err.contains(&want), "{want:?} not in:\n{}", tail(&err));
+
+    // A data dir that already holds this node's data, made immutable with
+    // everything in it: the raft log cannot be opened for writing.
+    let c = client();
+    let used = node(d, "used", "");
+    let mut p = start_ready(&c, &used).await;
+    p.stop_gracefully(STOP).await;
+    let _guard = Immutable::set(&used.data_dir).expect("chattr +i worked above");
+    let (st, err) = used.start_expect_exit().await;
+    assert_refused(st, &err, "an immutable data dir with data");
+    let want = format!(
+        "cannot open raft log in {}",
+        used.data_dir.join("raft-log").display()
+    );
+    assert!(err.contains(&want), "{want:?} not in:\n{}", tail(&err));
+}
+
+/// A node whose join is refused for good (src/node/join.rs: a conflict,
+/// bad input, no such route) stops and exits 1 with the reason; here its id
+/// is already a member with other addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_refused_for_good_exits_1_with_the_reason() {
+    let cluster = TestCluster::start(1, |_| {}).await;
+    let via = cluster.nodes[0].http.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    // The cluster's own member id "n0", from another process and ports.
+    let impostor = node(dir.path(), "n0", &via);
+    let (st, err) = impostor.start_expect_exit().await;
+    assert_refused(st, &err, "a join refused for good");
+    let want = format!(
+        "joining through {via} was refused (409 Conflict, {}): ",
+        Code::Conflict.as_str()
+    );
+    assert!(err.contains(&want), "{want:?} not in:\n{}", tail(&err));
+    assert!(
+        err.contains("member \\\"n0\\\" already exists with addresses"),
+        "{}",
+        tail(&err)
+    );
+    // The cluster is unchanged and serves.
+    assert_eq!(cluster.voters(0), ["n0"]);
+    cluster.put_ok(0, "after", "refusal").await;
+    cluster.shutdown_all().await;
 }
 
 // --- a single node --------------------------------------------------------
