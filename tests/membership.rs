@@ -4,13 +4,14 @@
 //! (README: Operations, Membership; Errors: `conflict`, `not_found`).
 //! Joining through a follower and removing a follower: tests/cluster.rs.
 
+use dcache::id::NodeId;
 use dcache::node::Node;
+use dcache::raft::rpc::NodeInfo;
 use dcache::wire::Code;
 use dcache_testkit::WAIT;
 use dcache_testkit::cluster::TestCluster;
 use dcache_testkit::cluster::test_config;
 use dcache_testkit::ports::bind_retry;
-use dcache_testkit::ports::dead_addr;
 use dcache_testkit::ports::free_listener;
 use serde_json::json;
 
@@ -196,6 +197,23 @@ async fn outsider(c: &TestCluster, id: &str) -> Node {
         .expect("start the outsider")
 }
 
+/// A listener that answers `GET /raft/info` with `info` and nothing else
+/// (404): who a Raft address claims to be, without Raft behind it.
+fn stand_in(info: NodeInfo, listener: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
+    let app = axum::Router::new().route(
+        dcache::raft::rpc::INFO,
+        axum::routing::get(move || {
+            let info = info.clone();
+            async move { axum::Json(info) }
+        }),
+    );
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .await
+            .expect("serve the stand-in");
+    })
+}
+
 /// Every join refusal that retrying cannot fix is a 409 `conflict` (on the
 /// native and the seed route), and changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -239,23 +257,25 @@ async fn join_conflicts_are_409_and_change_nothing() {
     assert_eq!(r.json()["error"], format!("failed to join cluster: {want}"));
     other_n1.shutdown(false).await.unwrap();
 
-    // An address that belongs to another member: n2 stops and a node
-    // with another id ("x") comes up on n2's addresses. Until x stops, the
-    // leader's messages for n2 reach x (Raft RPCs do not name their
-    // target), so x must not bootstrap (a vote from the leader would make
-    // that fail): it keeps trying to join through an address where
-    // nothing listens.
+    // An address that belongs to another member: n2 stops and something
+    // that says it is "x" answers on n2's Raft address. Not a real node:
+    // Raft RPCs do not name their target, so a real x there would get the
+    // leader's messages for n2 (an empty log answering n2's appends trips
+    // openraft's "follower log reversion" assertion on the leader). The
+    // stand-in answers `GET /raft/info` only, so to the leader n2 is just
+    // unreachable.
     let n2 = if leader == 2 { 1 } else { 2 };
     let n2_raft = c.nodes[n2].raft.to_string();
     let n2_id = c.id(n2).to_string();
     c.stop(n2, false).await;
-    let mut cfg = c.nodes[n2].cfg.clone();
-    cfg.node.id = "x".into();
-    cfg.node.data_dir = c.dir.path().join("x");
-    cfg.cluster.join_addr = dead_addr();
-    let http = bind_retry(&cfg.http.bind_addr, WAIT).await;
-    let raft = bind_retry(&cfg.raft.bind_addr, WAIT).await;
-    let x = Node::start(cfg, http, raft).await.expect("start x");
+    let x = stand_in(
+        NodeInfo {
+            id: NodeId::from("x"),
+            raft_addr: n2_raft.clone(),
+            http_addr: c.nodes[n2].http.to_string(),
+        },
+        bind_retry(&n2_raft, WAIT).await,
+    );
     let r = c
         .req(leader, "POST", "/v1/cluster/members", join("x", &n2_raft))
         .await;
@@ -264,7 +284,7 @@ async fn join_conflicts_are_409_and_change_nothing() {
         r.json()["error"],
         format!("raft address {n2_raft} already belongs to member \"{n2_id}\"")
     );
-    x.shutdown(false).await.unwrap();
+    x.abort();
 
     // Nothing changed: the same three voters, and the cluster serves.
     let mut want: Vec<String> = (0..3).map(|i| c.id(i).to_string()).collect();
