@@ -717,8 +717,11 @@ async fn garbage_truncated_and_oversized_requests_do_not_hurt_the_node() {
     let j: Value = serde_json::from_slice(raw::body(&resp)).unwrap();
     assert_eq!(j["code"], Code::NoRoute.as_str());
 
-    // Garbage RPC bodies on the Raft listener: 400, Raft untouched.
+    // Garbage RPC bodies on the Raft listener: 400, Raft untouched. An RPC
+    // that does not name this node as its target (or names another) is
+    // refused with 421 before its body is read.
     let client = &c.client;
+    let me = c.nodes[0].cfg.node.id.clone();
     for path in [
         "/raft/append",
         "/raft/vote",
@@ -726,19 +729,25 @@ async fn garbage_truncated_and_oversized_requests_do_not_hurt_the_node() {
         "/raft/snapshot",
     ] {
         for body in [&b"garbage"[..], b"", b"\x93\x01\x02", &garbage[..]] {
-            let r = send(
-                client
+            for (to, want) in [
+                (Some(me.as_str()), 400),
+                (Some("someone-else"), 421),
+                (None, 421),
+            ] {
+                let mut req = client
                     .post(format!("http://{raft}{path}"))
-                    .header("content-type", "application/msgpack")
-                    .body(body.to_vec()),
-            )
-            .await;
-            assert_eq!(
-                r.status,
-                400,
-                "{path}: {:?}",
-                String::from_utf8_lossy(&r.body)
-            );
+                    .header("content-type", "application/msgpack");
+                if let Some(to) = to {
+                    req = req.header(dcache::raft::rpc::TO_HEADER, to);
+                }
+                let r = send(req.body(body.to_vec())).await;
+                assert_eq!(
+                    r.status,
+                    want,
+                    "{path} to {to:?}: {:?}",
+                    String::from_utf8_lossy(&r.body)
+                );
+            }
         }
     }
     let before = c.node(0).cluster.status().term;

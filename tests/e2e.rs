@@ -223,6 +223,34 @@ async fn a_data_dir_of_another_node_is_refused_naming_both_ids() {
     assert_eq!(get(&c, &alpha, "mine").await, (200, "alpha's".to_string()));
 }
 
+/// A data dir whose Raft state was lost (wiped) but whose identity file
+/// remains must not bootstrap a second, empty cluster: without
+/// `cluster.join_addr` the start is refused, naming the way out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_that_lost_its_raft_state_is_not_bootstrapped_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = client();
+    let alpha = node(dir.path(), "alpha", "");
+    let mut p = start_ready(&c, &alpha).await;
+    put_ok(&c, &alpha, "k", "v", CONVERGE).await;
+    p.stop_gracefully(STOP).await;
+    std::fs::remove_dir_all(alpha.data_dir.join("raft-log")).unwrap();
+    std::fs::remove_dir_all(alpha.data_dir.join("snapshots")).unwrap();
+
+    let (st, err) = alpha.start_expect_exit().await;
+    assert_refused(st, &err, "a data dir that lost its Raft state");
+    assert!(
+        err.contains("has run node \"alpha\" before but holds no Raft state")
+            && err.contains("cluster.join_addr"),
+        "{}",
+        tail(&err)
+    );
+    // Removing the identity file is the documented way to start afresh.
+    std::fs::remove_file(alpha.data_dir.join("node.json")).unwrap();
+    let _p = start_ready(&c, &alpha).await;
+    assert_eq!(get(&c, &alpha, "k").await.0, 404);
+}
+
 /// `chattr -R +i` on a path (even root cannot write it), undone on drop.
 struct Immutable(std::path::PathBuf);
 

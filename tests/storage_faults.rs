@@ -757,9 +757,7 @@ async fn failing_fsync_is_never_acknowledged() {
     );
     // The first write reaches the log whose fsync fails: Raft stops, and
     // the write's outcome is unknown (its bytes may be on disk). Every
-    // later write: no leader. (README's `unavailable`, "Raft stopped on
-    // this node", would name the cause better; the server answers
-    // `no_leader` today, which is in the same not-applied class.)
+    // later write: `unavailable`, Raft stopped on this node (not applied).
     let mut tried = Vec::new();
     for i in 0..5 {
         let key = format!("after-{i}");
@@ -767,7 +765,7 @@ async fn failing_fsync_is_never_acknowledged() {
         let want = if i == 0 {
             Code::OutcomeUnknown
         } else {
-            Code::NoLeader
+            Code::Unavailable
         };
         assert_eq!(
             (r.status, r.code()),

@@ -294,8 +294,14 @@ impl Cluster {
         }
     }
 
-    /// This node must be the leader: `Ok` here, else where to go.
+    /// This node must be the leader: `Ok` here, else where to go. A node
+    /// whose Raft has stopped (a storage failure, shutdown) says so.
     async fn lead(&self, deadline: Instant) -> Result<()> {
+        if let Err(e) = &self.raft.metrics().borrow_watched().running_state {
+            return Err(Error::Unavailable(format!(
+                "raft stopped on this node: {e}"
+            )));
+        }
         match self.route_or_wait(deadline).await {
             Route::Here => Ok(()),
             Route::Forward(l) => Err(Error::NotLeader(l)),
@@ -333,7 +339,9 @@ impl Cluster {
     fn write_error(&self, e: typ::RaftError<typ::ClientWriteError>) -> Error {
         match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => self.not_leader(f),
-            RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => Error::OutcomeUnknown,
+            RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => {
+                Error::OutcomeUnknown("leadership changed after the write was proposed")
+            }
             RaftError::APIError(ClientWriteError::ChangeMembershipError(
                 ChangeMembershipError::InProgress(e),
             )) => Error::Unavailable(format!(
@@ -345,7 +353,10 @@ impl Cluster {
             RaftError::APIError(other) => Error::Conflict(other.to_string()),
             // Raft stopped while the write was in flight: it may have been
             // proposed, so its fate is unknown.
-            RaftError::Fatal(_) => Error::OutcomeUnknown,
+            RaftError::Fatal(f) => {
+                tracing::error!(error = %f, "raft stopped with a write in flight");
+                Error::OutcomeUnknown("raft stopped on this node while the write was in flight")
+            }
         }
     }
 

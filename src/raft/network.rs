@@ -125,6 +125,7 @@ impl PeerClient {
                 .http
                 .post(&url)
                 .header("content-type", rpc::CONTENT_TYPE)
+                .header(rpc::TO_HEADER, self.target.as_str())
                 .body(body)
                 .send()
                 .await

@@ -45,6 +45,10 @@ pub const PRE_VOTE: &str = "/raft/pre-vote";
 pub const SNAPSHOT: &str = "/raft/snapshot";
 pub const TRANSFER_LEADER: &str = "/raft/transfer-leader";
 pub const INFO: &str = "/raft/info";
+/// Header naming the node a peer RPC is meant for. A node that is not that
+/// node answers 421 without passing the RPC to Raft: a process started on a
+/// former member's address must not receive (and act on) its messages.
+pub const TO_HEADER: &str = "x-dcache-raft-to";
 
 /// Largest AppendEntries body accepted (many entries of up to the value cap).
 const MAX_RPC_BODY: usize = 256 * 1024 * 1024;
@@ -124,6 +128,7 @@ struct RpcState {
 
 /// The router for the Raft listener.
 pub fn router(raft: Raft, info: NodeInfo, contact: Arc<LeaderContact>) -> Router {
+    let me = info.id.clone();
     Router::new()
         .route(APPEND, post(append))
         .route(VOTE, post(vote))
@@ -135,6 +140,7 @@ pub fn router(raft: Raft, info: NodeInfo, contact: Arc<LeaderContact>) -> Router
                 .route(SNAPSHOT, post(snapshot))
                 .layer(DefaultBodyLimit::max(MAX_SNAPSHOT_BODY)),
         )
+        .route_layer(axum::middleware::from_fn_with_state(me, addressed_to_us))
         .route(INFO, get(node_info))
         .with_state(RpcState {
             raft,
@@ -190,6 +196,26 @@ async fn snapshot(State(s): State<RpcState>, MsgPack(req): MsgPack<SnapshotReque
         Err(e) => Err(e.into()),
     };
     answer.into_response()
+}
+
+/// Refuse a peer RPC addressed to another node (see [`TO_HEADER`]).
+async fn addressed_to_us(
+    State(me): State<NodeId>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let to = req.headers().get(TO_HEADER).and_then(|v| v.to_str().ok());
+    match to {
+        Some(to) if to == me.as_str() => next.run(req).await,
+        other => (
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "this is node {me}, not {}",
+                other.unwrap_or("(no target named)")
+            ),
+        )
+            .into_response(),
+    }
 }
 
 async fn node_info(State(s): State<RpcState>) -> Json<NodeInfo> {
