@@ -273,6 +273,7 @@ async fn join_conflicts_are_409_and_change_nothing() {
             id: NodeId::from("x"),
             raft_addr: n2_raft.clone(),
             http_addr: c.nodes[n2].http.to_string(),
+            empty_log: true,
         },
         bind_retry(&n2_raft, WAIT).await,
     );
@@ -291,5 +292,65 @@ async fn join_conflicts_are_409_and_change_nothing() {
     want.sort();
     assert_eq!(c.voters(leader), want);
     c.put_ok(leader, "after", "conflicts").await;
+    c.shutdown_all().await;
+}
+
+/// A follower whose data was lost (log wiped, identity kept) cannot rejoin
+/// as the same member: it had acknowledged entries, and openraft would
+/// refuse its shorter log forever (replication stalls; the node is never
+/// ready). Its join is refused for good with the way out, and after the
+/// operator removes it, the same start joins it as a new member, which
+/// catches up (by snapshot) with every write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_that_lost_its_data_must_be_removed_before_it_rejoins() {
+    let mut c = TestCluster::start(3, |cfg| cfg.raft.snapshot_threshold = 20).await;
+    let leader = c.leader().await;
+    // A follower that joins through n0 (n0 bootstraps; a wiped n0 refuses
+    // to start at all: tests/e2e.rs).
+    let f = others(leader)
+        .into_iter()
+        .find(|&i| i != 0)
+        .expect("two followers");
+    for i in 0..60 {
+        c.put_ok(leader, &format!("k{i}"), "v").await;
+    }
+    c.stop(f, false).await;
+    let data = c.nodes[f].cfg.node.data_dir.clone();
+    std::fs::remove_dir_all(data.join("raft-log")).unwrap();
+    std::fs::remove_dir_all(data.join("snapshots")).unwrap();
+    assert!(!c.nodes[f].cfg.cluster.join_addr.is_empty());
+    c.restart(f).await;
+    let e = tokio::time::timeout(WAIT, c.nodes[f].node.as_mut().unwrap().failed())
+        .await
+        .expect("the join is refused for good within the wait")
+        .to_string();
+    assert!(
+        e.contains("lost its Raft state")
+            && e.contains(&format!("DELETE /v1/cluster/members/{}", c.id(f))),
+        "{e}"
+    );
+    c.stop(f, false).await;
+    let r = c
+        .req(
+            leader,
+            "DELETE",
+            &format!("/v1/cluster/members/{}", c.id(f)),
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    c.restart(f).await;
+    c.wait_voters(3).await;
+    c.wait_ready(f).await;
+    for i in [0, 30, 59] {
+        let r = c
+            .req(f, "GET", &format!("/v1/kv/k{i}?consistency=stale"), "")
+            .await;
+        assert_eq!(
+            (r.status, r.text()),
+            (200, "v".to_string()),
+            "k{i} on the rejoined node"
+        );
+    }
     c.shutdown_all().await;
 }

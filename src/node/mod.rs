@@ -237,6 +237,7 @@ impl Node {
             id: id.clone(),
             raft_addr: raft_adv.clone(),
             http_addr: http_adv.clone(),
+            empty_log: false,
         };
         let raft_task = tokio::spawn(crate::net::serve(
             raft_listener,

@@ -69,6 +69,10 @@ pub struct NodeInfo {
     pub id: NodeId,
     pub raft_addr: String,
     pub http_addr: String,
+    /// The node's Raft log is empty (a fresh node, or one whose data was
+    /// lost): filled in when asked, not at start.
+    #[serde(default)]
+    pub empty_log: bool,
 }
 
 /// A MessagePack body: extractor for requests (400 if it does not decode),
@@ -219,5 +223,10 @@ async fn addressed_to_us(
 }
 
 async fn node_info(State(s): State<RpcState>) -> Json<NodeInfo> {
-    Json(s.info.clone())
+    use openraft::async_runtime::WatchReceiver;
+    let empty_log = s.raft.metrics().borrow_watched().last_log_index.is_none();
+    Json(NodeInfo {
+        empty_log,
+        ..s.info.clone()
+    })
 }
