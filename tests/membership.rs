@@ -354,3 +354,40 @@ async fn a_member_that_lost_its_data_must_be_removed_before_it_rejoins() {
     }
     c.shutdown_all().await;
 }
+
+/// Nodes that join at the same moment race each other's membership
+/// changes (openraft refuses a change whose expected membership moved on);
+/// that refusal is retryable, not a conflict, so every joiner ends up a
+/// voter and none stops (found by the fault suite: a node exited with "last
+/// membership log id mismatch" while the cluster formed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_nodes_joining_at_once_all_become_voters() {
+    for round in 0..5 {
+        let mut c = TestCluster::start(1, |cfg| cfg.raft.snapshot_threshold = 50).await;
+        // A log to catch up on widens the window in which one joiner's
+        // promotion races the next joiner's learner entry.
+        let keys: Vec<String> = (0..400).map(|i| format!("k{i}")).collect();
+        let writes = keys.iter().map(|k| c.put(0, k, "v"));
+        for r in futures_util::future::join_all(writes).await {
+            assert_eq!(r.status, 200);
+        }
+        let join = c.nodes[0].http.to_string();
+        for i in 1..5 {
+            let mut cfg = test_config(c.dir.path(), i);
+            cfg.cluster.join_addr = join.clone();
+            c.add(cfg).await;
+        }
+        c.wait_voters(5).await;
+        for i in 0..5 {
+            let node = c.nodes[i].node.as_mut().unwrap();
+            let stopped =
+                tokio::time::timeout(std::time::Duration::from_millis(1), node.failed()).await;
+            assert!(
+                stopped.is_err(),
+                "round {round}: node {i} stopped: {:?}",
+                stopped.map(|e| e.to_string())
+            );
+        }
+        c.shutdown_all().await;
+    }
+}

@@ -342,15 +342,19 @@ impl Cluster {
             RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => {
                 Error::OutcomeUnknown("leadership changed after the write was proposed")
             }
+            // Membership changes racing each other (two nodes joining at
+            // once) or a leader that has not committed its first entry yet:
+            // nothing was appended, and a retry succeeds.
             RaftError::APIError(ClientWriteError::ChangeMembershipError(
-                ChangeMembershipError::InProgress(e),
-            )) => Error::Unavailable(format!(
-                "another membership change is in progress, retry: {e}"
-            )),
+                e @ (ChangeMembershipError::InProgress(_)
+                | ChangeMembershipError::UncommittedLeaderLog(_)),
+            )) => Error::Unavailable(format!("membership change must wait, retry: {e}")),
+            RaftError::APIError(ClientWriteError::PreconditionFailed(e)) => {
+                Error::Unavailable(format!("the membership changed meanwhile, retry: {e}"))
+            }
             RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
                 Error::Conflict(e.to_string())
             }
-            RaftError::APIError(other) => Error::Conflict(other.to_string()),
             // Raft stopped while the write was in flight: it may have been
             // proposed, so its fate is unknown.
             RaftError::Fatal(f) => {

@@ -204,9 +204,9 @@ fn stats(h: &History) -> String {
     format!("{} ops ({indet} indeterminate, {fail} failed)", h.len())
 }
 
-/// Debug builds are ~10x slower than release; the bounds below are generous
-/// for a loaded 2-core machine but still prove seconds-scale checking.
-const DEBUG_BOUND_SECS: u64 = 30;
+/// A hang bound, not a speed target (debug builds on a loaded 2-core CI
+/// machine; the time is printed): an exponential search would not finish.
+const DEBUG_BOUND_SECS: u64 = 120;
 
 #[test]
 fn generated_10k_ops_10_keys_is_linearizable_and_fast() {
