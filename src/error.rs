@@ -40,9 +40,10 @@ pub enum Error {
     #[error("request timed out after {0:?}; the outcome is unknown")]
     Timeout(Duration),
     /// The write was proposed but the proposing leader lost leadership (or
-    /// stopped) before learning its fate; it may or may not have committed.
-    #[error("leadership changed after the write was proposed; the outcome is unknown")]
-    OutcomeUnknown,
+    /// Raft stopped) before learning its fate; it may or may not have
+    /// committed. The text says which.
+    #[error("{0}; the outcome is unknown")]
+    OutcomeUnknown(&'static str),
     /// Bad input; not applied.
     #[error("{0}")]
     InvalidInput(String),

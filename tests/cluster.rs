@@ -1,14 +1,17 @@
-//! Multi-node behaviour with real in-process nodes on loopback.
-
-mod common;
+//! Multi-node behaviour with real in-process nodes on loopback: reads and
+//! writes through any node, failover, catch-up, restarts, forwarding, the
+//! answers without a quorum. Membership changes: tests/membership.rs.
 
 use std::time::Duration;
 use std::time::Instant;
 
-use common::TestCluster;
-use common::WAIT;
-use common::wait_for;
 use dcache::wire::Code;
+use dcache::wire::header;
+use dcache_testkit::WAIT;
+use dcache_testkit::cluster::TestCluster;
+use dcache_testkit::cluster::test_config;
+use dcache_testkit::ports::dead_addr;
+use dcache_testkit::wait_for;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn write_via_any_node_is_read_back_at_once_from_every_node() {
@@ -17,7 +20,7 @@ async fn write_via_any_node_is_read_back_at_once_from_every_node() {
         let key = format!("k{writer}");
         let value = format!("v{writer}");
         let r = c.put(writer, &key, &value).await;
-        assert_eq!(r.status(), 200, "{:?}", r.text().await);
+        assert_eq!(r.status, 200, "{}", r.text());
         // A default (linearizable) read issued after the write completed
         // must see it on every node, with no waiting.
         for reader in 0..3 {
@@ -36,20 +39,16 @@ async fn killing_the_leader_elects_a_new_one_and_loses_no_acknowledged_write() {
     let mut c = TestCluster::start(3, |_| {}).await;
     let leader = c.leader().await;
     for i in 0..50 {
-        let r = c
-            .put((i % 3) as usize, &format!("a{i}"), &format!("{i}"))
-            .await;
-        assert!(r.status().is_success());
+        let r = c.put(i % 3, &format!("a{i}"), &format!("{i}")).await;
+        assert_eq!(r.status, 200, "{}", r.text());
     }
     let killed_at = Instant::now();
     c.stop(leader, false).await;
+    // Bounded by the wait (a hang), not timed: failover time is a
+    // measurement, printed here, not a pass/fail line.
     let new_leader = c.leader().await;
-    let failover = killed_at.elapsed();
+    eprintln!("failover: new leader after {:?}", killed_at.elapsed());
     assert_ne!(new_leader, leader);
-    assert!(
-        failover < Duration::from_secs(10),
-        "failover took {failover:?}"
-    );
     for i in 0..50 {
         for r in c.running().collect::<Vec<_>>() {
             assert_eq!(c.get(r, &format!("a{i}")).await, (200, format!("{i}")));
@@ -113,12 +112,9 @@ async fn a_follower_that_missed_many_writes_catches_up_by_snapshot() {
     assert_eq!((f.keys, f.digest), (l.keys, l.digest));
     assert_eq!(f.keys, 1200);
     let r = c
-        .client
-        .get(c.url(follower, "/v1/kv/s3-77?consistency=stale"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.text().await.unwrap(), "3-77");
+        .req(follower, "GET", "/v1/kv/s3-77?consistency=stale", "")
+        .await;
+    assert_eq!((r.status, r.text()), (200, "3-77".to_string()));
     c.shutdown_all().await;
 }
 
@@ -127,7 +123,7 @@ async fn full_cluster_stop_and_restart_in_any_order_keeps_everything() {
     let mut c = TestCluster::start(3, |cfg| cfg.raft.snapshot_threshold = 50).await;
     for i in 0..120 {
         let r = c.put(i % 3, &format!("p{i}"), &format!("{i}")).await;
-        assert!(r.status().is_success());
+        assert_eq!(r.status, 200, "{}", r.text());
     }
     for i in [1, 0, 2] {
         c.stop(i, i == 1).await;
@@ -150,7 +146,7 @@ async fn join_via_a_follower_then_remove_a_node() {
     let mut c = TestCluster::start(3, |_| {}).await;
     let leader = c.leader().await;
     let follower = (leader + 1) % 3;
-    let mut cfg = common::test_config(c.dir.path(), 3);
+    let mut cfg = test_config(c.dir.path(), 3);
     cfg.cluster.join_addr = c.nodes[follower].http.to_string();
     let n3 = c.add(cfg).await;
     c.wait_voters(4).await;
@@ -160,23 +156,18 @@ async fn join_via_a_follower_then_remove_a_node() {
 
     // Remove it through the native API on a follower (forwarded).
     let r = c
-        .client
-        .delete(c.url(follower, "/v1/cluster/members/n3"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+        .req(follower, "DELETE", "/v1/cluster/members/n3", "")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), serde_json::json!({"id": "n3", "removed": true}));
     c.wait_voters(3).await;
     let st = c.node(leader).cluster.status();
     assert!(st.members.iter().all(|m| m.id != "n3"), "{:?}", st.members);
-    // Removing an unknown member is a 404.
+    // Removing an unknown member: 404 not_found.
     let r = c
-        .client
-        .delete(c.url(leader, "/v1/cluster/members/nope"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+        .req(leader, "DELETE", "/v1/cluster/members/nope", "")
+        .await;
+    r.assert_error(Code::NotFound);
     c.shutdown_all().await;
 }
 
@@ -184,23 +175,23 @@ async fn join_via_a_follower_then_remove_a_node() {
 async fn join_refuses_an_unreachable_address() {
     let c = TestCluster::start(1, |_| {}).await;
     // A port nothing listens on.
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead = l.local_addr().unwrap();
-    drop(l);
+    let dead = dead_addr();
     let r = c
-        .client
-        .post(c.url(0, "/join"))
-        .body(format!(r#"{{"id":"ghost","addr":"{dead}"}}"#))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 502);
-    let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        .req(
+            0,
+            "POST",
+            "/join",
+            format!(r#"{{"id":"ghost","addr":"{dead}"}}"#),
+        )
+        .await;
+    // The seed's 502 "failed to join cluster", with the native code.
+    r.assert_seed_error(502, Code::MemberUnreachable);
+    let body = r.json();
     assert!(
         body["error"]
             .as_str()
             .unwrap()
-            .contains("failed to join cluster"),
+            .starts_with("failed to join cluster: cannot reach a dcache node at"),
         "{body}"
     );
     let st = c.node(0).cluster.status();
@@ -214,58 +205,31 @@ async fn followers_forward_and_redirect() {
     let leader = c.leader().await;
     let f = (leader + 1) % 3;
     // Forwarded write: the leader's response comes back, served by the leader.
-    let r = c
-        .client
-        .put(c.url(f, "/v1/kv/dir%2Fkey?cas=0"))
-        .body("v1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let served_by = r.headers()["x-dcache-served-by"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(served_by, c.nodes[leader].cfg.node.id);
-    assert!(r.headers().contains_key("x-dcache-index"));
+    let r = c.req(f, "PUT", "/v1/kv/dir%2Fkey?cas=0", "v1").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header(header::SERVED_BY), Some(c.id(leader)));
+    let index = r.json()["modify_index"].as_u64().unwrap();
+    assert_eq!(r.header(header::INDEX), Some(index.to_string().as_str()));
     // The query string survived forwarding: a second cas=0 fails with 412.
-    let r = c
-        .client
-        .put(c.url(f, "/v1/kv/dir%2Fkey?cas=0"))
-        .body("v2")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 412);
-    let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
-    assert_eq!(body["code"], "cas_mismatch");
+    let r = c.req(f, "PUT", "/v1/kv/dir%2Fkey?cas=0", "v2").await;
+    r.assert_error(Code::CasMismatch);
     // The %2F was not re-encoded: the key is "dir/key".
     assert_eq!(c.get(leader, "dir/key").await, (200, "v1".into()));
     // Redirect instead of forward.
-    let r = c
-        .client
-        .put(c.url(f, "/v1/kv/x?redirect=true"))
-        .body("v")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 307);
-    let loc = r.headers()["location"].to_str().unwrap();
+    let r = c.req(f, "PUT", "/v1/kv/x?redirect=true", "v").await;
+    assert_eq!(r.status, 307);
     assert_eq!(
-        loc,
-        format!("http://{}/v1/kv/x?redirect=true", c.nodes[leader].http)
+        r.header("location"),
+        Some(format!("http://{}/v1/kv/x?redirect=true", c.nodes[leader].http).as_str())
     );
+    assert_eq!(c.get(leader, "x").await.0, 404, "a redirect writes nothing");
     // Seed route through a follower.
     let r = c
-        .client
-        .post(c.url(f, "/store"))
-        .body(r#"{"key":"s","value":"t"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+        .req(f, "POST", "/store", r#"{"key":"s","value":"t"}"#)
+        .await;
+    assert_eq!(r.status, 201);
     assert_eq!(
-        r.text().await.unwrap(),
+        r.text(),
         "{\"key\":\"s\",\"message\":\"value set successfully\"}\n"
     );
     c.shutdown_all().await;
@@ -291,34 +255,24 @@ async fn no_quorum_means_503_not_a_hang_and_not_a_stale_read() {
     wait_for("survivor to answer 503", WAIT, || async {
         let w = c.put(survivor, "q", "2").await;
         let (rs, _) = c.get(survivor, "q").await;
-        (w.status() == 503 && rs == 503).then_some(())
+        (w.status == 503 && rs == 503).then_some(())
     })
     .await;
+    // Then, every time: no_leader (README: no known leader), Retry-After.
     let w = c.put(survivor, "q", "3").await;
-    assert_eq!(w.status(), 503);
-    assert!(w.headers().contains_key("retry-after"));
-    let body: serde_json::Value = serde_json::from_str(&w.text().await.unwrap()).unwrap();
-    assert!(
-        body["code"] == "no_leader" || body["code"] == "not_leader",
-        "{body}"
-    );
+    w.assert_error(Code::NoLeader);
+    assert_eq!(w.header("retry-after"), Some("1"));
+    let r = c.req(survivor, "GET", "/v1/kv/q", "").await;
+    r.assert_error(Code::NoLeader);
     // A stale read is still served, explicitly.
     let r = c
-        .client
-        .get(c.url(survivor, "/v1/kv/q?consistency=stale"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.text().await.unwrap(), "1");
+        .req(survivor, "GET", "/v1/kv/q?consistency=stale", "")
+        .await;
+    assert_eq!((r.status, r.text()), (200, "1".to_string()));
     // readyz reports not ready.
-    let r = c
-        .client
-        .get(c.url(survivor, "/readyz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 503);
+    let r = c.req(survivor, "GET", "/readyz", "").await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["ready"], false);
     c.shutdown_all().await;
 }
 
@@ -351,31 +305,14 @@ async fn a_leader_without_quorum_answers_503_within_the_stated_bound() {
     .await;
     for (what, linearizable_read) in [("write", false), ("read", true), ("write again", false)] {
         let t = Instant::now();
-        let (status, code) = if linearizable_read {
-            let r = c
-                .client
-                .get(c.url(leader, "/v1/kv/b"))
-                .send()
-                .await
-                .unwrap();
-            (
-                r.status().as_u16(),
-                r.headers().get("x-dcache-error").cloned(),
-            )
+        let r = if linearizable_read {
+            c.req(leader, "GET", "/v1/kv/b", "").await
         } else {
-            let r = c.put(leader, "b", "2").await;
-            (
-                r.status().as_u16(),
-                r.headers().get("x-dcache-error").cloned(),
-            )
+            c.put(leader, "b", "2").await
         };
         let took = t.elapsed();
-        assert_eq!(status, 503, "{what}");
-        assert_eq!(
-            code.as_ref().and_then(|v| v.to_str().ok()),
-            Some(Code::NoLeader.as_str()),
-            "{what}"
-        );
+        assert_eq!(r.code(), Some(Code::NoLeader), "{what}: {}", r.text());
+        r.assert_error(Code::NoLeader);
         assert!(took < request_timeout, "{what} took {took:?}");
         assert!(
             took < election + Duration::from_secs(1),
@@ -470,7 +407,7 @@ async fn a_restarted_node_alone_is_not_ready_and_does_not_route_to_a_remembered_
     assert!(!r.ready, "{r:?}");
     assert!(!r.checks["leader_known"]);
     let w = c.put(2, "r", "2").await;
-    assert_eq!(w.status(), 503);
+    w.assert_error(Code::NoLeader);
     // Once the others are back, it becomes ready and serves.
     c.restart(0).await;
     c.restart(1).await;

@@ -1,13 +1,15 @@
 //! Black-box tests of the real `dcache` binary: configuration errors, the
 //! `-config`/`--config` flags, signals and exit codes, JSON logs, the
-//! `health` subcommand, and a three-process cluster on loopback surviving a
-//! SIGKILL of its leader and a full stop/start.
+//! `health` subcommand, start-up refusals (a data dir of another node, a
+//! data dir that cannot be written, a join refused for good), and a
+//! three-process cluster on loopback surviving a SIGKILL of its leader and
+//! a full stop/start.
 //!
 //! Every child runs in its own temp dir (cwd and data dirs); the process
-//! helpers (clean environment, [`Proc`] killing its child on drop, port
-//! choice) are in `common::proc`. Waits poll a condition under a deadline.
-
-mod common;
+//! helpers (clean environment, `Proc` killing its child on drop, port
+//! choice) are in `dcache_testkit::proc`. Waits poll a condition under a
+//! deadline. Exit codes (src/bin/dcache/main.rs): 0 after a graceful stop,
+//! 1 for a start-up failure or a node that failed for good.
 
 use std::path::Path;
 use std::process::Command;
@@ -15,22 +17,33 @@ use std::process::ExitStatus;
 use std::time::Duration;
 use std::time::Instant;
 
-use common::proc::Proc;
-use common::proc::Spec;
-use common::proc::client;
-use common::proc::dcache;
-use common::proc::free_ports;
-use common::proc::get;
-use common::proc::put_ok;
-use common::proc::start_ready;
-use common::proc::tail;
-use common::proc::wait_ready;
+use dcache::wire::Code;
+use dcache_testkit::cluster::TestCluster;
+use dcache_testkit::dcache_bin;
+use dcache_testkit::http::client;
+use dcache_testkit::ports::free_ports;
+use dcache_testkit::proc;
+use dcache_testkit::proc::Proc;
+use dcache_testkit::proc::Spec;
+use dcache_testkit::proc::get;
+use dcache_testkit::proc::get_json;
+use dcache_testkit::proc::put_ok;
+use dcache_testkit::proc::start_ready;
+use dcache_testkit::proc::tail;
+use dcache_testkit::proc::wait_leader;
+use dcache_testkit::proc::wait_ready;
+use dcache_testkit::proc::wait_voters;
+use dcache_testkit::seed;
+use dcache_testkit::tools;
+use rand::Rng;
 use serde_json::Value;
 
-/// How long a cluster may take to converge.
+/// How long a cluster may take to converge (a hang bound).
 const CONVERGE: Duration = Duration::from_secs(30);
-/// How long a graceful stop may take.
-const STOP: Duration = Duration::from_secs(10);
+/// How long a graceful stop may take (a hang bound).
+const STOP: Duration = Duration::from_secs(30);
+/// How long a process that should exit by itself may take (a hang bound).
+const EXIT: Duration = Duration::from_secs(30);
 
 /// Fast Raft timings, as environment variables.
 const FAST_RAFT: &[(&str, &str)] = &[
@@ -39,19 +52,20 @@ const FAST_RAFT: &[(&str, &str)] = &[
     ("DCACHE_RAFT_ELECTION_TIMEOUT_MAX_MS", "1000"),
 ];
 
-/// Run `cmd` (with cwd already set) to completion, bounded: it must exit by
-/// itself within 5 s. Returns its status and stderr.
+/// `dcache` in `cwd`, with a clean environment.
+fn dcache(cwd: &Path) -> Command {
+    proc::command(dcache_bin!(), cwd)
+}
+
+/// Run `cmd` (with cwd already set) to completion: its status and stderr.
 async fn run_to_exit(cmd: Command, dir: &Path) -> (ExitStatus, String) {
-    let path = dir.join(format!("stderr-{}.log", rand::random::<u32>()));
-    Proc::spawn(cmd, &path)
-        .outcome(Duration::from_secs(5))
-        .await
+    proc::run_to_exit(cmd, dir, EXIT).await
 }
 
 /// Node `id` in `dir` with its settings in `<dir>/<id>.yaml`, started with
 /// `--config FILE` and fast Raft timings.
 fn node(dir: &Path, id: &str, join: &str) -> Spec {
-    Spec::new(dir, id, join)
+    Spec::new(dcache_bin!(), dir, id, join)
         .with_envs(FAST_RAFT)
         .with_config_file("--config")
 }
@@ -63,12 +77,19 @@ fn with_flag(spec: &Spec, flag: &str) -> Spec {
     s
 }
 
-async fn get_json(c: &reqwest::Client, url: &str) -> Option<Value> {
-    let r = c.get(url).send().await.ok()?;
-    if !r.status().is_success() {
-        return None;
-    }
-    serde_json::from_slice(&r.bytes().await.ok()?).ok()
+/// A start-up refusal: exit code 1 and `dcache: error: ...` on stderr.
+fn assert_refused(st: ExitStatus, stderr: &str, what: &str) {
+    assert_eq!(
+        st.code(),
+        Some(1),
+        "{what}: exit {st:?}; stderr:\n{}",
+        tail(stderr)
+    );
+    assert!(
+        stderr.contains("dcache: error: "),
+        "{what}: no error line; stderr:\n{}",
+        tail(stderr)
+    );
 }
 
 // --- configuration errors ------------------------------------------------
@@ -135,7 +156,7 @@ async fn config_errors_exit_non_zero_naming_the_problem() {
         cmd.args(&case.args).envs(case.env.iter().copied());
         let (st, stderr) = run_to_exit(cmd, d).await;
         let what = format!("args {:?} env {:?}", case.args, case.env);
-        assert!(!st.success(), "{what}: exit {st:?}");
+        assert_eq!(st.code(), Some(1), "{what}: exit {st:?}");
         assert!(
             stderr.starts_with("dcache: error: "),
             "{what}: stderr {stderr:?}"
@@ -161,10 +182,190 @@ async fn a_port_in_use_is_a_startup_error() {
     cmd.env("DCACHE_HTTP_BIND_ADDR", &addr)
         .env("DCACHE_RAFT_BIND_ADDR", &raft);
     let (st, stderr) = run_to_exit(cmd, dir.path()).await;
-    assert!(!st.success(), "exit {st:?}");
+    assert_refused(st, &stderr, "port in use");
     assert!(stderr.contains("http.bind_addr"), "{stderr}");
     assert!(stderr.contains(&addr), "{stderr}");
     drop(held);
+}
+
+// --- start-up refusals ------------------------------------------------------
+
+/// `spec` with its data dir moved to `data_dir` (config file rewritten).
+fn with_data_dir(spec: Spec, data_dir: &Path) -> Spec {
+    let mut s = spec;
+    s.data_dir = data_dir.to_path_buf();
+    let flag = s.config.take().map_or("--config".to_string(), |(f, _)| f);
+    s.with_config_file(&flag)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_of_another_node_is_refused_naming_both_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let c = client();
+    let alpha = node(d, "alpha", "");
+    let mut p = start_ready(&c, &alpha).await;
+    put_ok(&c, &alpha, "mine", "alpha's", CONVERGE).await;
+    p.stop_gracefully(STOP).await;
+
+    // The same data dir under another node id.
+    let beta = with_data_dir(node(d, "beta", ""), &alpha.data_dir);
+    let (st, err) = beta.start_expect_exit().await;
+    assert_refused(st, &err, "another node's data dir");
+    let want = format!(
+        "data dir {} belongs to node \"alpha\", not \"beta\"",
+        alpha.data_dir.display()
+    );
+    assert!(err.contains(&want), "{want:?} not in:\n{}", tail(&err));
+
+    // The refusal changed nothing: alpha starts on it with its data.
+    let _p = start_ready(&c, &alpha).await;
+    assert_eq!(get(&c, &alpha, "mine").await, (200, "alpha's".to_string()));
+}
+
+/// A data dir whose Raft state was lost (wiped) but whose identity file
+/// remains must not bootstrap a second, empty cluster: without
+/// `cluster.join_addr` the start is refused, naming the way out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_that_lost_its_raft_state_is_not_bootstrapped_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = client();
+    let alpha = node(dir.path(), "alpha", "");
+    let mut p = start_ready(&c, &alpha).await;
+    put_ok(&c, &alpha, "k", "v", CONVERGE).await;
+    p.stop_gracefully(STOP).await;
+    std::fs::remove_dir_all(alpha.data_dir.join("raft-log")).unwrap();
+    std::fs::remove_dir_all(alpha.data_dir.join("snapshots")).unwrap();
+
+    let (st, err) = alpha.start_expect_exit().await;
+    assert_refused(st, &err, "a data dir that lost its Raft state");
+    assert!(
+        err.contains("has run node \"alpha\" before but holds no Raft state")
+            && err.contains("cluster.join_addr"),
+        "{}",
+        tail(&err)
+    );
+    // Removing the identity file is the documented way to start afresh.
+    std::fs::remove_file(alpha.data_dir.join("node.json")).unwrap();
+    let _p = start_ready(&c, &alpha).await;
+    assert_eq!(get(&c, &alpha, "k").await.0, 404);
+}
+
+/// `chattr -R +i` on a path (even root cannot write it), undone on drop.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    /// None if the filesystem (or a missing `chattr`) does not allow it.
+    fn set(path: &Path) -> Option<Immutable> {
+        let ok = Command::new("chattr")
+            .arg("-R")
+            .arg("+i")
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Immutable(path.to_path_buf()))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr")
+            .arg("-R")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Tests run as root, which writes anywhere permissions say it may not, so
+/// "read-only" here is: a regular file where the data dir should be
+/// (always), and a data dir that is immutable (`chattr +i`: not even root
+/// may create files in it), fresh or already holding a node's data (where
+/// `chattr -R +i` makes the raft-log dir immutable too). Each start is
+/// refused with exit code 1 and an error naming the path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_that_cannot_be_written_is_refused_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+
+    // A file where the data dir should be.
+    let file = d.join("data-is-a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let spec = with_data_dir(node(d, "ro", ""), &file);
+    let (st, err) = spec.start_expect_exit().await;
+    assert_refused(st, &err, "a file as data dir");
+    let want = format!("cannot create node.data_dir {}", file.display());
+    assert!(err.contains(&want), "{want:?} not in:\n{}", tail(&err));
+
+    if !tools::require(
+        "a_data_dir_that_cannot_be_written_is_refused_naming_the_path (chattr cases)",
+        &["chattr"],
+        "apt-get install e2fsprogs",
+    ) {
+        return;
+    }
+    // A fresh data dir that is immutable: node.json cannot be created.
+    let fresh = d.join("immutable-fresh");
+    std::fs::create_dir(&fresh).unwrap();
+    let Some(_guard) = Immutable::set(&fresh) else {
+        tools::unavailable(
+            "a_data_dir_that_cannot_be_written_is_refused_naming_the_path (chattr cases)",
+            &format!(
+                "chattr +i is not supported on the filesystem of {}",
+                d.display()
+            ),
+            "run the tests on ext4/xfs/btrfs (TMPDIR)",
+        );
+        return;
+    };
+    let spec = with_data_dir(node(d, "ro", ""), &fresh);
+    let (st, err) = spec.start_expect_exit().await;
+    assert_refused(st, &err, "an immutable fresh data dir");
+    let want = format!("cannot write {}", fresh.join("node.json").display());
+    assert!(err.contains(&want), "{want:?} not in:\n{}", tail(&err));
+
+    // A data dir that already holds this node's data, made immutable with
+    // everything in it: the raft log cannot be opened for writing.
+    let c = client();
+    let used = node(d, "used", "");
+    let mut p = start_ready(&c, &used).await;
+    p.stop_gracefully(STOP).await;
+    let _guard = Immutable::set(&used.data_dir).expect("chattr +i worked above");
+    let (st, err) = used.start_expect_exit().await;
+    assert_refused(st, &err, "an immutable data dir with data");
+    let want = format!(
+        "cannot open raft log in {}",
+        used.data_dir.join("raft-log").display()
+    );
+    assert!(err.contains(&want), "{want:?} not in:\n{}", tail(&err));
+}
+
+/// A node whose join is refused for good (src/node/join.rs: a conflict,
+/// bad input, no such route) stops and exits 1 with the reason; here its id
+/// is already a member with other addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_refused_for_good_exits_1_with_the_reason() {
+    let cluster = TestCluster::start(1, |_| {}).await;
+    let via = cluster.nodes[0].http.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    // The cluster's own member id "n0", from another process and ports.
+    let impostor = node(dir.path(), "n0", &via);
+    let (st, err) = impostor.start_expect_exit().await;
+    assert_refused(st, &err, "a join refused for good");
+    let want = format!(
+        "joining through {via} was refused (409 Conflict, {}): ",
+        Code::Conflict.as_str()
+    );
+    assert!(err.contains(&want), "{want:?} not in:\n{}", tail(&err));
+    assert!(
+        err.contains("member \\\"n0\\\" already exists with addresses"),
+        "{}",
+        tail(&err)
+    );
+    // The cluster is unchanged and serves.
+    assert_eq!(cluster.voters(0), ["n0"]);
+    cluster.put_ok(0, "after", "refusal").await;
+    cluster.shutdown_all().await;
 }
 
 // --- a single node --------------------------------------------------------
@@ -178,10 +379,10 @@ async fn both_config_flag_forms_sigterm_exits_zero_and_data_survives_restart() {
 
     // --config FILE
     let mut p = start_ready(&c, &spec).await;
-    let h = get_json(&c, &spec.url("/health")).await.expect("health");
+    let h = get_json(&c, &spec, "/health").await.expect("health");
     assert_eq!(h["node_id"], "solo");
     assert_eq!(h["is_leader"], true);
-    put_ok(&c, &spec, "persist", "me", Duration::from_secs(5)).await;
+    put_ok(&c, &spec, "persist", "me", CONVERGE).await;
     let r = c
         .post(spec.url("/store"))
         .body(r#"{"key":"seed","value":"v"}"#)
@@ -216,7 +417,7 @@ async fn both_config_flag_forms_sigterm_exits_zero_and_data_survives_restart() {
         d,
     )
     .await;
-    assert!(!st.success(), "health on a closed port succeeded");
+    assert_eq!(st.code(), Some(1), "health on a closed port: {st:?}");
     assert!(err.contains(&spec.http), "{err}");
 
     // -config FILE, same data dir: the data is still there.
@@ -227,14 +428,14 @@ async fn both_config_flag_forms_sigterm_exits_zero_and_data_survives_restart() {
         r.text().await.unwrap(),
         "{\"key\":\"seed\",\"value\":\"v\"}\n"
     );
-    put_ok(&c, &spec, "second", "run", Duration::from_secs(5)).await;
+    put_ok(&c, &spec, "second", "run", CONVERGE).await;
     p.stop_gracefully(STOP).await;
 
     // -config=FILE, and SIGINT is graceful too.
     let mut p = start_ready(&c, &with_flag(&spec, "-config=")).await;
     assert_eq!(get(&c, &spec, "second").await, (200, "run".to_string()));
     p.signal("INT");
-    let st = p.wait_exit(Duration::from_secs(10)).await;
+    let st = p.wait_exit(STOP).await;
     assert_eq!(st.code(), Some(0), "{}", tail(&p.stderr()));
 }
 
@@ -246,7 +447,7 @@ async fn json_logging_puts_node_id_on_every_line() {
     let spec = node(d, "jsonnode", "");
     let mut p = spec.clone().with_env("DCACHE_LOGGING_JSON", "true").spawn();
     wait_ready(&c, &spec, &mut p).await;
-    put_ok(&c, &spec, "k", "v", Duration::from_secs(5)).await;
+    put_ok(&c, &spec, "k", "v", CONVERGE).await;
     p.stop_gracefully(STOP).await;
     let log = p.stderr();
     let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -263,32 +464,6 @@ async fn json_logging_puts_node_id_on_every_line() {
 
 // --- a three-process cluster ---------------------------------------------
 
-/// Index of the node whose `/health` says it is the leader, among `alive`.
-async fn leader_among(c: &reqwest::Client, specs: &[Spec], alive: &[usize]) -> Option<usize> {
-    for &i in alive {
-        if let Some(h) = get_json(c, &specs[i].url("/health")).await
-            && h["is_leader"] == true
-        {
-            return Some(i);
-        }
-    }
-    None
-}
-
-async fn wait_leader(c: &reqwest::Client, specs: &[Spec], alive: &[usize], t: Duration) -> usize {
-    let deadline = Instant::now() + t;
-    loop {
-        if let Some(l) = leader_among(c, specs, alive).await {
-            return l;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no leader among {alive:?} within {t:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_survive_sigkill_of_the_leader_and_a_full_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -304,39 +479,16 @@ async fn three_processes_survive_sigkill_of_the_leader_and_a_full_restart() {
     }
 
     // The leader reports three voters.
-    let deadline = Instant::now() + CONVERGE;
-    loop {
-        let l = leader_among(&c, &specs, &[0, 1, 2]).await;
-        if let Some(l) = l
-            && let Some(st) = get_json(&c, &specs[l].url("/v1/cluster")).await
-        {
-            let members = st["members"].as_array().unwrap();
-            let voters = members.iter().filter(|m| m["role"] == "voter").count();
-            if voters == 3 {
-                let mut ids: Vec<&str> =
-                    members.iter().map(|m| m["id"].as_str().unwrap()).collect();
-                ids.sort();
-                assert_eq!(ids, ["node1", "node2", "node3"]);
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "3 voters not reached");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let voters = wait_voters(&c, &specs, 3, CONVERGE).await;
+    assert_eq!(voters, ["node1", "node2", "node3"]);
 
-    // 100 writes through random nodes, each acknowledged.
+    // 100 writes through random nodes (seeded), each acknowledged.
+    let mut rng = seed::rng("three_processes_survive_sigkill_of_the_leader_and_a_full_restart");
     let mut acked = Vec::new();
     for i in 0..100 {
-        let n = rand::random::<usize>() % 3;
+        let n = rng.gen_range(0..3);
         let key = format!("key{i}");
-        put_ok(
-            &c,
-            &specs[n],
-            &key,
-            &format!("value{i}"),
-            Duration::from_secs(10),
-        )
-        .await;
+        put_ok(&c, &specs[n], &key, &format!("value{i}"), CONVERGE).await;
         acked.push(key);
     }
 
@@ -346,20 +498,13 @@ async fn three_processes_survive_sigkill_of_the_leader_and_a_full_restart() {
     procs[leader].as_mut().unwrap().sigkill();
     procs[leader] = None;
     let alive: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
-    let new_leader = wait_leader(&c, &specs, &alive, Duration::from_secs(10)).await;
+    let new_leader = wait_leader(&c, &specs, &alive, CONVERGE).await;
     assert_ne!(new_leader, leader);
-    put_ok(
-        &c,
-        &specs[new_leader],
-        "after-failover",
-        "yes",
-        Duration::from_secs(10).saturating_sub(killed_at.elapsed()),
-    )
-    .await;
-    let failover = killed_at.elapsed();
-    assert!(
-        failover < Duration::from_secs(10),
-        "failover took {failover:?}"
+    put_ok(&c, &specs[new_leader], "after-failover", "yes", CONVERGE).await;
+    // A measurement, not a pass/fail line (the waits above catch a hang).
+    eprintln!(
+        "failover: a write acknowledged {:?} after SIGKILL of the leader",
+        killed_at.elapsed()
     );
     acked.push("after-failover".into());
 

@@ -8,8 +8,8 @@
 //! correct round trips, damaged checksummed data is rejected.
 //!
 //! Case counts are bounded so the file runs in well under a minute in debug.
-
-mod common;
+//! Every property draws from `DCACHE_TEST_SEED` (printed; see
+//! `dcache_testkit::seed`): a failure is repeated by setting it.
 
 use std::alloc::GlobalAlloc;
 use std::alloc::Layout;
@@ -22,15 +22,19 @@ use dcache::api::keys;
 use dcache::config::Config;
 use dcache::kv::Cache;
 use dcache::kv::Command;
-use dcache::kv::Ttl;
 use dcache::kv::Request;
+use dcache::kv::Ttl;
 use dcache::kv::cache::entry_cost;
 use dcache::raft::NodeId;
 use dcache::raft::TypeConfig;
 use dcache::raft::log_store::Rec;
 use dcache::raft::snapshot;
 use dcache::raft::typ;
+use dcache_testkit::cluster::TestCluster;
+use dcache_testkit::proc::unique;
+use dcache_testkit::seed;
 use proptest::prelude::*;
+use proptest::test_runner::RngSeed;
 use proptest::test_runner::TestCaseError;
 use proptest::test_runner::TestRunner;
 
@@ -88,10 +92,13 @@ fn alloc_budget(n: usize) -> usize {
     64 * 1024 + 16 * n
 }
 
+/// `cases` cases drawn from the run's seed (so a failure is repeated with
+/// the same `DCACHE_TEST_SEED`; proptest prints the minimal failing input).
 fn cfg(cases: u32) -> ProptestConfig {
     ProptestConfig {
         cases,
         failure_persistence: None,
+        rng_seed: RngSeed::Fixed(seed::seed()),
         ..ProptestConfig::default()
     }
 }
@@ -279,6 +286,8 @@ fn wal_record_with_huge_length_headers_fails_fast() {
         inner.extend_from_slice(&h);
         inner.extend_from_slice(b"tail");
         for input in [h.clone(), inner] {
+            // The allocation bound is the check; the time bound only
+            // catches a decoder that loops (a hang), not a slow machine.
             let start = Instant::now();
             let (r, largest) = decode_entry(&input);
             assert!(r.is_err(), "{input:x?} decoded");
@@ -286,7 +295,10 @@ fn wal_record_with_huge_length_headers_fails_fast() {
                 largest < alloc_budget(input.len()),
                 "{input:x?}: allocated {largest} bytes"
             );
-            assert!(start.elapsed() < Duration::from_secs(1), "{input:x?} slow");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{input:x?} hangs"
+            );
         }
     }
     // Every other Rec type of the WAL too.
@@ -398,7 +410,6 @@ fn write_snapshot(dir: &std::path::Path, c: &Cache, index: u64) -> std::path::Pa
 fn snapshot_file_roundtrip_and_damaged_files() {
     let dir = tempfile::tempdir().unwrap();
     let mut runner = TestRunner::new(cfg(200));
-    let n = std::cell::Cell::new(0u64);
     runner
         .run(
             &(
@@ -409,8 +420,7 @@ fn snapshot_file_roundtrip_and_damaged_files() {
                 proptest::collection::vec(any::<u8>(), 0..256),
             ),
             |(cache, index, flips, cut, junk)| {
-                n.set(n.get() + 1);
-                let sub = dir.path().join(format!("s{}", n.get()));
+                let sub = dir.path().join(format!("s{}", unique()));
                 let path = write_snapshot(&sub, &cache, index);
                 let (meta, back) = snapshot::load(&path).unwrap();
                 prop_assert_eq!(meta, snapshot_meta(index));
@@ -447,7 +457,10 @@ fn snapshot_file_roundtrip_and_damaged_files() {
                 let (r, largest) = largest_alloc(|| snapshot::load(&path));
                 prop_assert!(r.is_err());
                 // The reader's buffer plus what the junk itself may describe.
-                prop_assert!(largest <= (1 << 20) + alloc_budget(junk.len()), "allocated {largest}");
+                prop_assert!(
+                    largest <= (1 << 20) + alloc_budget(junk.len()),
+                    "allocated {largest}"
+                );
                 std::fs::remove_dir_all(&sub).unwrap();
                 Ok(())
             },
@@ -727,9 +740,10 @@ async fn check_http(
         url.push('?');
         url.push_str(q);
     }
-    let Ok(url) = reqwest::Url::parse(&url) else {
-        return Ok(());
-    };
+    // The generators only make URLs that parse; one that does not is a
+    // broken generator, not a pass.
+    let url = reqwest::Url::parse(&url)
+        .map_err(|e| TestCaseError::fail(format!("generated an unparsable URL {url:?}: {e}")))?;
     let mut req = client.request(case.method.clone(), url.clone());
     if case.json_type {
         req = req.header("content-type", "application/json");
@@ -743,7 +757,10 @@ async fn check_http(
         .map_err(|e| TestCaseError::fail(format!("{} {url}: {e}", case.method)))?;
     let status = resp.status().as_u16();
     *seen.lock().unwrap().entry(status).or_default() += 1;
-    let body = resp.bytes().await.unwrap_or_default();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| TestCaseError::fail(format!("{} {url}: body not read: {e}", case.method)))?;
     prop_assert!(
         status < 500 || allowed_5xx(case, status),
         "{} {url} body {:?}: {status} {}",
@@ -775,11 +792,11 @@ fn http_handlers_answer_arbitrary_requests_without_5xx() {
         .enable_all()
         .build()
         .unwrap();
-    let cluster = rt.block_on(common::TestCluster::start(1, |cfg| {
+    let cluster = rt.block_on(TestCluster::start(1, |cfg| {
         cfg.http.max_key_bytes = 64;
         cfg.http.max_value_bytes = 96;
     }));
-    let client = common::client();
+    let client = dcache_testkit::http::client();
     let base = cluster.url(0, "");
     let mut runner = TestRunner::new(cfg(300));
     let count = Cell::new(0u32);

@@ -1,13 +1,15 @@
 //! Golden tests of the seed routes: the exchanges in tests/golden/seed/*.txt
 //! (format in that folder's README) run against a fresh single-node dcache
 //! and must match byte for byte: status, the listed headers and the body.
-
-mod common;
+//! An `x-dcache-error` value in a golden file must be one of
+//! `dcache::wire::Code`'s strings (checked when parsing).
 
 use std::path::Path;
 use std::path::PathBuf;
 
-use common::TestCluster;
+use dcache::wire::Code;
+use dcache::wire::header;
+use dcache_testkit::cluster::TestCluster;
 
 struct Exchange {
     line: usize,
@@ -42,6 +44,10 @@ fn parse(text: &str) -> Vec<Exchange> {
         let headers = parts
             .map(|h| {
                 let (n, v) = h.split_once('=').expect("header name=value");
+                if n == header::ERROR {
+                    v.parse::<Code>()
+                        .unwrap_or_else(|e| panic!("line {}: {e}", i + 1));
+                }
                 (n.to_string(), v.to_string())
             })
             .collect();
@@ -119,6 +125,8 @@ async fn seed_routes_match_the_golden_exchanges() {
 #[test]
 fn the_parser_reads_bodies_and_blank_request_bodies() {
     let xs = parse("# c\nPOST /a\n\n=> 400 x=y\n{\"e\":1}\n\nHEAD /b\n=> 200\n");
+    let e = std::panic::catch_unwind(|| parse("GET /a\n=> 404 x-dcache-error=not_a_code\n"));
+    assert!(e.is_err(), "an unknown code in a golden file is refused");
     assert_eq!(xs.len(), 2);
     assert_eq!((xs[0].body.as_str(), xs[0].status), ("", 400));
     assert_eq!(xs[0].headers, [("x".to_string(), "y".to_string())]);

@@ -102,14 +102,7 @@ impl Event {
         complete_ns: u64,
         ret: Ret,
     ) -> Self {
-        Event {
-            client,
-            key: key.into(),
-            op,
-            invoke_ns,
-            complete_ns: Some(complete_ns),
-            outcome: Outcome::Ok(ret),
-        }
+        Self::completed(client, key, op, invoke_ns, complete_ns, Outcome::Ok(ret))
     }
 
     /// An operation known not to have been applied.
@@ -120,13 +113,24 @@ impl Event {
         invoke_ns: u64,
         complete_ns: u64,
     ) -> Self {
+        Self::completed(client, key, op, invoke_ns, complete_ns, Outcome::Fail)
+    }
+
+    fn completed(
+        client: u64,
+        key: impl Into<String>,
+        op: Op,
+        invoke_ns: u64,
+        complete_ns: u64,
+        outcome: Outcome,
+    ) -> Self {
         Event {
             client,
             key: key.into(),
             op,
             invoke_ns,
             complete_ns: Some(complete_ns),
-            outcome: Outcome::Fail,
+            outcome,
         }
     }
 

@@ -126,6 +126,27 @@ impl Recorder {
         self.next_client
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
+
+    /// Record a write-like op that completed now, and return the client id
+    /// to go on with: a client whose op has an unknown outcome may still
+    /// have it in flight, so it continues as a new client.
+    fn record_write(&self, client: u64, key: String, op: Op, invoke: u64, outcome: Outcome) -> u64 {
+        let now = self.now();
+        let indeterminate = matches!(outcome, Outcome::Indeterminate);
+        self.record(Event {
+            client,
+            key,
+            op,
+            invoke_ns: invoke,
+            complete_ns: completed(&outcome, now),
+            outcome,
+        });
+        if indeterminate {
+            self.new_client()
+        } else {
+            client
+        }
+    }
 }
 
 fn completed(outcome: &Outcome, now: u64) -> Option<u64> {
@@ -176,20 +197,8 @@ async fn client_loop(
             counter += 1;
             let value = format!("c{client}-{counter}");
             let outcome = api.write(&addr, &key, &value, seed_api).await;
-            let now = rec.now();
             backoff = !matches!(outcome, Outcome::Ok(_));
-            let indeterminate = matches!(outcome, Outcome::Indeterminate);
-            rec.record(Event {
-                client,
-                key,
-                op: Op::Write(value),
-                invoke_ns: invoke,
-                complete_ns: completed(&outcome, now),
-                outcome,
-            });
-            if indeterminate {
-                client = rec.new_client();
-            }
+            client = rec.record_write(client, key, Op::Write(value), invoke, outcome);
         } else {
             // CAS: read (recorded as a read), then cas on its modify index.
             let r = api.read(&addr, &key, false).await;
@@ -214,23 +223,12 @@ async fn client_loop(
             let value = format!("c{client}-{counter}");
             let invoke = rec.now();
             let outcome = api.cas(&addr, &key, r.index, &value).await;
-            let now = rec.now();
             backoff = !matches!(outcome, Outcome::Ok(_));
-            let indeterminate = matches!(outcome, Outcome::Indeterminate);
-            rec.record(Event {
-                client,
-                key,
-                op: Op::Cas {
-                    expected,
-                    new: value,
-                },
-                invoke_ns: invoke,
-                complete_ns: completed(&outcome, now),
-                outcome,
-            });
-            if indeterminate {
-                client = rec.new_client();
-            }
+            let op = Op::Cas {
+                expected,
+                new: value,
+            };
+            client = rec.record_write(client, key, op, invoke, outcome);
         }
         // After a refused or failed request, back off a little instead of
         // spinning on a dead node.

@@ -53,20 +53,7 @@ pub enum Fault {
 
 impl Fault {
     pub fn all() -> Vec<Fault> {
-        use Fault::*;
-        vec![
-            PartitionLeader,
-            PartitionHalves,
-            PartitionBridge,
-            OneWay,
-            KillFollower,
-            KillLeader,
-            KillMajority,
-            KillAll,
-            PauseLeader,
-            Membership,
-            ClockSkew,
-        ]
+        <Fault as clap::ValueEnum>::value_variants().to_vec()
     }
 
     /// Faults that need the current leader (they wait for one).

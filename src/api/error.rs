@@ -103,7 +103,7 @@ impl From<Error> for ApiError {
             Error::NotLeader(_) => Code::NotLeader,
             Error::NoLeader => Code::NoLeader,
             Error::Timeout(_) => Code::Timeout,
-            Error::OutcomeUnknown => Code::OutcomeUnknown,
+            Error::OutcomeUnknown(_) => Code::OutcomeUnknown,
             Error::InvalidInput(_) => Code::InvalidInput,
             Error::TooLarge { .. } => Code::TooLarge,
             Error::Conflict(_) => Code::Conflict,

@@ -180,9 +180,22 @@ mod tests {
         assert_eq!(parse_ttl("ttl", "10m").unwrap(), 600_000);
         assert_eq!(parse_ttl("ttl", "1h 30m").unwrap(), 5_400_000);
         assert_eq!(parse_ttl("ttl", "3650d").unwrap(), 3650 * 86_400_000);
-        for bad in ["", "0", "0s", "-5", "1.5", "abc", "11y", "99999999999999999999"] {
+        for bad in [
+            "",
+            "0",
+            "0s",
+            "-5",
+            "1.5",
+            "abc",
+            "11y",
+            "99999999999999999999",
+        ] {
             let e = parse_ttl("ttl", bad).unwrap_err();
-            assert!(e.message.contains(&format!("{bad:?}")), "{bad}: {}", e.message);
+            assert!(
+                e.message.contains(&format!("{bad:?}")),
+                "{bad}: {}",
+                e.message
+            );
         }
     }
 

@@ -142,10 +142,7 @@ impl Metrics {
             "cache_memory_bytes",
             "Accounted bytes of keys, values and overhead"
         );
-        let max_memory = gauge!(
-            "cache_max_memory_bytes",
-            "cache.max_memory (0 = unlimited)"
-        );
+        let max_memory = gauge!("cache_max_memory_bytes", "cache.max_memory (0 = unlimited)");
         let ttl_keys = gauge!("cache_ttl_keys", "Keys with an expiry deadline");
         macro_rules! counter {
             ($name:expr, $help:expr) => {{
@@ -155,7 +152,10 @@ impl Metrics {
             }};
         }
         let hits = counter!("cache_hits", "Reads served here that found the key");
-        let misses = counter!("cache_misses", "Reads served here that did not find the key");
+        let misses = counter!(
+            "cache_misses",
+            "Reads served here that did not find the key"
+        );
         let expired = counter!(
             "cache_expired_keys",
             "Keys removed because their deadline passed"
@@ -238,8 +238,10 @@ impl Metrics {
             }),
             c.evicted_keys,
         );
-        self.max_memory.set(i64::try_from(c.max_memory_bytes).unwrap_or(i64::MAX));
-        self.ttl_keys.set(i64::try_from(c.ttl_keys).unwrap_or(i64::MAX));
+        self.max_memory
+            .set(i64::try_from(c.max_memory_bytes).unwrap_or(i64::MAX));
+        self.ttl_keys
+            .set(i64::try_from(c.ttl_keys).unwrap_or(i64::MAX));
         self.expiry_lag.set(c.expiry_lag_ms as f64 / 1000.0);
         let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         self.term.set(as_i64(st.term));

@@ -181,7 +181,9 @@ async fn put_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
         ));
     }
     let ttl = match (q.ttl, q.keepttl) {
-        (Some(_), true) => return Err(ApiError::invalid("ttl and keepttl=true exclude each other")),
+        (Some(_), true) => {
+            return Err(ApiError::invalid("ttl and keepttl=true exclude each other"));
+        }
         (Some(ms), false) => Ttl::In(ms),
         (None, true) => Ttl::Keep,
         (None, false) => Ttl::Clear,
@@ -238,14 +240,19 @@ async fn expire_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
         Routed::Here(out) => out,
     };
     match out.response {
-        KvResponse::Expired { found: true, expires_at } => {
-            let mut r = Json(json!({ "key": key, "expires_at": expires_json(expires_at) }))
-                .into_response();
+        KvResponse::Expired {
+            found: true,
+            expires_at,
+        } => {
+            let mut r =
+                Json(json!({ "key": key, "expires_at": expires_json(expires_at) })).into_response();
             header_u64(r.headers_mut(), h::RAFT_INDEX, out.raft_index);
             Ok(r)
         }
-        KvResponse::Expired { found: false, .. } => Err(ApiError::new(Code::KeyNotFound, "key not found")
-            .with_header(h::RAFT_INDEX, out.raft_index)),
+        KvResponse::Expired { found: false, .. } => {
+            Err(ApiError::new(Code::KeyNotFound, "key not found")
+                .with_header(h::RAFT_INDEX, out.raft_index))
+        }
         KvResponse::OutOfMemory { needed, max } => Err(out_of_memory(needed, max)),
         other => Err(unexpected(other)),
     }

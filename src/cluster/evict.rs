@@ -73,7 +73,9 @@ impl Reservation<'_> {
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        self.evictor.pending.fetch_sub(self.bytes, Ordering::Relaxed);
+        self.evictor
+            .pending
+            .fetch_sub(self.bytes, Ordering::Relaxed);
         if !self.victims.is_empty() {
             let mut doomed = self.evictor.doomed.lock().expect("evictor lock");
             for v in &self.victims {
@@ -144,14 +146,19 @@ impl Evictor {
             return (0, victims);
         }
         let (key, new_cost) = match cmd {
-            Command::Set { key, value, ttl, .. } => {
-                let keeps = *ttl == Ttl::Keep
-                    && cache.get_item(key).is_some_and(|it| it.expires_at() != 0);
+            Command::Set {
+                key, value, ttl, ..
+            } => {
+                let keeps =
+                    *ttl == Ttl::Keep && cache.get_item(key).is_some_and(|it| it.expires_at() != 0);
                 let has_ttl = matches!(ttl, Ttl::In(_) | Ttl::At(_)) || keeps;
                 (key, entry_cost(key.len(), value.len(), has_ttl))
             }
             Command::Expire { key, ttl } => match cache.get_item(key) {
-                Some(it) => (key, entry_cost(key.len(), it.value().len(), *ttl != Ttl::Clear)),
+                Some(it) => (
+                    key,
+                    entry_cost(key.len(), it.value().len(), *ttl != Ttl::Clear),
+                ),
                 None => return (0, victims),
             },
             Command::Delete { .. } | Command::Tick { .. } => return (0, victims),
@@ -208,9 +215,9 @@ impl Evictor {
                 .find(|(_, k)| !exclude(k))
                 .and_then(|(_, k)| cache.get_item_bytes(k))
                 .map(|it| candidate(it, 0)),
-            EvictionPolicy::AllkeysRandom => {
-                sample(cache, rng, 1, false, exclude).map(|it| candidate(it, 0)).next()
-            }
+            EvictionPolicy::AllkeysRandom => sample(cache, rng, 1, false, exclude)
+                .map(|it| candidate(it, 0))
+                .next(),
             EvictionPolicy::AllkeysLru | EvictionPolicy::VolatileLru => {
                 let volatile = self.policy == EvictionPolicy::VolatileLru;
                 sample(cache, rng, SAMPLES, volatile, exclude)
@@ -246,7 +253,9 @@ fn sample<'a>(
             break;
         }
         let found: Option<&Item> = if volatile {
-            let Some((lo, hi)) = cache.deadline_range() else { break };
+            let Some((lo, hi)) = cache.deadline_range() else {
+                break;
+            };
             let at = rng.gen_range(lo..=hi);
             cache
                 .deadlines_from(at)
@@ -255,11 +264,16 @@ fn sample<'a>(
                 .filter_map(|(_, k)| cache.get_item_bytes(k))
                 .find(eligible)
         } else {
-            let (Some(first), Some(last)) = (cache.items().next(), cache.items().next_back()) else {
+            let (Some(first), Some(last)) = (cache.items().next(), cache.items().next_back())
+            else {
                 break;
             };
             let probe = probe_between(first.key(), last.key(), rng);
-            cache.items_from(&probe).chain(cache.items()).take(4).find(eligible)
+            cache
+                .items_from(&probe)
+                .chain(cache.items())
+                .take(4)
+                .find(eligible)
         };
         if let Some(it) = found
             && !out.iter().any(|o| o.key() == it.key())

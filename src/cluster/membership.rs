@@ -74,12 +74,27 @@ impl Cluster {
             }
         }
         let is_voter = membership.voter_ids().any(|v| v == id);
+        // A member that has acknowledged entries but now reports an empty
+        // log lost its data (and its vote): treating it as the same member
+        // would stall replication (openraft refuses a log that goes back)
+        // and could let it vote twice in a term. It must rejoin as new.
+        let matched = m
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&id).cloned().flatten());
+        let lost_state = info.empty_log && matched.is_some();
         let catch_up = Instant::now() + self.cfg.catch_up_timeout;
         match membership.get_node(&id) {
             Some(existing) if *existing != node => {
                 return Err(Error::Conflict(format!(
                     "member {:?} already exists with addresses ({existing}); remove it first",
                     id.0
+                )));
+            }
+            Some(_) if lost_state => {
+                return Err(Error::Conflict(format!(
+                    "member {:?} lost its Raft state (its log is empty, but it had acknowledged entries); remove it (DELETE /v1/cluster/members/{}) and start it again to rejoin",
+                    id.0, id.0
                 )));
             }
             Some(_) if is_voter => return Ok(()),

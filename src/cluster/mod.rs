@@ -291,7 +291,11 @@ impl Cluster {
         deadline: Instant,
     ) -> Result<typ::Linearizer> {
         if mode == ReadPolicy::Lease {
-            match self.raft.get_read_linearizer(openraft::ReadPolicy::LeaseRead).await {
+            match self
+                .raft
+                .get_read_linearizer(openraft::ReadPolicy::LeaseRead)
+                .await
+            {
                 Ok(l) => return Ok(l),
                 // No valid lease: a leader just elected, or one cut off from
                 // its quorum. Ask the quorum instead.
@@ -300,7 +304,13 @@ impl Cluster {
             }
         }
         let bound = deadline.min(Instant::now() + self.cfg.election_timeout);
-        match until(bound, self.raft.get_read_linearizer(openraft::ReadPolicy::ReadIndex)).await {
+        match until(
+            bound,
+            self.raft
+                .get_read_linearizer(openraft::ReadPolicy::ReadIndex),
+        )
+        .await
+        {
             Some(Ok(l)) => Ok(l),
             Some(Err(e)) => Err(self.read_error(e)),
             None if Instant::now() >= deadline => Err(Error::Timeout(self.remaining(deadline))),
@@ -308,8 +318,14 @@ impl Cluster {
         }
     }
 
-    /// This node must be the leader: `Ok` here, else where to go.
+    /// This node must be the leader: `Ok` here, else where to go. A node
+    /// whose Raft has stopped (a storage failure, shutdown) says so.
     async fn lead(&self, deadline: Instant) -> Result<()> {
+        if let Err(e) = &self.raft.metrics().borrow_watched().running_state {
+            return Err(Error::Unavailable(format!(
+                "raft stopped on this node: {e}"
+            )));
+        }
         match self.route_or_wait(deadline).await {
             Route::Here => Ok(()),
             Route::Forward(l) => Err(Error::NotLeader(l)),
@@ -366,19 +382,28 @@ impl Cluster {
     fn write_error(&self, e: typ::RaftError<typ::ClientWriteError>) -> Error {
         match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => self.not_leader(f),
-            RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => Error::OutcomeUnknown,
+            RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => {
+                Error::OutcomeUnknown("leadership changed after the write was proposed")
+            }
+            // Membership changes racing each other (two nodes joining at
+            // once) or a leader that has not committed its first entry yet:
+            // nothing was appended, and a retry succeeds.
             RaftError::APIError(ClientWriteError::ChangeMembershipError(
-                ChangeMembershipError::InProgress(e),
-            )) => Error::Unavailable(format!(
-                "another membership change is in progress, retry: {e}"
-            )),
+                e @ (ChangeMembershipError::InProgress(_)
+                | ChangeMembershipError::UncommittedLeaderLog(_)),
+            )) => Error::Unavailable(format!("membership change must wait, retry: {e}")),
+            RaftError::APIError(ClientWriteError::PreconditionFailed(e)) => {
+                Error::Unavailable(format!("the membership changed meanwhile, retry: {e}"))
+            }
             RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
                 Error::Conflict(e.to_string())
             }
-            RaftError::APIError(other) => Error::Conflict(other.to_string()),
             // Raft stopped while the write was in flight: it may have been
             // proposed, so its fate is unknown.
-            RaftError::Fatal(_) => Error::OutcomeUnknown,
+            RaftError::Fatal(f) => {
+                tracing::error!(error = %f, "raft stopped with a write in flight");
+                Error::OutcomeUnknown("raft stopped on this node while the write was in flight")
+            }
         }
     }
 
@@ -410,7 +435,10 @@ impl Cluster {
         }
         let now = self.stamp();
         let mut r = self.reader.get_and_touch(key, now, self.evictor.coin());
-        let due = r.entry.as_ref().is_some_and(|e| e.expires_at != 0 && e.expires_at <= now);
+        let due = r
+            .entry
+            .as_ref()
+            .is_some_and(|e| e.expires_at != 0 && e.expires_at <= now);
         if consistency == Consistency::Linearizable && due {
             let tick = kv::Command::Tick {
                 max: self.cfg.cache.expiry_batch,
@@ -418,7 +446,11 @@ impl Cluster {
             self.write(tick, deadline).await?;
             r = self.reader.get_and_touch(key, now, self.evictor.coin());
         }
-        let counter = if r.entry.is_some() { &self.hits } else { &self.misses };
+        let counter = if r.entry.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         Ok(ReadOutcome {
             entry: r.entry,

@@ -50,7 +50,8 @@ impl Default for CacheConfig {
 #[serde(transparent)]
 pub struct ByteSize(pub u64);
 
-const EXPECT_SIZE: &str = "a size in bytes, optionally with a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)";
+const EXPECT_SIZE: &str =
+    "a size in bytes, optionally with a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)";
 
 impl FromStr for ByteSize {
     type Err = String;
@@ -100,7 +101,8 @@ impl<'de> Deserialize<'de> for ByteSize {
                     .map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ByteSize, E> {
-                v.parse().map_err(|_| E::invalid_value(Unexpected::Str(v), &self))
+                v.parse()
+                    .map_err(|_| E::invalid_value(Unexpected::Str(v), &self))
             }
         }
         d.deserialize_any(V)
@@ -202,7 +204,10 @@ mod tests {
         for p in EvictionPolicy::ALL {
             assert_eq!(p.as_str().parse::<EvictionPolicy>(), Ok(p));
         }
-        assert_eq!("ALLKEYS_LRU".parse::<EvictionPolicy>(), Ok(EvictionPolicy::AllkeysLru));
+        assert_eq!(
+            "ALLKEYS_LRU".parse::<EvictionPolicy>(),
+            Ok(EvictionPolicy::AllkeysLru)
+        );
         assert!("lru".parse::<EvictionPolicy>().is_err());
     }
 }

@@ -202,9 +202,7 @@ impl Cache {
     /// The item under `key`, if present and not expired on the replicated
     /// clock.
     pub fn get_item(&self, key: &str) -> Option<&Item> {
-        self.items
-            .get(key.as_bytes())
-            .filter(|it| self.live(it))
+        self.items.get(key.as_bytes()).filter(|it| self.live(it))
     }
 
     pub fn get(&self, key: &str) -> Option<Entry> {
@@ -259,8 +257,7 @@ impl Cache {
             Some(k) => Bound::Excluded(k),
             None => Bound::Unbounded,
         };
-        self.items
-            .range::<[u8], _>((lower, Bound::Unbounded))
+        self.items.range::<[u8], _>((lower, Bound::Unbounded))
     }
 
     /// Keys with a deadline, earliest first.
@@ -327,7 +324,8 @@ impl Cache {
         self.mem_bytes -= item_cost(old);
         self.digest = self.digest.wrapping_sub(item_hash(old));
         if old.expires_at() != 0 {
-            self.expiry.remove(&(old.expires_at(), Box::<[u8]>::from(old.key())));
+            self.expiry
+                .remove(&(old.expires_at(), Box::<[u8]>::from(old.key())));
         }
     }
 
@@ -360,7 +358,10 @@ impl Cache {
                 ttl,
             } => self.set(index, req, key, value, *cas, *ttl),
             Command::Delete { key, cas } => {
-                let current = self.items.get(key.as_bytes()).map_or(0, |e| e.meta().modify_index);
+                let current = self
+                    .items
+                    .get(key.as_bytes())
+                    .map_or(0, |e| e.meta().modify_index);
                 if let Some(expected) = cas
                     && (*expected != current || current == 0)
                 {
@@ -413,7 +414,13 @@ impl Cache {
     /// Before a change of `key` from `old_cost` to `new_cost` bytes: check it
     /// fits under the request's `max_memory` once the leader's victims are
     /// gone, and evict them only then. `Err` is the refusal.
-    fn make_room(&mut self, req: &Request, key: &str, old_cost: u64, new_cost: u64) -> Result<(), Response> {
+    fn make_room(
+        &mut self,
+        req: &Request,
+        key: &str,
+        old_cost: u64,
+        new_cost: u64,
+    ) -> Result<(), Response> {
         if req.max_memory == 0 || new_cost <= old_cost {
             return Ok(());
         }
@@ -514,12 +521,18 @@ impl Cache {
     /// result means the end. Call with the cache locked for reading; between
     /// calls apply may run.
     pub fn capture_chunk(&self, after: Option<&[u8]>, max: usize) -> Vec<Item> {
-        let cap = self.capture.as_ref().expect("capture_chunk without begin_capture");
+        let cap = self
+            .capture
+            .as_ref()
+            .expect("capture_chunk without begin_capture");
         let lower = match after {
             Some(k) => Bound::Excluded(k),
             None => Bound::Unbounded,
         };
-        let mut live = self.items.range::<[u8], _>((lower, Bound::Unbounded)).peekable();
+        let mut live = self
+            .items
+            .range::<[u8], _>((lower, Bound::Unbounded))
+            .peekable();
         let mut changed = cap
             .before
             .range::<[u8], _>((lower, Bound::Unbounded))

@@ -50,7 +50,8 @@ use crate::raft::LeaderContact;
 
 /// How long a peer-RPC TCP connect may take.
 const PEER_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-/// Header read bound on both listeners (slowloris defence).
+/// Header read bound on both listeners (slowloris defence); the default
+/// of [`Tuning::header_timeout`].
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connection cap on the Raft listener (peers only; generous).
 const RAFT_MAX_CONNECTIONS: usize = 256;
@@ -63,6 +64,26 @@ const MAX_LOG_KEPT_AFTER_SNAPSHOT: u64 = 1000;
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long an abrupt stop waits for in-flight requests.
 const ABRUPT_DRAIN: Duration = Duration::from_millis(300);
+
+/// Built-in bounds that are not configuration keys. Production uses
+/// [`Tuning::default`]; tests shorten them through [`Node::start_tuned`] to
+/// reach the defences they bound within a test's time.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// How long a client (or peer) may take to send a request's headers on
+    /// either listener before the connection is closed without an answer
+    /// (slowloris defence). Also closes keep-alive connections idle for
+    /// that long.
+    pub header_timeout: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            header_timeout: HEADER_TIMEOUT,
+        }
+    }
+}
 
 /// A running node.
 pub struct Node {
@@ -147,6 +168,16 @@ fn raft_config(cfg: &config::RaftConfig) -> Result<openraft::Config> {
 impl Node {
     /// Start a node on already-bound listeners.
     pub async fn start(cfg: Config, http: TcpListener, raft_listener: TcpListener) -> Result<Node> {
+        Self::start_tuned(cfg, http, raft_listener, Tuning::default()).await
+    }
+
+    /// [`Node::start`] with non-default built-in bounds (tests).
+    pub async fn start_tuned(
+        cfg: Config,
+        http: TcpListener,
+        raft_listener: TcpListener,
+        tuning: Tuning,
+    ) -> Result<Node> {
         let http_bound = http.local_addr()?;
         let raft_bound = raft_listener.local_addr()?;
         let http_adv = advertise(&cfg.http.advertise_addr, &cfg.http.bind_addr, http_bound);
@@ -207,6 +238,7 @@ impl Node {
             id: id.clone(),
             raft_addr: raft_adv.clone(),
             http_addr: http_adv.clone(),
+            empty_log: false,
         };
         let raft_task = tokio::spawn(crate::net::serve(
             raft_listener,
@@ -215,7 +247,7 @@ impl Node {
             ServeOptions {
                 name: "raft",
                 max_connections: RAFT_MAX_CONNECTIONS,
-                header_timeout: HEADER_TIMEOUT,
+                header_timeout: tuning.header_timeout,
                 drain_timeout: Duration::from_secs(1),
             },
         ));
@@ -234,7 +266,7 @@ impl Node {
             ServeOptions {
                 name: "http",
                 max_connections: cfg.http.max_connections,
-                header_timeout: HEADER_TIMEOUT,
+                header_timeout: tuning.header_timeout,
                 drain_timeout: Duration::from_millis(cfg.shutdown.drain_timeout_ms),
             },
         ));
@@ -319,6 +351,25 @@ impl Node {
             }
         }
         std::future::pending().await
+    }
+
+    /// Stop at once, synchronously, for owners that cannot await (a test
+    /// fixture's `Drop` while a test panics): cancel the join loop and both
+    /// listeners and abort their tasks, with no handover, drain or fsync
+    /// (as a crash would). The listeners close and the connections drop as
+    /// soon as the runtime drops the aborted tasks (at the latest when it
+    /// shuts down); Raft stops once its last handles, held by those tasks
+    /// and this `Node`, are dropped. [`Node::shutdown`] may still be
+    /// awaited afterwards to wait for all of it.
+    pub fn abort(&self) {
+        self.join_stop.cancel();
+        self.http_stop.cancel();
+        self.raft_stop.cancel();
+        self.http_task.abort();
+        self.raft_task.abort();
+        if let Some(t) = &self.join_task {
+            t.abort();
+        }
     }
 
     /// Stop the node. `graceful`: hand over leadership and drain requests

@@ -136,6 +136,7 @@ impl PeerClient {
                 .http
                 .post(&url)
                 .header("content-type", rpc::CONTENT_TYPE)
+                .header(rpc::TO_HEADER, self.target.as_str())
                 .body(body)
                 .send()
                 .await

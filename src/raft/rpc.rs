@@ -46,6 +46,10 @@ pub const PRE_VOTE: &str = "/raft/pre-vote";
 pub const SNAPSHOT: &str = "/raft/snapshot";
 pub const TRANSFER_LEADER: &str = "/raft/transfer-leader";
 pub const INFO: &str = "/raft/info";
+/// Header naming the node a peer RPC is meant for. A node that is not that
+/// node answers 421 without passing the RPC to Raft: a process started on a
+/// former member's address must not receive (and act on) its messages.
+pub const TO_HEADER: &str = "x-dcache-raft-to";
 
 /// Largest AppendEntries body accepted (many entries of up to the value cap).
 const MAX_RPC_BODY: usize = 256 * 1024 * 1024;
@@ -62,8 +66,10 @@ pub fn snapshot_body(vote: &typ::Vote, file: std::fs::File) -> std::io::Result<r
     let vote = rmp_serde::to_vec_named(vote).map_err(std::io::Error::other)?;
     let mut head = (vote.len() as u32).to_le_bytes().to_vec();
     head.extend_from_slice(&vote);
-    let head = futures_util::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(head)) });
-    let file = tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(file), 1 << 20);
+    let head =
+        futures_util::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(head)) });
+    let file =
+        tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(file), 1 << 20);
     Ok(reqwest::Body::wrap_stream(head.chain(file)))
 }
 
@@ -73,6 +79,10 @@ pub struct NodeInfo {
     pub id: NodeId,
     pub raft_addr: String,
     pub http_addr: String,
+    /// The node's Raft log is empty (a fresh node, or one whose data was
+    /// lost): filled in when asked, not at start.
+    #[serde(default)]
+    pub empty_log: bool,
 }
 
 /// A MessagePack body: extractor for requests (400 if it does not decode),
@@ -133,7 +143,13 @@ struct RpcState {
 }
 
 /// The router for the Raft listener.
-pub fn router(raft: Raft, info: NodeInfo, contact: Arc<LeaderContact>, snapshot_dir: PathBuf) -> Router {
+pub fn router(
+    raft: Raft,
+    info: NodeInfo,
+    contact: Arc<LeaderContact>,
+    snapshot_dir: PathBuf,
+) -> Router {
+    let me = info.id.clone();
     Router::new()
         .route(APPEND, post(append))
         .route(VOTE, post(vote))
@@ -141,6 +157,7 @@ pub fn router(raft: Raft, info: NodeInfo, contact: Arc<LeaderContact>, snapshot_
         .route(TRANSFER_LEADER, post(transfer_leader))
         .layer(DefaultBodyLimit::max(MAX_RPC_BODY))
         .route(SNAPSHOT, post(snapshot))
+        .route_layer(axum::middleware::from_fn_with_state(me, addressed_to_us))
         .route(INFO, get(node_info))
         .with_state(RpcState {
             raft,
@@ -190,9 +207,11 @@ async fn transfer_leader(
 async fn snapshot(State(s): State<RpcState>, body: axum::body::Body) -> Response {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = s
-        .snapshot_dir
-        .join(format!("recv-{}-{n}{}", std::process::id(), super::snapshot::TMP_SUFFIX));
+    let tmp = s.snapshot_dir.join(format!(
+        "recv-{}-{n}{}",
+        std::process::id(),
+        super::snapshot::TMP_SUFFIX
+    ));
     let result = receive_snapshot(&s, body, &tmp).await;
     // Installed snapshots were renamed away; anything else is garbage.
     let _ = tokio::fs::remove_file(&tmp).await;
@@ -206,7 +225,11 @@ fn bad_request(msg: String) -> Box<Response> {
     Box::new((StatusCode::BAD_REQUEST, msg).into_response())
 }
 
-async fn receive_snapshot(s: &RpcState, body: axum::body::Body, tmp: &std::path::Path) -> Result<Response, Box<Response>> {
+async fn receive_snapshot(
+    s: &RpcState,
+    body: axum::body::Body,
+    tmp: &std::path::Path,
+) -> Result<Response, Box<Response>> {
     use futures_util::StreamExt;
     use tokio::io::AsyncWriteExt;
     let mut stream = body.into_data_stream();
@@ -214,9 +237,9 @@ async fn receive_snapshot(s: &RpcState, body: axum::body::Body, tmp: &std::path:
     let mut vote: Option<typ::Vote> = None;
     let mut file = tokio::io::BufWriter::with_capacity(
         1 << 20,
-        tokio::fs::File::create(tmp)
-            .await
-            .map_err(|e| Box::new(Unavailable(format!("cannot write {}: {e}", tmp.display())).into_response()))?,
+        tokio::fs::File::create(tmp).await.map_err(|e| {
+            Box::new(Unavailable(format!("cannot write {}: {e}", tmp.display())).into_response())
+        })?,
     );
     let mut written: u64 = 0;
     while let Some(chunk) = stream.next().await {
@@ -241,16 +264,18 @@ async fn receive_snapshot(s: &RpcState, body: axum::body::Body, tmp: &std::path:
         }
         written += chunk.len() as u64;
         if written > MAX_SNAPSHOT_BYTES {
-            return Err(bad_request(format!("snapshot over {MAX_SNAPSHOT_BYTES} bytes")));
+            return Err(bad_request(format!(
+                "snapshot over {MAX_SNAPSHOT_BYTES} bytes"
+            )));
         }
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| Box::new(Unavailable(format!("writing {}: {e}", tmp.display())).into_response()))?;
+        file.write_all(&chunk).await.map_err(|e| {
+            Box::new(Unavailable(format!("writing {}: {e}", tmp.display())).into_response())
+        })?;
     }
     let vote = vote.ok_or_else(|| bad_request("snapshot body: no vote".into()))?;
-    file.flush()
-        .await
-        .map_err(|e| Box::new(Unavailable(format!("writing {}: {e}", tmp.display())).into_response()))?;
+    file.flush().await.map_err(|e| {
+        Box::new(Unavailable(format!("writing {}: {e}", tmp.display())).into_response())
+    })?;
     drop(file);
     let path = tmp.to_path_buf();
     let checked = tokio::task::spawn_blocking(move || {
@@ -273,6 +298,31 @@ async fn receive_snapshot(s: &RpcState, body: axum::body::Body, tmp: &std::path:
     Ok(answer.into_response())
 }
 
+/// Refuse a peer RPC addressed to another node (see [`TO_HEADER`]).
+async fn addressed_to_us(
+    State(me): State<NodeId>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let to = req.headers().get(TO_HEADER).and_then(|v| v.to_str().ok());
+    match to {
+        Some(to) if to == me.as_str() => next.run(req).await,
+        other => (
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "this is node {me}, not {}",
+                other.unwrap_or("(no target named)")
+            ),
+        )
+            .into_response(),
+    }
+}
+
 async fn node_info(State(s): State<RpcState>) -> Json<NodeInfo> {
-    Json(s.info.clone())
+    use openraft::async_runtime::WatchReceiver;
+    let empty_log = s.raft.metrics().borrow_watched().last_log_index.is_none();
+    Json(NodeInfo {
+        empty_log,
+        ..s.info.clone()
+    })
 }

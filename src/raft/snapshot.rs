@@ -103,7 +103,10 @@ impl Writer {
     /// `stats.keys` items.
     pub fn create(dir: &Path, meta: &typ::SnapshotMeta, stats: &CacheStats) -> io::Result<Writer> {
         fs::create_dir_all(dir)?;
-        let tmp = dir.join(format!("{}{TMP_SUFFIX}", file_name(meta).trim_end_matches(".snap")));
+        let tmp = dir.join(format!(
+            "{}{TMP_SUFFIX}",
+            file_name(meta).trim_end_matches(".snap")
+        ));
         let mut file = BufWriter::with_capacity(1 << 20, fs::File::create(&tmp)?);
         let meta_bytes = rmp_serde::to_vec_named(meta).map_err(io::Error::other)?;
         file.write_all(FILE_MAGIC)?;
@@ -236,7 +239,10 @@ fn read_data(
         }
         let mut raw = vec![0u8; raw_len as usize].into_boxed_slice();
         take(r, &mut raw, &mut left)?;
-        each(Item::from_raw(raw, key_len, 0).ok_or_else(|| invalid("record shorter than its key"))?);
+        each(
+            Item::from_raw(raw, key_len, 0)
+                .ok_or_else(|| invalid("record shorter than its key"))?,
+        );
     }
     let crc = hasher.finalize();
     let mut b4 = [0u8; 4];
@@ -353,7 +359,11 @@ mod tests {
     fn sample() -> Cache {
         let mut c = Cache::new();
         for i in 0..50u64 {
-            let ttl = if i % 3 == 0 { Ttl::In(1000 + i) } else { Ttl::Clear };
+            let ttl = if i % 3 == 0 {
+                Ttl::In(1000 + i)
+            } else {
+                Ttl::Clear
+            };
             let cmd = Command::Set {
                 key: format!("k{i:03}"),
                 value: vec![i as u8; i as usize],
@@ -399,7 +409,18 @@ mod tests {
     fn every_flipped_byte_and_every_cut_is_detected() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = Cache::new();
-        c.apply(1, &Request::new(5, Command::Set { key: "a".into(), value: b"xy".to_vec(), cas: None, ttl: Ttl::In(9) }));
+        c.apply(
+            1,
+            &Request::new(
+                5,
+                Command::Set {
+                    key: "a".into(),
+                    value: b"xy".to_vec(),
+                    cas: None,
+                    ttl: Ttl::In(9),
+                },
+            ),
+        );
         let p = write(dir.path(), &c, 3);
         let good = fs::read(&p).unwrap();
         for i in 0..good.len() {

@@ -331,7 +331,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let (cache, path) = tokio::task::spawn_blocking(move || -> io::Result<(Cache, PathBuf)> {
             let (_, cache) = snapshot::load(&snapshot.path)?;
             let path = if snapshot.path.parent() == Some(shared.dir.as_path())
-                && snapshot.path.to_string_lossy().ends_with(snapshot::TMP_SUFFIX)
+                && snapshot
+                    .path
+                    .to_string_lossy()
+                    .ends_with(snapshot::TMP_SUFFIX)
             {
                 snapshot::adopt(&shared.dir, &snapshot.path, &meta2)?
             } else {

@@ -204,37 +204,34 @@ fn stats(h: &History) -> String {
     format!("{} ops ({indet} indeterminate, {fail} failed)", h.len())
 }
 
-/// Debug builds are ~10x slower than release; the bounds below are generous
-/// for a loaded 2-core machine but still prove seconds-scale checking.
-const DEBUG_BOUND_SECS: u64 = 30;
+/// A hang bound, not a speed target (debug builds on a loaded 2-core CI
+/// machine; the time is printed): an exponential search would not finish.
+const DEBUG_BOUND_SECS: u64 = 120;
+
+/// Check `h`, print what was checked and how long it took, and hold the
+/// hang bound.
+fn timed_check(what: &str, h: &History) -> crate::checker::Report {
+    let start = Instant::now();
+    let report = check(h, Budget::default());
+    let took = start.elapsed();
+    println!("{what}: {} checked in {took:.3?}\n{report}", stats(h));
+    assert!(took.as_secs() < DEBUG_BOUND_SECS, "took {took:?}");
+    report
+}
 
 #[test]
 fn generated_10k_ops_10_keys_is_linearizable_and_fast() {
     let h = generate(&mut Rng::new(1), 10_000, 10, 8, 0.03, 0.03);
-    let start = Instant::now();
-    let report = check(&h, Budget::default());
-    let took = start.elapsed();
-    println!(
-        "10k ops / 10 keys / 8 clients: {} checked in {took:.3?}\n{report}",
-        stats(&h)
-    );
+    let report = timed_check("10k ops / 10 keys / 8 clients", &h);
     assert!(report.ok(), "{report}");
-    assert!(took.as_secs() < DEBUG_BOUND_SECS, "took {took:?}");
 }
 
 #[test]
 fn generated_10k_ops_2_keys_high_concurrency_is_linearizable() {
     // 5,000 ops per key with 10 clients: much more per-key concurrency.
     let h = generate(&mut Rng::new(2), 10_000, 2, 10, 0.03, 0.03);
-    let start = Instant::now();
-    let report = check(&h, Budget::default());
-    let took = start.elapsed();
-    println!(
-        "10k ops / 2 keys / 10 clients: {} checked in {took:.3?}\n{report}",
-        stats(&h)
-    );
+    let report = timed_check("10k ops / 2 keys / 10 clients", &h);
     assert!(report.ok(), "{report}");
-    assert!(took.as_secs() < DEBUG_BOUND_SECS, "took {took:?}");
 }
 
 #[test]
@@ -242,13 +239,7 @@ fn generated_10k_ops_with_one_stale_read_is_caught() {
     let mut h = generate(&mut Rng::new(1), 10_000, 10, 8, 0.03, 0.03);
     let ri = corrupt_one_read(&mut h);
     let key = h.events[ri].key.clone();
-    let start = Instant::now();
-    let report = check(&h, Budget::default());
-    let took = start.elapsed();
-    println!(
-        "corrupted #{ri}: {} checked in {took:.3?}\n{report}",
-        stats(&h)
-    );
+    let report = timed_check(&format!("corrupted #{ri}"), &h);
     assert!(!report.ok());
     for k in &report.keys {
         if k.key == key {
@@ -257,26 +248,18 @@ fn generated_10k_ops_with_one_stale_read_is_caught() {
             assert_eq!(k.verdict, Verdict::Linearizable, "{report}");
         }
     }
-    assert!(took.as_secs() < DEBUG_BOUND_SECS, "took {took:?}");
 }
 
 #[test]
 fn generated_high_concurrency_with_one_stale_read_is_caught() {
     let mut h = generate(&mut Rng::new(3), 10_000, 2, 10, 0.03, 0.03);
     let ri = corrupt_one_read(&mut h);
-    let start = Instant::now();
-    let report = check(&h, Budget::default());
-    let took = start.elapsed();
-    println!(
-        "corrupted #{ri}: {} checked in {took:.3?}\n{report}",
-        stats(&h)
-    );
+    let report = timed_check(&format!("corrupted #{ri}"), &h);
     assert_eq!(
         report.overall(),
         crate::checker::Overall::NotLinearizable,
         "{report}"
     );
-    assert!(took.as_secs() < DEBUG_BOUND_SECS, "took {took:?}");
 }
 
 #[test]

@@ -321,7 +321,12 @@ fn many_crashed_writes_do_not_blow_up_a_failing_search() {
         matches!(report.keys[0].verdict, Verdict::NotLinearizable(_)),
         "{report}"
     );
-    assert!(start.elapsed().as_secs() < 5, "took {:?}", start.elapsed());
+    // A hang bound (2^40 subsets would never finish), not a speed target.
+    assert!(
+        start.elapsed().as_secs() < 120,
+        "took {:?}",
+        start.elapsed()
+    );
     // Linearizable variant: one crashed write observed.
     let n = events.len();
     events[n - 1] = r(2, Some("x7"), 200, 210);

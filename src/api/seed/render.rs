@@ -103,7 +103,10 @@ mod tests {
             )
         );
         let r = render(e, "failed to set value");
-        assert_eq!(r.headers()["x-dcache-error"], "timeout");
+        assert_eq!(
+            r.headers()[crate::wire::header::ERROR],
+            Code::Timeout.as_str()
+        );
         let e = ApiError::new(Code::NoLeader, "x");
         assert_eq!(seed_parts(&e, "f").0, StatusCode::SERVICE_UNAVAILABLE);
     }

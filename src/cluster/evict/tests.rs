@@ -25,7 +25,11 @@ fn put(c: &mut Cache, i: u64, key: &str, ttl: Ttl) {
 fn cache(fresh: &[&str]) -> Cache {
     let mut c = Cache::new();
     for i in 0..10u64 {
-        let ttl = if i < 5 { Ttl::In(2_000_000 + i * 1000) } else { Ttl::Clear };
+        let ttl = if i < 5 {
+            Ttl::In(2_000_000 + i * 1000)
+        } else {
+            Ttl::Clear
+        };
         put(&mut c, i + 1, &format!("k{i:02}"), ttl);
     }
     for k in fresh {

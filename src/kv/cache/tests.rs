@@ -63,7 +63,10 @@ fn set_tracks_create_modify_and_version() {
 #[test]
 fn cas_zero_means_absent_only() {
     let mut c = Cache::new();
-    assert!(matches!(c.apply(1, &set("k", "v", Some(0))), Response::Set { .. }));
+    assert!(matches!(
+        c.apply(1, &set("k", "v", Some(0))),
+        Response::Set { .. }
+    ));
     assert_eq!(
         c.apply(2, &set("k", "w", Some(0))),
         Response::CasFailed { current: 1 }
@@ -79,7 +82,10 @@ fn cas_matches_modify_index() {
         c.apply(4, &set("k", "x", Some(2))),
         Response::CasFailed { current: 3 }
     );
-    assert!(matches!(c.apply(5, &set("k", "x", Some(3))), Response::Set { .. }));
+    assert!(matches!(
+        c.apply(5, &set("k", "x", Some(3))),
+        Response::Set { .. }
+    ));
     assert_eq!(
         c.apply(6, &del("k", Some(3))),
         Response::CasFailed { current: 5 }
@@ -97,7 +103,10 @@ fn cas_matches_modify_index() {
 #[test]
 fn delete_absent_reports_not_existed_and_recreate_resets_create_index() {
     let mut c = Cache::new();
-    assert_eq!(c.apply(1, &del("x", None)), Response::Deleted { existed: false });
+    assert_eq!(
+        c.apply(1, &del("x", None)),
+        Response::Deleted { existed: false }
+    );
     c.apply(2, &set("x", "a", None));
     c.apply(3, &del("x", None));
     assert_eq!(
@@ -117,7 +126,10 @@ fn memory_accounting_follows_writes_ttls_and_deletes() {
     c.apply(2, &set("ab", "x", None));
     assert_eq!(c.mem_bytes(), entry_cost(2, 1, false));
     c.apply(3, &set_ttl("c", "", None, Ttl::In(10)));
-    assert_eq!(c.mem_bytes(), entry_cost(2, 1, false) + entry_cost(1, 0, true));
+    assert_eq!(
+        c.mem_bytes(),
+        entry_cost(2, 1, false) + entry_cost(1, 0, true)
+    );
     c.apply(4, &del("ab", None));
     assert_eq!(c.mem_bytes(), entry_cost(1, 0, true));
     let rebuilt = Cache::from_items(c.items().cloned(), c.clock_ms());
@@ -149,7 +161,13 @@ fn same_log_same_digest_different_log_different_digest() {
 fn a_ttl_is_relative_to_the_replicated_clock_which_never_goes_back() {
     let mut c = Cache::new();
     let r = c.apply(1, &at(1_000, set_ttl("k", "v", None, Ttl::In(500))));
-    assert_eq!(r, Response::Set { meta: meta(1, 1, 1), expires_at: 1_500 });
+    assert_eq!(
+        r,
+        Response::Set {
+            meta: meta(1, 1, 1),
+            expires_at: 1_500
+        }
+    );
     // A stamp from a leader whose clock is behind does not move time back.
     c.apply(2, &at(900, set("other", "x", None)));
     assert_eq!(c.clock_ms(), 1_000);
@@ -157,7 +175,11 @@ fn a_ttl_is_relative_to_the_replicated_clock_which_never_goes_back() {
     // Time passes on the replicated clock (any entry carries it).
     c.apply(3, &at(1_500, set("other", "y", None)));
     assert!(c.get("k").is_none(), "expired at the deadline");
-    assert_eq!(c.len(), 2, "still stored until a tick or a command removes it");
+    assert_eq!(
+        c.len(),
+        2,
+        "still stored until a tick or a command removes it"
+    );
     let r = c.apply(4, &at(1_500, Request::new(0, Command::Tick { max: 10 })));
     assert_eq!(r, Response::Ticked { removed: 1 });
     assert_eq!(c.len(), 1);
@@ -170,9 +192,21 @@ fn a_write_without_ttl_clears_it_keepttl_keeps_it() {
     let mut c = Cache::new();
     c.apply(1, &at(10, set_ttl("k", "v", None, Ttl::In(100))));
     let r = c.apply(2, &at(20, set_ttl("k", "w", None, Ttl::Keep)));
-    assert_eq!(r, Response::Set { meta: meta(1, 2, 2), expires_at: 110 });
+    assert_eq!(
+        r,
+        Response::Set {
+            meta: meta(1, 2, 2),
+            expires_at: 110
+        }
+    );
     let r = c.apply(3, &at(30, set("k", "x", None)));
-    assert_eq!(r, Response::Set { meta: meta(1, 3, 3), expires_at: 0 });
+    assert_eq!(
+        r,
+        Response::Set {
+            meta: meta(1, 3, 3),
+            expires_at: 0
+        }
+    );
     assert_eq!(c.stats().ttl_keys, 0);
 }
 
@@ -189,29 +223,85 @@ fn an_expired_key_is_absent_for_every_command() {
     // Recreated: a new create index.
     assert_eq!(
         c.apply(3, &at(20, set("k", "w", Some(0)))),
-        Response::Set { meta: meta(3, 3, 1), expires_at: 0 }
+        Response::Set {
+            meta: meta(3, 3, 1),
+            expires_at: 0
+        }
     );
     c.apply(4, &at(20, set_ttl("e", "v", None, Ttl::In(1))));
-    let r = c.apply(5, &at(30, Request::new(0, Command::Expire { key: "e".into(), ttl: Ttl::In(100) })));
-    assert_eq!(r, Response::Expired { found: false, expires_at: 0 });
+    let r = c.apply(
+        5,
+        &at(
+            30,
+            Request::new(
+                0,
+                Command::Expire {
+                    key: "e".into(),
+                    ttl: Ttl::In(100),
+                },
+            ),
+        ),
+    );
+    assert_eq!(
+        r,
+        Response::Expired {
+            found: false,
+            expires_at: 0
+        }
+    );
 }
 
 #[test]
 fn expire_and_persist_change_only_the_deadline() {
     let mut c = Cache::new();
     c.apply(1, &at(100, set("k", "v", None)));
-    let expire = |ttl| Request::new(0, Command::Expire { key: "k".into(), ttl });
+    let expire = |ttl| {
+        Request::new(
+            0,
+            Command::Expire {
+                key: "k".into(),
+                ttl,
+            },
+        )
+    };
     let r = c.apply(2, &at(200, expire(Ttl::In(50))));
-    assert_eq!(r, Response::Expired { found: true, expires_at: 250 });
+    assert_eq!(
+        r,
+        Response::Expired {
+            found: true,
+            expires_at: 250
+        }
+    );
     let e = c.get("k").unwrap();
     assert_eq!((e.meta, e.expires_at), (meta(1, 1, 1), 250));
     let r = c.apply(3, &at(210, expire(Ttl::Clear)));
-    assert_eq!(r, Response::Expired { found: true, expires_at: 0 });
+    assert_eq!(
+        r,
+        Response::Expired {
+            found: true,
+            expires_at: 0
+        }
+    );
     c.apply(4, &at(10_000, Request::new(0, Command::Tick { max: 10 })));
     assert!(c.get("k").is_some(), "persisted");
     assert_eq!(
-        c.apply(5, &at(10_000, Request::new(0, Command::Expire { key: "no".into(), ttl: Ttl::In(5) }))),
-        Response::Expired { found: false, expires_at: 0 }
+        c.apply(
+            5,
+            &at(
+                10_000,
+                Request::new(
+                    0,
+                    Command::Expire {
+                        key: "no".into(),
+                        ttl: Ttl::In(5)
+                    }
+                )
+            )
+        ),
+        Response::Expired {
+            found: false,
+            expires_at: 0
+        }
     );
 }
 
@@ -219,14 +309,17 @@ fn expire_and_persist_change_only_the_deadline() {
 fn ticks_remove_in_deadline_order_and_in_bounded_batches() {
     let mut c = Cache::new();
     for i in 0..10u64 {
-        c.apply(i + 1, &at(0, set_ttl(&format!("k{i}"), "v", None, Ttl::In(100 - i))));
+        c.apply(
+            i + 1,
+            &at(0, set_ttl(&format!("k{i}"), "v", None, Ttl::In(100 - i))),
+        );
     }
     c.apply(20, &at(1_000, set("clock", "", None)));
     let tick = Request::new(1_000, Command::Tick { max: 4 });
     assert_eq!(c.apply(21, &tick), Response::Ticked { removed: 4 });
     // The earliest deadlines went first: k9 (91), k8, k7, k6.
-    assert!(c.items.get(b"k9".as_slice()).is_none());
-    assert!(c.items.get(b"k5".as_slice()).is_some());
+    assert!(!c.items.contains(b"k9".as_slice()));
+    assert!(c.items.contains(b"k5".as_slice()));
     assert_eq!(c.apply(22, &tick), Response::Ticked { removed: 4 });
     assert_eq!(c.apply(23, &tick), Response::Ticked { removed: 2 });
     assert_eq!(c.apply(24, &tick), Response::Ticked { removed: 0 });
@@ -253,7 +346,10 @@ fn a_full_cache_refuses_a_write_unless_the_victims_make_room() {
     assert_eq!(r, Response::OutOfMemory { needed: one, max });
     assert_eq!((c.len(), c.stats().oom_total), (2, 1));
     // Victims that do not free enough: still refused, and not evicted.
-    let r = c.apply(4, &limited(set("k3", "01234567890123456789", None), max, &["k1"]));
+    let r = c.apply(
+        4,
+        &limited(set("k3", "01234567890123456789", None), max, &["k1"]),
+    );
     assert!(matches!(r, Response::OutOfMemory { .. }));
     assert!(c.get("k1").is_some());
     // A victim that makes room: evicted, then the write applies.
@@ -266,7 +362,10 @@ fn a_full_cache_refuses_a_write_unless_the_victims_make_room() {
     let r = c.apply(6, &limited(set("k2", "abcdefghij", None), max, &[]));
     assert!(matches!(r, Response::Set { .. }));
     // Deletes always work.
-    assert_eq!(c.apply(7, &limited(del("k2", None), max, &[])), Response::Deleted { existed: true });
+    assert_eq!(
+        c.apply(7, &limited(del("k2", None), max, &[])),
+        Response::Deleted { existed: true }
+    );
 }
 
 // ---- capture ----------------------------------------------------------------
@@ -290,7 +389,10 @@ fn a_capture_streams_the_state_as_it_was_while_apply_goes_on() {
     for k in ["a", "b", "c", "d", "e"] {
         c.apply(1, &set(k, k, None));
     }
-    let expected: Vec<_> = c.items().map(|i| (i.key().to_vec(), i.value().to_vec())).collect();
+    let expected: Vec<_> = c
+        .items()
+        .map(|i| (i.key().to_vec(), i.value().to_vec()))
+        .collect();
     assert!(c.begin_capture().is_some());
     assert!(c.begin_capture().is_none(), "one capture at a time");
     let first = c.capture_chunk(None, 2);
@@ -303,7 +405,10 @@ fn a_capture_streams_the_state_as_it_was_while_apply_goes_on() {
     c.apply(5, &set("d", "D2", None));
     c.apply(6, &set("z", "new", None));
     c.apply(7, &del("d", None));
-    let mut got: Vec<_> = first.iter().map(|i| (i.key().to_vec(), i.value().to_vec())).collect();
+    let mut got: Vec<_> = first
+        .iter()
+        .map(|i| (i.key().to_vec(), i.value().to_vec()))
+        .collect();
     let mut after = Some(first.last().unwrap().key().to_vec());
     loop {
         let items = c.capture_chunk(after.as_deref(), 2);
@@ -319,6 +424,9 @@ fn a_capture_streams_the_state_as_it_was_while_apply_goes_on() {
     }
     c.end_capture();
     assert!(c.begin_capture().is_some());
-    let now: Vec<_> = c.items().map(|i| (i.key().to_vec(), i.value().to_vec())).collect();
+    let now: Vec<_> = c
+        .items()
+        .map(|i| (i.key().to_vec(), i.value().to_vec()))
+        .collect();
     assert_eq!(collect_capture(&c, 2), now);
 }

@@ -1,0 +1,46 @@
+//! dcache-testkit: what dcache's tests (and, later, the fault harness) share.
+//!
+//! ```text
+//! wait      wait_for / wait_ok: a condition under a deadline (the one poll loop)
+//! ports     free loopback ports below the ephemeral range
+//! seed      the run's seed (DCACHE_TEST_SEED) and seeded RNGs; printed on panic
+//! tools     external tools a test needs (DCACHE_REQUIRE_FAULT_TOOLS)
+//! http      the test HTTP client (dcache::net::http_client) and a read response
+//! raw       raw HTTP/1.1 over TCP, for requests a client library will not send
+//! proc      the real binary as child processes (Proc kills on drop), Spec
+//! cluster   in-process nodes in a temp dir (feature "cluster", default)
+//! ```
+//!
+//! Only `cluster` runs dcache inside the test process (`dcache::node`);
+//! the rest talks to nodes over HTTP and processes, using dcache's leaves
+//! (`client`, `net`, `wire`) only.
+//!
+//! Rules the tests follow with it: no fixed sleeps and no hand-written poll
+//! loops (use [`wait::wait_for`]); every random choice comes from
+//! [`seed::rng`]; no other `reqwest::Client` builder than [`http::client`].
+
+pub mod http;
+pub mod ports;
+pub mod proc;
+pub mod raw;
+pub mod seed;
+pub mod tools;
+pub mod wait;
+
+#[cfg(feature = "cluster")]
+pub mod cluster;
+
+pub use wait::WAIT;
+pub use wait::wait_for;
+pub use wait::wait_ok;
+
+/// The path of the `dcache` binary of the package being tested, for
+/// [`proc::Spec::new`]: `env!("CARGO_BIN_EXE_dcache")`, which Cargo sets
+/// only when it compiles that package's integration tests (so this must
+/// expand there, not in this crate).
+#[macro_export]
+macro_rules! dcache_bin {
+    () => {
+        ::std::path::Path::new(env!("CARGO_BIN_EXE_dcache"))
+    };
+}
