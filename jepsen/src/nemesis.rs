@@ -50,7 +50,7 @@ const MEMBERSHIP_SETTLE: Duration = Duration::from_secs(5);
 /// How long a skewed node gets to answer `/health` after its restart.
 const SKEW_CHECK_WAIT: Duration = Duration::from_secs(10);
 /// The skew of the clock-skew fault, either way (seconds).
-const SKEW_SECS: i64 = 90;
+pub const SKEW_SECS: i64 = 90;
 
 /// What became of one scheduled fault.
 enum Injection {
