@@ -359,6 +359,26 @@ impl Api {
         self.client.json(addr, path).await.ok()
     }
 
+    /// `POST /v1/cluster/transfer-leader` to `to` (a node id): the new
+    /// leader the answer names, or the error.
+    pub async fn transfer_leader(&self, addr: &str, to: &str) -> Result<Option<String>, String> {
+        let url = format!("http://{addr}/v1/cluster/transfer-leader");
+        let body = serde_json::json!({ "to": to }).to_string();
+        let req = self
+            .client
+            .http()
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body);
+        match send!(req).await {
+            Ok(a) if a.ok() => Ok(serde_json::from_slice::<serde_json::Value>(&a.body)
+                .ok()
+                .and_then(|v| v["leader"].as_str().map(str::to_string))),
+            Ok(a) => Err(Self::failure(&a).to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     pub async fn ready(&self, addr: &str) -> bool {
         self.client.ready(addr).await.unwrap_or(false)
     }

@@ -396,8 +396,8 @@ fn write_meta(wall: u64, expires_at_ms: Option<u64>) -> TtlMeta {
 /// through the seed API), 20% writes: with a short TTL, a long TTL (1 h),
 /// none (clears it), keepttl, expire (short or long), persist, CAS. It
 /// paces itself (10-60 ms between ops) so that keys live long enough to
-/// expire between writes.
-async fn ttl_loop(ctx: Arc<TtlCtx>, seed: u64, until: Instant) {
+/// expire between writes. Its last op is a write with a short TTL.
+async fn ttl_loop(ctx: Arc<TtlCtx>, index: usize, seed: u64, until: Instant) {
     let mut rng = StdRng::seed_from_u64(seed);
     let rec = &ctx.rec;
     let api = &ctx.api;
@@ -534,6 +534,148 @@ async fn ttl_loop(ctx: Arc<TtlCtx>, seed: u64, until: Instant) {
             tokio::time::sleep(Duration::from_millis(rng.gen_range(10..50))).await;
         }
         tokio::time::sleep(Duration::from_millis(rng.gen_range(10..60))).await;
+    }
+    // End on a short TTL (on this client's key; retried while refused, for
+    // a few seconds), so that the check after the run has expired values
+    // to look for, written while the last faults were still in place.
+    let slot = index % ctx.keys.gens.len();
+    let give_up = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < give_up {
+        let (key, _) = ctx.keys.key(slot);
+        counter += 1;
+        let value = format!("t{client}-{counter}");
+        let ms = rng.gen_range(10..200);
+        let (invoke, wall) = (rec.now(), wall_ms());
+        let addr = Db::http(rng.gen_range(1..=ctx.n));
+        let a = api.put_ttl(&addr, &key, &value, PutTtl::In(ms), None).await;
+        let refused = a.outcome == Outcome::Fail;
+        rec.record(Event {
+            client,
+            key,
+            op: Op::WriteTtl { value, ttl_ms: ms },
+            invoke_ns: invoke,
+            complete_ns: completed(&a.outcome, rec.now()),
+            outcome: a.outcome,
+            ttl: Some(write_meta(wall, a.expires_at_ms)),
+        });
+        if !refused {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// What the check after the run found (see [`ttl_after_run`]).
+#[derive(Default)]
+struct TtlAfter {
+    /// Values past their deadline still on a replica, or with a deadline
+    /// they cannot have.
+    violations: Vec<ttl::TtlViolation>,
+    /// Replicas whose state holds more keys than their reads show: expired
+    /// entries the leader never ticked away.
+    unremoved: Vec<String>,
+    /// Stale reads of the TTL keys in the last round, and how many found a
+    /// value: without a deadline, with a long one, with a short one still
+    /// ahead on the leader's clock (all legitimately there).
+    reads: usize,
+    present: usize,
+    no_deadline: usize,
+    long_deadline: usize,
+    deadline_ahead: usize,
+    /// The skew of the leader at the end, if known (ms).
+    leader_skew_ms: Option<i64>,
+    /// Problems at the first look (the leader may still have been ticking).
+    first_look: usize,
+    /// The replicated clock minus the harness's clock, on the leader (ms).
+    clock_ahead_ms: Option<i64>,
+}
+
+/// After healing: every replica must have dropped the values whose
+/// deadline passed on the leader's clock (stale reads of the TTL keys on
+/// every node, `ttl::check_final`), and must hold no more keys than it
+/// shows (`/v1/status/digest` `keys` against stale reads of every key the
+/// run wrote, the count stable around the reads): an expired key is
+/// invisible to reads at once, but only the leader's expiry tick removes it
+/// from the state. Polled for up to 15 s.
+async fn ttl_after_run(
+    api: &Api,
+    db: &Arc<Mutex<Db>>,
+    history: &History,
+    ttl_keys: &[String],
+    other_keys: &[String],
+    params: &TtlParams,
+) -> TtlAfter {
+    let n = db.lock().await.n();
+    let skews = db.lock().await.skews.clone();
+    let give_up = Instant::now() + Duration::from_secs(15);
+    let mut first_look = None;
+    loop {
+        let mut out = TtlAfter::default();
+        let leader = nemesis::find_leader(api, db).await;
+        let leader_skew = leader.and_then(|l| skews.current(l));
+        let floor = wall_ms() as i64 + leader_skew.unwrap_or(-(params.max_skew_ms as i64));
+        if let Some(l) = leader
+            && let Some(v) = api.json(&Db::http(l), "/v1/status").await
+            && let Some(clock) = v["clock_ms"].as_u64()
+        {
+            out.clock_ahead_ms = Some(clock as i64 - wall_ms() as i64);
+        }
+        let mut reads = Vec::new();
+        for i in 1..=n {
+            let addr = Db::http(i);
+            let count = |v: Option<serde_json::Value>| v.and_then(|v| v["keys"].as_u64());
+            let before = count(api.json(&addr, "/v1/status/digest").await);
+            let mut visible = 0u64;
+            let mut complete = true;
+            for key in ttl_keys.iter().chain(other_keys) {
+                let a = api.read_ttl(&addr, key, true).await;
+                let Outcome::Ok(Ret::Read(value)) = a.outcome else {
+                    complete = false;
+                    continue;
+                };
+                visible += value.is_some() as u64;
+                if ttl_keys.contains(key) {
+                    reads.push(ttl::FinalRead {
+                        node: Db::id(i),
+                        key: key.clone(),
+                        value,
+                        expires_at_ms: a.expires_at_ms,
+                    });
+                }
+            }
+            let after = count(api.json(&addr, "/v1/status/digest").await);
+            if complete
+                && let (Some(b), Some(a)) = (before, after)
+                && a == b
+                && a != visible
+            {
+                out.unremoved.push(format!(
+                    "n{i} holds {a} keys but only {visible} of the keys the run wrote are readable on it: expired entries were not removed"
+                ));
+            }
+        }
+        out.reads = reads.len();
+        out.present = reads.iter().filter(|r| r.value.is_some()).count();
+        let present = || reads.iter().filter(|r| r.value.is_some());
+        out.no_deadline = present().filter(|r| r.expires_at_ms.is_none()).count();
+        let long = floor + LONG_TTL_MS as i64 / 2;
+        out.long_deadline = present()
+            .filter(|r| r.expires_at_ms.is_some_and(|d| d as i64 > long))
+            .count();
+        out.deadline_ahead = present()
+            .filter(|r| {
+                r.expires_at_ms
+                    .is_some_and(|d| d as i64 > floor && d as i64 <= long)
+            })
+            .count();
+        out.leader_skew_ms = leader_skew;
+        out.violations = ttl::check_final(history, &reads, floor, params);
+        let problems = out.violations.len() + out.unremoved.len();
+        out.first_look = *first_look.get_or_insert(problems);
+        if problems == 0 || Instant::now() >= give_up {
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -769,6 +911,7 @@ async fn run_with(
         for c in 0..args.ttl_clients {
             tasks.push(tokio::spawn(ttl_loop(
                 ctx.clone(),
+                c,
                 schedule::stream_seed(seed, schedule::TTL_CLIENT_STREAM + c as u64),
                 until,
             )));
@@ -858,49 +1001,26 @@ async fn run_with(
     };
     let skews = db.lock().await.skews.clone();
     let all_ttl_keys = ttl_keys.all();
-    // Expired keys are gone from every replica: stale reads on every node
-    // until none holds a value whose deadline passed on the leader's clock
-    // (15 s at most; the leader ticks every 100 ms). Before any final
-    // linearizable read of these keys, which would tick them away itself.
-    let mut ttl_final = Vec::new();
-    let mut final_reads_done = 0;
-    let mut first_look_left = None;
-    let mut final_present = 0;
-    if !all_ttl_keys.is_empty() {
+    // Expired keys are gone from every replica (before any final
+    // linearizable read of the TTL keys, which would tick them away itself).
+    let mut other_keys: Vec<String> = (0..register_keys).map(|k| format!("k{k}")).collect();
+    other_keys.push("final".into());
+    let after = if all_ttl_keys.is_empty() {
+        TtlAfter::default()
+    } else {
         let snapshot = History {
             events: rec.events.lock().expect("events").clone(),
         };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let leader = nemesis::find_leader(&api, &db).await;
-            let floor = wall_ms() as i64
-                + leader
-                    .and_then(|l| skews.current(l))
-                    .unwrap_or(-(ttl_params.max_skew_ms as i64));
-            let mut reads = Vec::new();
-            for i in 1..=n {
-                for key in &all_ttl_keys {
-                    let a = api.read_ttl(&Db::http(i), key, true).await;
-                    if let Outcome::Ok(Ret::Read(value)) = a.outcome {
-                        reads.push(ttl::FinalRead {
-                            node: Db::id(i),
-                            key: key.clone(),
-                            value,
-                            expires_at_ms: a.expires_at_ms,
-                        });
-                    }
-                }
-            }
-            final_reads_done = reads.len();
-            final_present = reads.iter().filter(|r| r.value.is_some()).count();
-            ttl_final = ttl::check_final(&snapshot, &reads, floor, &ttl_params);
-            first_look_left.get_or_insert(ttl_final.len());
-            if ttl_final.is_empty() || Instant::now() >= deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
+        ttl_after_run(
+            &api,
+            &db,
+            &snapshot,
+            &all_ttl_keys,
+            &other_keys,
+            &ttl_params,
+        )
+        .await
+    };
     // Final linearizable reads of the TTL keys from every node join the
     // history too (after the check above, so that it sees what the
     // leader's expiry ticks did, not what these reads' own ticks did).
@@ -982,7 +1102,10 @@ async fn run_with(
     println!("{report}");
     let ttl_report = ttl::check_ttl(&history, &ttl_params);
     println!("dcache-jepsen: TTL: {ttl_report}");
-    for v in &ttl_final {
+    for v in &after.violations {
+        println!("dcache-jepsen: TTL after the run: {v}");
+    }
+    for v in &after.unremoved {
         println!("dcache-jepsen: TTL after the run: {v}");
     }
     // The last look for nodes that exited on their own (before teardown).
@@ -1003,7 +1126,18 @@ async fn run_with(
         anomalies.push("the final write did not succeed within 30 s".into());
     }
     anomalies.extend(ttl_report.violations.iter().map(|v| format!("TTL: {v}")));
-    anomalies.extend(ttl_final.iter().map(|v| format!("TTL after the run: {v}")));
+    anomalies.extend(
+        after
+            .violations
+            .iter()
+            .map(|v| format!("TTL after the run: {v}")),
+    );
+    anomalies.extend(
+        after
+            .unremoved
+            .iter()
+            .map(|v| format!("TTL after the run: {v}")),
+    );
     if !converged {
         anomalies.push(format!("replicas did not converge: {last_digests:?}"));
     }
@@ -1048,11 +1182,22 @@ async fn run_with(
         ttl_report.violations.len()
     ));
     lines.push(format!(
-        "ttl after the run: {final_reads_done} stale reads ({} keys x {n} nodes), {} present; values past their deadline left on a replica: {} at first look, {} at the end",
+        "ttl after the run: {} stale reads ({} keys x {n} nodes), {} present ({} without a deadline, {} with a long TTL, {} with a short deadline still ahead on the leader's clock; leader skew {}); replicated clock {} the harness's; problems: {} at first look, {} at the end",
+        after.reads,
         all_ttl_keys.len(),
-        final_present,
-        first_look_left.unwrap_or(0),
-        ttl_final.len()
+        after.present,
+        after.no_deadline,
+        after.long_deadline,
+        after.deadline_ahead,
+        after
+            .leader_skew_ms
+            .map_or("unknown".to_string(), |ms| format!("{:+} s", ms / 1000)),
+        after.clock_ahead_ms.map_or("unknown vs".to_string(), |ms| format!(
+            "{:+.1} s vs",
+            ms as f64 / 1000.0
+        )),
+        after.first_look,
+        after.violations.len() + after.unremoved.len()
     ));
     lines.push(format!(
         "recovery: all ready {all_ready}, final write {final_ok}, converged {converged}"
