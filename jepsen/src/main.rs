@@ -584,8 +584,10 @@ struct TtlAfter {
     deadline_ahead: usize,
     /// The skew of the leader at the end, if known (ms).
     leader_skew_ms: Option<i64>,
-    /// Problems at the first look (the leader may still have been ticking).
-    first_look: usize,
+    /// Problems at the first look (the leader may still have been ticking),
+    /// and how long after it they were gone (if they were).
+    first_look: Vec<String>,
+    settled_after: Option<Duration>,
     /// The replicated clock minus the harness's clock, on the leader (ms).
     clock_ahead_ms: Option<i64>,
 }
@@ -596,7 +598,8 @@ struct TtlAfter {
 /// shows (`/v1/status/digest` `keys` against stale reads of every key the
 /// run wrote, the count stable around the reads): an expired key is
 /// invisible to reads at once, but only the leader's expiry tick removes it
-/// from the state. Polled for up to 15 s.
+/// from the state. Starts once the last short TTLs (2 s at most) and a tick
+/// have passed; polled for up to 15 s.
 async fn ttl_after_run(
     api: &Api,
     db: &Arc<Mutex<Db>>,
@@ -607,8 +610,15 @@ async fn ttl_after_run(
 ) -> TtlAfter {
     let n = db.lock().await.n();
     let skews = db.lock().await.skews.clone();
-    let give_up = Instant::now() + Duration::from_secs(15);
-    let mut first_look = None;
+    // Let the short TTLs of the last writes (at most 2 s) pass, and the
+    // leader tick: problems at the first look are then real delays.
+    tokio::time::sleep(
+        Duration::from_millis(2_000) + Duration::from_millis(params.late_margin_ms()),
+    )
+    .await;
+    let start = Instant::now();
+    let give_up = start + Duration::from_secs(15);
+    let mut first_look: Option<Vec<String>> = None;
     loop {
         let mut out = TtlAfter::default();
         let leader = nemesis::find_leader(api, db).await;
@@ -671,8 +681,17 @@ async fn ttl_after_run(
         out.leader_skew_ms = leader_skew;
         out.violations = ttl::check_final(history, &reads, floor, params);
         let problems = out.violations.len() + out.unremoved.len();
-        out.first_look = *first_look.get_or_insert(problems);
-        if problems == 0 || Instant::now() >= give_up {
+        out.first_look = first_look
+            .get_or_insert_with(|| {
+                let v = out.violations.iter().map(|v| v.to_string());
+                v.chain(out.unremoved.iter().cloned()).collect()
+            })
+            .clone();
+        if problems == 0 {
+            out.settled_after = Some(start.elapsed());
+            return out;
+        }
+        if Instant::now() >= give_up {
             return out;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1102,6 +1121,9 @@ async fn run_with(
     println!("{report}");
     let ttl_report = ttl::check_ttl(&history, &ttl_params);
     println!("dcache-jepsen: TTL: {ttl_report}");
+    for v in &after.first_look {
+        println!("dcache-jepsen: TTL after the run, at first look: {v}");
+    }
     for v in &after.violations {
         println!("dcache-jepsen: TTL after the run: {v}");
     }
@@ -1182,7 +1204,7 @@ async fn run_with(
         ttl_report.violations.len()
     ));
     lines.push(format!(
-        "ttl after the run: {} stale reads ({} keys x {n} nodes), {} present ({} without a deadline, {} with a long TTL, {} with a short deadline still ahead on the leader's clock; leader skew {}); replicated clock {} the harness's; problems: {} at first look, {} at the end",
+        "ttl after the run: {} stale reads ({} keys x {n} nodes), {} present ({} without a deadline, {} with a long TTL, {} with a short deadline still ahead on the leader's clock; leader skew {}); replicated clock {} the harness's; problems: {} at first look, {} at the end{}",
         after.reads,
         all_ttl_keys.len(),
         after.present,
@@ -1196,8 +1218,12 @@ async fn run_with(
             "{:+.1} s vs",
             ms as f64 / 1000.0
         )),
-        after.first_look,
-        after.violations.len() + after.unremoved.len()
+        after.first_look.len(),
+        after.violations.len() + after.unremoved.len(),
+        match after.settled_after {
+            Some(d) if !after.first_look.is_empty() => format!(" (gone after {:.1} s)", d.as_secs_f64()),
+            _ => String::new(),
+        }
     ));
     lines.push(format!(
         "recovery: all ready {all_ready}, final write {final_ok}, converged {converged}"
