@@ -12,6 +12,7 @@
 //! |-------------------------------------------------|------------------------------------|
 //! | 2xx                                             | `Ok(ret)`                          |
 //! | CAS answered 412 (current value != expected)    | `Ok(Ret::Cas(false))` — it *is* information |
+//! | expire/persist answered 404 `key_not_found`     | `Ok(Ret::Found(false))` — information too |
 //! | known not applied (503 not_leader, 4xx, refused before sending) | `Fail` (dropped by the checker) |
 //! | timeout, cut connection, 5xx "outcome unknown"  | `Indeterminate`, `complete_ns: None` |
 //!
@@ -19,6 +20,11 @@
 //! Values are unique strings: the harness never writes the same value twice
 //! (the checker's model and its explanations rely on it only for readability;
 //! soundness does not depend on it).
+//!
+//! TTL operations ([`Op::WriteTtl`], [`Op::WriteKeepTtl`], [`Op::Expire`],
+//! [`Op::Persist`]) carry a [`TtlMeta`] with the harness's wall clock and
+//! the deadlines dcache reported, for the wall-clock checks; histories
+//! without it (and older ones) read as before.
 //!
 //! Serialisation: [`History::to_jsonl`] / [`History::from_jsonl`] write and read
 //! one JSON object per line, so a harness can append events as they complete

@@ -23,7 +23,7 @@
 //! # Model
 //!
 //! Each key is an independent register whose state is `Option<Value>`
-//! (initially `None`, the key is absent). Because the keys do not interact,
+//! (initially `None`, the key is absent), plus the TTL class of the value. Because the keys do not interact,
 //! a history is linearizable iff each key's sub-history is (linearizability is
 //! *local*, Herlihy & Wing), so keys are checked separately, in parallel on
 //! std threads. Operations and their sequential specification:
