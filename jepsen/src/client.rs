@@ -10,6 +10,12 @@
 //! seed-route 404 is a read of an absent key (its code is
 //! `key_not_found`), never a failed op, so lost writes that surface as seed
 //! 404s are checked like native ones.
+//!
+//! TTL requests (`PUT ?ttl=`/`?keepttl=true`, `POST ?expire=`/`?persist=true`,
+//! and reads that keep `X-Dcache-Expires-At` and `X-Dcache-Served-By`) are
+//! not in `dcache::client::Client` yet: they are sent through
+//! [`Client::http`] and classified the same way (a `key_not_found` answer to
+//! an expire or persist is the result "not found", not a failure).
 
 use std::time::Duration;
 
@@ -18,8 +24,118 @@ use dcache::client::ClientError;
 use dcache::client::Read;
 use dcache::wire::Class;
 use dcache::wire::Code;
+use dcache::wire::header;
 use dcache_jepsen::history::Outcome;
 use dcache_jepsen::history::Ret;
+
+use crate::faketime::parse_rfc3339;
+
+/// What a PUT does to the key's time to live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutTtl {
+    /// No `ttl`: clears it (Redis SET semantics).
+    Clear,
+    /// `?keepttl=true`.
+    Keep,
+    /// `?ttl=<ms>ms`.
+    In(u64),
+}
+
+/// A TTL-aware answer: the history outcome and what dcache said about the
+/// key's deadline and who served it.
+pub struct TtlAnswer {
+    pub outcome: Outcome,
+    /// The key's modify index (reads; for CAS).
+    pub index: u64,
+    /// Reported deadline (ms since the epoch): `expires_at` of a write or
+    /// expire, `X-Dcache-Expires-At` of a read; `None` = no deadline.
+    pub expires_at_ms: Option<u64>,
+    /// `X-Dcache-Served-By`.
+    pub served_by: Option<String>,
+}
+
+impl TtlAnswer {
+    fn failed(outcome: Outcome) -> TtlAnswer {
+        TtlAnswer {
+            outcome,
+            index: 0,
+            expires_at_ms: None,
+            served_by: None,
+        }
+    }
+}
+
+/// An RFC 3339 time as ms since the epoch.
+pub fn rfc3339_ms(s: &str) -> Option<u64> {
+    let secs = parse_rfc3339(s)?;
+    (secs >= 0.0).then(|| (secs * 1000.0).round() as u64)
+}
+
+/// An HTTP answer: the status, the headers the harness uses, the body.
+struct Answer {
+    status: u16,
+    error: Option<String>,
+    index: Option<String>,
+    expires_at: Option<String>,
+    served_by: Option<String>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// Sends a request built on [`Client::http`] and reads its [`Answer`];
+/// `Err` as `dcache::client::Client` classifies broken exchanges (no
+/// connection: not sent; anything else: outcome unknown). A macro, so that
+/// the harness need not depend on the HTTP client crate to name its types.
+macro_rules! send {
+    ($req:expr) => {
+        async {
+            let resp = $req.send().await.map_err(|e| {
+                if e.is_connect() {
+                    ClientError::Connect(e.to_string())
+                } else {
+                    ClientError::Transport(e.to_string())
+                }
+            })?;
+            let h = resp.headers();
+            let get = |name: &str| {
+                h.get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let (error, index, expires_at, served_by) = (
+                get(header::ERROR),
+                get(header::INDEX),
+                get(header::EXPIRES_AT),
+                get(header::SERVED_BY),
+            );
+            let status = resp.status().as_u16();
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| ClientError::Transport(e.to_string()))?
+                .to_vec();
+            Ok::<Answer, ClientError>(Answer {
+                status,
+                error,
+                index,
+                expires_at,
+                served_by,
+                body,
+            })
+        }
+    };
+}
+
+/// The `expires_at` of a JSON answer (`null` = none).
+fn json_deadline(body: &[u8]) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    v["expires_at"].as_str().and_then(rfc3339_ms)
+}
 
 #[derive(Clone)]
 pub struct Api {
@@ -111,8 +227,156 @@ impl Api {
         }
     }
 
+    /// The error an unsuccessful answer stands for (as
+    /// `dcache::client::Client` classifies it).
+    fn failure(a: &Answer) -> ClientError {
+        let message = String::from_utf8_lossy(&a.body).into_owned();
+        match Code::from_header(a.error.as_deref()) {
+            Some(code) => ClientError::Server {
+                code,
+                status: a.status,
+                message,
+            },
+            None => ClientError::Unexpected {
+                status: a.status,
+                body: message,
+            },
+        }
+    }
+
+    fn kv_url(addr: &str, key: &str) -> String {
+        format!("http://{addr}/v1/kv/{}", dcache::client::encode_key(key))
+    }
+
+    /// `GET /v1/kv/{key}` (linearizable, or `?consistency=stale`), keeping
+    /// the deadline and serving node. A failed read is `Fail` (dropped).
+    pub async fn read_ttl(&self, addr: &str, key: &str, stale: bool) -> TtlAnswer {
+        let mut url = Self::kv_url(addr, key);
+        if stale {
+            url.push_str("?consistency=stale");
+        }
+        let Ok(a) = send!(self.client.http().get(url)).await else {
+            return TtlAnswer::failed(Outcome::Fail);
+        };
+        let read = if a.ok() {
+            match String::from_utf8(a.body) {
+                Ok(v) => Some(v),
+                Err(_) => return TtlAnswer::failed(Outcome::Fail),
+            }
+        } else if Self::failure(&a).code() == Some(Code::KeyNotFound) {
+            None
+        } else {
+            return TtlAnswer::failed(Outcome::Fail);
+        };
+        TtlAnswer {
+            outcome: Outcome::Ok(Ret::Read(read)),
+            index: a.index.and_then(|v| v.parse().ok()).unwrap_or(0),
+            expires_at_ms: a.expires_at.as_deref().and_then(rfc3339_ms),
+            served_by: a.served_by,
+        }
+    }
+
+    /// `PUT /v1/kv/{key}` with a TTL choice, and CAS on a modify index.
+    /// `Ret::Written`, or `Ret::Cas(_)` when `cas` is given.
+    pub async fn put_ttl(
+        &self,
+        addr: &str,
+        key: &str,
+        value: &str,
+        ttl: PutTtl,
+        cas: Option<u64>,
+    ) -> TtlAnswer {
+        let mut query = Vec::new();
+        match ttl {
+            PutTtl::Clear => {}
+            PutTtl::Keep => query.push("keepttl=true".to_string()),
+            PutTtl::In(ms) => query.push(format!("ttl={ms}ms")),
+        }
+        if let Some(c) = cas {
+            query.push(format!("cas={c}"));
+        }
+        let mut url = Self::kv_url(addr, key);
+        if !query.is_empty() {
+            url.push('?');
+            url.push_str(&query.join("&"));
+        }
+        let r = send!(self.client.http().put(url).body(value.to_string()))
+            .await
+            .and_then(|a| {
+                if a.ok() {
+                    Ok(a.body)
+                } else {
+                    Err(Self::failure(&a))
+                }
+            });
+        match r {
+            Ok(body) => TtlAnswer {
+                outcome: Outcome::Ok(if cas.is_some() {
+                    Ret::Cas(true)
+                } else {
+                    Ret::Written
+                }),
+                index: 0,
+                expires_at_ms: json_deadline(&body),
+                served_by: None,
+            },
+            Err(e) if cas.is_some() && e.code() == Some(Code::CasMismatch) => {
+                TtlAnswer::failed(Outcome::Ok(Ret::Cas(false)))
+            }
+            Err(e) => TtlAnswer::failed(write_failure(&e)),
+        }
+    }
+
+    /// `POST /v1/kv/{key}?expire=<ms>ms` (`Some`) or `?persist=true`
+    /// (`None`): `Ret::Found(true)` with the new deadline, or
+    /// `Ret::Found(false)` for an absent key.
+    pub async fn expire(&self, addr: &str, key: &str, ttl_ms: Option<u64>) -> TtlAnswer {
+        let query = match ttl_ms {
+            Some(ms) => format!("expire={ms}ms"),
+            None => "persist=true".to_string(),
+        };
+        let url = format!("{}?{query}", Self::kv_url(addr, key));
+        match send!(self.client.http().post(url)).await {
+            Ok(a) if a.ok() => TtlAnswer {
+                outcome: Outcome::Ok(Ret::Found(true)),
+                index: 0,
+                expires_at_ms: json_deadline(&a.body),
+                served_by: None,
+            },
+            Ok(a) => {
+                let e = Self::failure(&a);
+                if e.code() == Some(Code::KeyNotFound) {
+                    TtlAnswer::failed(Outcome::Ok(Ret::Found(false)))
+                } else {
+                    TtlAnswer::failed(write_failure(&e))
+                }
+            }
+            Err(e) => TtlAnswer::failed(write_failure(&e)),
+        }
+    }
+
     pub async fn json(&self, addr: &str, path: &str) -> Option<serde_json::Value> {
         self.client.json(addr, path).await.ok()
+    }
+
+    /// `POST /v1/cluster/transfer-leader` to `to` (a node id): the new
+    /// leader the answer names, or the error.
+    pub async fn transfer_leader(&self, addr: &str, to: &str) -> Result<Option<String>, String> {
+        let url = format!("http://{addr}/v1/cluster/transfer-leader");
+        let body = serde_json::json!({ "to": to }).to_string();
+        let req = self
+            .client
+            .http()
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body);
+        match send!(req).await {
+            Ok(a) if a.ok() => Ok(serde_json::from_slice::<serde_json::Value>(&a.body)
+                .ok()
+                .and_then(|v| v["leader"].as_str().map(str::to_string))),
+            Ok(a) => Err(Self::failure(&a).to_string()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     pub async fn ready(&self, addr: &str) -> bool {
@@ -127,6 +391,19 @@ impl Api {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadlines_parse_to_ms() {
+        assert_eq!(
+            rfc3339_ms("2026-12-02T15:35:20.123Z"),
+            Some(1_796_225_720_123)
+        );
+        assert_eq!(json_deadline(br#"{"expires_at":null}"#), None);
+        assert_eq!(
+            json_deadline(br#"{"key":"k","expires_at":"1970-01-01T00:00:01.500Z"}"#),
+            Some(1_500)
+        );
+    }
 
     #[test]
     fn only_not_applied_failures_are_fails() {

@@ -39,6 +39,47 @@ use crate::net::Topology;
 
 pub const HTTP_PORT: u16 = 11000;
 pub const RAFT_PORT: u16 = 12000;
+/// The nodes' `cache.expiry_tick_ms` (set explicitly: the TTL checks'
+/// margin depends on it).
+pub const EXPIRY_TICK_MS: u64 = 100;
+
+/// The record of every node start and its clock skew, so a read served by a
+/// node can be matched with the clock that node had. Shared with the
+/// clients; cheap to clone.
+#[derive(Clone, Default)]
+pub struct SkewLog {
+    starts: std::sync::Arc<std::sync::Mutex<Starts>>,
+}
+
+/// Per node (index 0 = n1): (start time, skew in ms), in start order.
+type Starts = Vec<Vec<(Instant, i64)>>;
+
+impl SkewLog {
+    fn record(&self, i: usize, at: Instant, skew_ms: i64) {
+        let mut s = self.starts.lock().unwrap_or_else(|e| e.into_inner());
+        if s.len() < i {
+            s.resize(i, Vec::new());
+        }
+        s[i - 1].push((at, skew_ms));
+    }
+
+    /// The lowest skew (ms) of node `i`'s processes that may have been
+    /// running at some time in `[from, to]`: the one started last at or
+    /// before `from` and any started in between. `None` if none was.
+    pub fn lowest(&self, i: usize, from: Instant, to: Instant) -> Option<i64> {
+        let s = self.starts.lock().unwrap_or_else(|e| e.into_inner());
+        let starts = s.get(i.checked_sub(1)?)?;
+        let before = starts.iter().rev().find(|(t, _)| *t <= from);
+        let during = starts.iter().filter(|(t, _)| *t > from && *t <= to);
+        before.into_iter().chain(during).map(|(_, k)| *k).min()
+    }
+
+    /// The skew (ms) of node `i`'s latest process.
+    pub fn current(&self, i: usize) -> Option<i64> {
+        let s = self.starts.lock().unwrap_or_else(|e| e.into_inner());
+        s.get(i.checked_sub(1)?)?.last().map(|(_, k)| *k)
+    }
+}
 /// Lines of a crashed node's log shown in the report.
 const TAIL_LINES: usize = 12;
 /// Characters shown of each such line (Raft debug lines can be huge).
@@ -350,6 +391,8 @@ pub struct Db {
     pub read_policy: String,
     /// libfaketime, when the clock-skew fault is enabled.
     pub libfaketime: Option<PathBuf>,
+    /// Every start with its skew.
+    pub skews: SkewLog,
 }
 
 impl Db {
@@ -370,6 +413,7 @@ impl Db {
             snapshot_threshold,
             read_policy,
             libfaketime,
+            skews: SkewLog::default(),
         }
     }
 
@@ -439,11 +483,16 @@ impl Db {
                 self.snapshot_threshold.to_string(),
             )
             .env("DCACHE_RAFT_READ_POLICY", &self.read_policy)
+            .env("DCACHE_CACHE_EXPIRY_TICK_MS", EXPIRY_TICK_MS.to_string())
             .env("DCACHE_HTTP_REQUEST_TIMEOUT_MS", "2000")
             .env("DCACHE_SHUTDOWN_DRAIN_TIMEOUT_MS", "2000")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        // Recorded before the process exists: it cannot serve anything
+        // earlier than this.
+        self.skews
+            .record(i, Instant::now(), skew.unwrap_or(0).saturating_mul(1000));
         let child = cmd.spawn().with_context(|| format!("starting node {i}"))?;
         self.procs.adopt(i, child, log_offset);
         Ok(())
@@ -465,6 +514,23 @@ impl Drop for Db {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skew_log_lowest_covers_restarts_during_an_op() {
+        let log = SkewLog::default();
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        log.record(2, at(0), 0);
+        log.record(2, at(100), -90_000);
+        log.record(2, at(200), 90_000);
+        assert_eq!(log.lowest(2, at(50), at(60)), Some(0));
+        assert_eq!(log.lowest(2, at(150), at(250)), Some(-90_000));
+        assert_eq!(log.lowest(2, at(250), at(300)), Some(90_000));
+        assert_eq!(log.lowest(2, at(50), at(150)), Some(-90_000));
+        assert_eq!(log.current(2), Some(90_000));
+        assert_eq!(log.lowest(1, at(50), at(60)), None);
+        assert_eq!(log.lowest(3, at(50), at(60)), None);
+    }
 
     /// A scratch log directory, removed on drop.
     struct Dir(PathBuf);

@@ -12,6 +12,7 @@
 //! |-------------------------------------------------|------------------------------------|
 //! | 2xx                                             | `Ok(ret)`                          |
 //! | CAS answered 412 (current value != expected)    | `Ok(Ret::Cas(false))` — it *is* information |
+//! | expire/persist answered 404 `key_not_found`     | `Ok(Ret::Found(false))` — information too |
 //! | known not applied (503 not_leader, 4xx, refused before sending) | `Fail` (dropped by the checker) |
 //! | timeout, cut connection, 5xx "outcome unknown"  | `Indeterminate`, `complete_ns: None` |
 //!
@@ -19,6 +20,11 @@
 //! Values are unique strings: the harness never writes the same value twice
 //! (the checker's model and its explanations rely on it only for readability;
 //! soundness does not depend on it).
+//!
+//! TTL operations ([`Op::WriteTtl`], [`Op::WriteKeepTtl`], [`Op::Expire`],
+//! [`Op::Persist`]) carry a [`TtlMeta`] with the harness's wall clock and
+//! the deadlines dcache reported, for the wall-clock checks; histories
+//! without it (and older ones) read as before.
 //!
 //! Serialisation: [`History::to_jsonl`] / [`History::from_jsonl`] write and read
 //! one JSON object per line, so a harness can append events as they complete
@@ -46,6 +52,15 @@ pub enum Op {
     Cas { expected: Option<Value>, new: Value },
     /// DELETE: the key becomes absent.
     Delete,
+    /// PUT of a (unique) value with a time to live (`?ttl=`).
+    WriteTtl { value: Value, ttl_ms: u64 },
+    /// PUT of a (unique) value keeping the key's deadline (`?keepttl=true`;
+    /// none if the key was absent).
+    WriteKeepTtl(Value),
+    /// POST `?expire=`: set or refresh the TTL of an existing key.
+    Expire { ttl_ms: u64 },
+    /// POST `?persist=true`: remove the TTL of an existing key.
+    Persist,
 }
 
 /// What a successful (`Outcome::Ok`) operation returned.
@@ -60,6 +75,9 @@ pub enum Ret {
     Cas(bool),
     /// A delete was acknowledged.
     Deleted,
+    /// An expire or persist: `true` = the key existed (200) and its TTL was
+    /// set, `false` = it did not (404 `key_not_found`), nothing changed.
+    Found(bool),
 }
 
 /// How an operation ended.
@@ -90,6 +108,42 @@ pub struct Event {
     /// whose outcome is unknown can still be applied after the client gave up.
     pub complete_ns: Option<u64>,
     pub outcome: Outcome,
+    /// Clock and deadline facts for the TTL checks (see [`TtlMeta`]); absent
+    /// in histories without TTL operations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<TtlMeta>,
+}
+
+/// What the harness knows about an operation's clocks and deadlines, for
+/// the wall-clock TTL checks (`checker::ttl`). The linearizability check
+/// does not use it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TtlMeta {
+    /// The harness's wall clock at invocation, ms since the Unix epoch (the
+    /// nodes run on the same machine, so this is their clock minus their
+    /// skew).
+    pub wall_ms: u64,
+    /// The deadline dcache reported (ms since the epoch; `None` = no
+    /// deadline): a write's or expire's `expires_at`, a read's
+    /// `X-Dcache-Expires-At`. Meaningful only for `Ok` outcomes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
+    /// Reads: the node that served it (`X-Dcache-Served-By`), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<String>,
+    /// Reads: the lowest clock skew (ms) the serving node's process had
+    /// while the read was in flight, per the nemesis's record; `None` when
+    /// the serving node is unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_skew_ms: Option<i64>,
+    /// The answer carried no deadline (a read through the seed API):
+    /// `expires_at_ms` says nothing.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub unreported: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 impl Event {
@@ -131,6 +185,7 @@ impl Event {
             invoke_ns,
             complete_ns: Some(complete_ns),
             outcome,
+            ttl: None,
         }
     }
 
@@ -143,6 +198,7 @@ impl Event {
             invoke_ns,
             complete_ns: None,
             outcome: Outcome::Indeterminate,
+            ttl: None,
         }
     }
 
@@ -163,6 +219,8 @@ impl Event {
                     | (Op::Write(_), Ret::Written)
                     | (Op::Cas { .. }, Ret::Cas(_))
                     | (Op::Delete, Ret::Deleted)
+                    | (Op::WriteTtl { .. } | Op::WriteKeepTtl(_), Ret::Written)
+                    | (Op::Expire { .. } | Op::Persist, Ret::Found(_))
             );
             if !matches {
                 return Err(format!("{self}: result does not match the operation"));
@@ -191,6 +249,10 @@ impl fmt::Display for Op {
             Op::Write(v) => write!(f, "write({v:?})"),
             Op::Cas { expected, new } => write!(f, "cas({} -> {new:?})", fmt_value(expected)),
             Op::Delete => write!(f, "delete"),
+            Op::WriteTtl { value, ttl_ms } => write!(f, "write({value:?}, ttl {ttl_ms} ms)"),
+            Op::WriteKeepTtl(v) => write!(f, "write({v:?}, keepttl)"),
+            Op::Expire { ttl_ms } => write!(f, "expire({ttl_ms} ms)"),
+            Op::Persist => write!(f, "persist"),
         }
     }
 }
@@ -202,6 +264,8 @@ impl fmt::Display for Outcome {
             Outcome::Ok(Ret::Written) | Outcome::Ok(Ret::Deleted) => write!(f, "ok"),
             Outcome::Ok(Ret::Cas(true)) => write!(f, "ok (applied)"),
             Outcome::Ok(Ret::Cas(false)) => write!(f, "ok (mismatch)"),
+            Outcome::Ok(Ret::Found(true)) => write!(f, "ok (found)"),
+            Outcome::Ok(Ret::Found(false)) => write!(f, "ok (not found)"),
             Outcome::Fail => write!(f, "fail"),
             Outcome::Indeterminate => write!(f, "indeterminate"),
         }

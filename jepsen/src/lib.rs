@@ -3,14 +3,20 @@
 //!
 //! - [`history`]: the recorded operations ([`History`], [`Event`], [`Op`],
 //!   [`Outcome`]) and their JSON-lines form.
-//! - [`checker`]: [`check`] a history against the register model, per key,
-//!   within a [`Budget`]; [`Report::ok`] is the pass/fail answer.
+//! - [`checker`]: [`check`] a history against the register model (with TTL
+//!   expiry as a model transition), per key, within a [`Budget`];
+//!   [`Report::ok`] is the pass/fail answer. [`checker::ttl`] checks the
+//!   wall-clock side of TTLs (late reads, changed deadlines, expired keys
+//!   left behind).
 
 pub mod checker;
 pub mod history;
 
-pub use checker::{Anomaly, Budget, KeyReport, OpRef, Overall, PlacedOp, Report, Verdict, check};
-pub use history::{Event, History, HistoryError, Op, Outcome, Ret, Value};
+pub use checker::{
+    Anomaly, Budget, KeyReport, OpRef, Overall, PlacedOp, Report, TtlClass, TtlParams, Verdict,
+    check, check_with,
+};
+pub use history::{Event, History, HistoryError, Op, Outcome, Ret, TtlMeta, Value};
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,8 @@
 //! `dcache-jepsen`: run a dcache cluster in network namespaces under a
-//! seeded fault schedule with a concurrent register workload, then check
-//! the history for linearizability and the replicas for convergence.
+//! seeded fault schedule with a concurrent register workload and a TTL
+//! workload, then check the history for linearizability (with expiry in the
+//! model), the TTL deadlines against the nodes' clocks, and the replicas for
+//! convergence.
 //!
 //! Needs root (ip netns, nft). Prints the seed first so a failing run can
 //! be replayed with `--seed`. Exit status 0 only if every check passed.
@@ -22,13 +24,18 @@ use anyhow::Context;
 use anyhow::bail;
 use clap::Parser;
 use client::Api;
+use client::PutTtl;
 use db::Db;
+use db::SkewLog;
 use dcache_jepsen::checker;
+use dcache_jepsen::checker::TtlParams;
+use dcache_jepsen::checker::ttl;
 use dcache_jepsen::history::Event;
 use dcache_jepsen::history::History;
 use dcache_jepsen::history::Op;
 use dcache_jepsen::history::Outcome;
 use dcache_jepsen::history::Ret;
+use dcache_jepsen::history::TtlMeta;
 use nemesis::Fault;
 use nemesis::Nemesis;
 use rand::Rng;
@@ -56,10 +63,23 @@ struct Args {
     /// Disable faults (a control run).
     #[arg(long)]
     no_faults: bool,
+    /// register: reads, writes and CAS on `--keys` keys; ttl: the TTL
+    /// workload on `--ttl-keys` keys; mixed: both at once.
+    #[arg(long, value_enum, default_value_t = Workload::Mixed)]
+    workload: Workload,
+    /// Keys of the register workload.
     #[arg(long, default_value_t = 5)]
     keys: usize,
+    /// Clients of the register workload.
     #[arg(long, default_value_t = 8)]
     clients: usize,
+    /// Keys of the TTL workload (a key is replaced by a fresh one after an
+    /// expire or persist with an unknown outcome).
+    #[arg(long, default_value_t = 4)]
+    ttl_keys: usize,
+    /// Clients of the TTL workload (each paces itself: 10-60 ms between ops).
+    #[arg(long, default_value_t = 4)]
+    ttl_clients: usize,
     #[arg(long, default_value_t = 50)]
     snapshot_threshold: u64,
     /// read_index or lease.
@@ -71,6 +91,22 @@ struct Args {
     /// Only check a recorded history (history.jsonl) and print the report.
     #[arg(long)]
     check: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Workload {
+    Register,
+    Ttl,
+    Mixed,
+}
+
+impl Workload {
+    fn register(self) -> bool {
+        matches!(self, Workload::Register | Workload::Mixed)
+    }
+    fn ttl(self) -> bool {
+        matches!(self, Workload::Ttl | Workload::Mixed)
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -92,7 +128,9 @@ fn main() -> std::process::ExitCode {
         };
         let report = checker::check(&history, checker::Budget::default());
         println!("{report}");
-        return if report.ok() {
+        let ttl_report = ttl::check_ttl(&history, &TtlParams::default());
+        println!("TTL: {ttl_report}");
+        return if report.ok() && ttl_report.ok() {
             std::process::ExitCode::SUCCESS
         } else {
             std::process::ExitCode::FAILURE
@@ -140,6 +178,7 @@ impl Recorder {
             invoke_ns: invoke,
             complete_ns: completed(&outcome, now),
             outcome,
+            ttl: None,
         });
         if indeterminate {
             self.new_client()
@@ -147,6 +186,13 @@ impl Recorder {
             client
         }
     }
+}
+
+/// The harness's wall clock, ms since the Unix epoch.
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn completed(outcome: &Outcome, now: u64) -> Option<u64> {
@@ -191,6 +237,7 @@ async fn client_loop(
                     invoke_ns: invoke,
                     complete_ns: Some(now),
                     outcome: r.outcome,
+                    ttl: None,
                 });
             }
         } else if choice < 8 {
@@ -218,6 +265,7 @@ async fn client_loop(
                 invoke_ns: invoke,
                 complete_ns: Some(now),
                 outcome: r.outcome,
+                ttl: None,
             });
             counter += 1;
             let value = format!("c{client}-{counter}");
@@ -235,6 +283,415 @@ async fn client_loop(
         if backoff {
             tokio::time::sleep(Duration::from_millis(rng.gen_range(10..50))).await;
         }
+    }
+}
+
+/// A long TTL: far beyond any run and any skew the nemesis injects.
+const LONG_TTL_MS: u64 = 3_600_000;
+
+/// The keys of the TTL workload: `t<slot>`, renamed `t<slot>.<gen>` after
+/// an expire or persist with an unknown outcome (it may take effect at any
+/// later time, which would leave every later deadline on that key unknown
+/// to the TTL checks).
+struct TtlKeys {
+    gens: Vec<std::sync::atomic::AtomicU64>,
+}
+
+impl TtlKeys {
+    fn new(n: usize) -> TtlKeys {
+        TtlKeys {
+            gens: (0..n)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+        }
+    }
+
+    fn name(slot: usize, generation: u64) -> String {
+        if generation == 0 {
+            format!("t{slot}")
+        } else {
+            format!("t{slot}.{generation}")
+        }
+    }
+
+    /// The current key of `slot` and its generation.
+    fn key(&self, slot: usize) -> (String, u64) {
+        let g = self.gens[slot].load(std::sync::atomic::Ordering::Relaxed);
+        (Self::name(slot, g), g)
+    }
+
+    /// Move `slot` on from generation `g` (once, however many clients ask).
+    fn retire(&self, slot: usize, g: u64) {
+        let _ = self.gens[slot].compare_exchange(
+            g,
+            g + 1,
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Every key used so far.
+    fn all(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (slot, g) in self.gens.iter().enumerate() {
+            for generation in 0..=g.load(std::sync::atomic::Ordering::Relaxed) {
+                out.push(Self::name(slot, generation));
+            }
+        }
+        out
+    }
+}
+
+/// A short TTL: half 10-200 ms (most expire before the key is written
+/// again), half 200 ms - 2 s.
+fn short_ttl(rng: &mut StdRng) -> u64 {
+    if rng.gen_bool(0.5) {
+        rng.gen_range(10..200)
+    } else {
+        rng.gen_range(200..2_000)
+    }
+}
+
+/// Everything the TTL clients share.
+struct TtlCtx {
+    rec: Arc<Recorder>,
+    api: Api,
+    n: usize,
+    keys: Arc<TtlKeys>,
+    skews: SkewLog,
+}
+
+impl TtlCtx {
+    /// The TTL facts of a read: its wall time, the deadline it reported,
+    /// and the lowest skew the node that served it had meanwhile.
+    fn read_meta(&self, wall: u64, t0: Instant, a: &client::TtlAnswer) -> TtlMeta {
+        let node = a
+            .served_by
+            .as_deref()
+            .and_then(|s| s.strip_prefix('n'))
+            .and_then(|s| s.parse::<usize>().ok());
+        TtlMeta {
+            wall_ms: wall,
+            expires_at_ms: a.expires_at_ms,
+            served_by: a.served_by.clone(),
+            node_skew_ms: node.and_then(|i| self.skews.lowest(i, t0, Instant::now())),
+            unreported: false,
+        }
+    }
+}
+
+/// The TTL facts of a write, expire or persist.
+fn write_meta(wall: u64, expires_at_ms: Option<u64>) -> TtlMeta {
+    TtlMeta {
+        wall_ms: wall,
+        expires_at_ms,
+        ..TtlMeta::default()
+    }
+}
+
+/// One TTL client: on the TTL keys, 80% linearizable reads (15% of them
+/// through the seed API), 20% writes: with a short TTL, a long TTL (1 h),
+/// none (clears it), keepttl, expire (short or long), persist, CAS. It
+/// paces itself (10-60 ms between ops) so that keys live long enough to
+/// expire between writes. Its last op is a write with a short TTL.
+async fn ttl_loop(ctx: Arc<TtlCtx>, index: usize, seed: u64, until: Instant) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let rec = &ctx.rec;
+    let api = &ctx.api;
+    let mut client = rec.new_client();
+    let mut counter = 0u64;
+    while Instant::now() < until {
+        let addr = Db::http(rng.gen_range(1..=ctx.n));
+        let slot = rng.gen_range(0..ctx.keys.gens.len());
+        let (key, generation) = ctx.keys.key(slot);
+        let choice = rng.gen_range(0..100);
+        let (t0, mut invoke, mut wall) = (Instant::now(), rec.now(), wall_ms());
+        let ok;
+        if choice < 80 {
+            let (outcome, meta) = if rng.gen_bool(0.15) {
+                // The seed API: no deadline header, serving node unknown.
+                let r = api.read(&addr, &key, true).await;
+                let meta = TtlMeta {
+                    unreported: true,
+                    ..write_meta(wall, None)
+                };
+                (r.outcome, meta)
+            } else {
+                let a = api.read_ttl(&addr, &key, false).await;
+                let meta = ctx.read_meta(wall, t0, &a);
+                (a.outcome, meta)
+            };
+            ok = matches!(outcome, Outcome::Ok(_));
+            if ok {
+                rec.record(Event {
+                    client,
+                    key,
+                    op: Op::Read,
+                    invoke_ns: invoke,
+                    complete_ns: Some(rec.now()),
+                    outcome,
+                    ttl: Some(meta),
+                });
+            }
+        } else {
+            counter += 1;
+            let value = format!("t{client}-{counter}");
+            let (op, a) = match choice {
+                80..84 => {
+                    let ms = short_ttl(&mut rng);
+                    let a = api.put_ttl(&addr, &key, &value, PutTtl::In(ms), None).await;
+                    (Op::WriteTtl { value, ttl_ms: ms }, a)
+                }
+                84..86 => {
+                    let a = api
+                        .put_ttl(&addr, &key, &value, PutTtl::In(LONG_TTL_MS), None)
+                        .await;
+                    (
+                        Op::WriteTtl {
+                            value,
+                            ttl_ms: LONG_TTL_MS,
+                        },
+                        a,
+                    )
+                }
+                86..89 => {
+                    let a = api.put_ttl(&addr, &key, &value, PutTtl::Clear, None).await;
+                    (Op::Write(value), a)
+                }
+                89..90 => {
+                    let a = api.put_ttl(&addr, &key, &value, PutTtl::Keep, None).await;
+                    (Op::WriteKeepTtl(value), a)
+                }
+                90..94 => {
+                    let ms = short_ttl(&mut rng);
+                    let a = api.expire(&addr, &key, Some(ms)).await;
+                    (Op::Expire { ttl_ms: ms }, a)
+                }
+                94..95 => {
+                    let a = api.expire(&addr, &key, Some(LONG_TTL_MS)).await;
+                    (
+                        Op::Expire {
+                            ttl_ms: LONG_TTL_MS,
+                        },
+                        a,
+                    )
+                }
+                95..97 => {
+                    let a = api.expire(&addr, &key, None).await;
+                    (Op::Persist, a)
+                }
+                _ => {
+                    // CAS: a read (recorded), then a PUT on its modify index.
+                    let r = api.read_ttl(&addr, &key, false).await;
+                    let Outcome::Ok(Ret::Read(expected)) = r.outcome.clone() else {
+                        tokio::time::sleep(Duration::from_millis(rng.gen_range(10..50))).await;
+                        continue;
+                    };
+                    let meta = ctx.read_meta(wall, t0, &r);
+                    rec.record(Event {
+                        client,
+                        key: key.clone(),
+                        op: Op::Read,
+                        invoke_ns: invoke,
+                        complete_ns: Some(rec.now()),
+                        outcome: r.outcome,
+                        ttl: Some(meta),
+                    });
+                    (invoke, wall) = (rec.now(), wall_ms());
+                    let a = api
+                        .put_ttl(&addr, &key, &value, PutTtl::Clear, Some(r.index))
+                        .await;
+                    let op = Op::Cas {
+                        expected,
+                        new: value,
+                    };
+                    (op, a)
+                }
+            };
+            ok = matches!(a.outcome, Outcome::Ok(_));
+            let indeterminate = a.outcome == Outcome::Indeterminate;
+            let ttl_op = matches!(op, Op::Expire { .. } | Op::Persist);
+            rec.record(Event {
+                client,
+                key,
+                op,
+                invoke_ns: invoke,
+                complete_ns: completed(&a.outcome, rec.now()),
+                outcome: a.outcome,
+                ttl: Some(write_meta(wall, a.expires_at_ms)),
+            });
+            if indeterminate {
+                client = rec.new_client();
+                if ttl_op {
+                    ctx.keys.retire(slot, generation);
+                }
+            }
+        }
+        if !ok {
+            tokio::time::sleep(Duration::from_millis(rng.gen_range(10..50))).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(10..60))).await;
+    }
+    // End on a short TTL (on this client's key; retried while refused, for
+    // a few seconds), so that the check after the run has expired values
+    // to look for, written while the last faults were still in place.
+    let slot = index % ctx.keys.gens.len();
+    let give_up = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < give_up {
+        let (key, _) = ctx.keys.key(slot);
+        counter += 1;
+        let value = format!("t{client}-{counter}");
+        let ms = rng.gen_range(10..200);
+        let (invoke, wall) = (rec.now(), wall_ms());
+        let addr = Db::http(rng.gen_range(1..=ctx.n));
+        let a = api.put_ttl(&addr, &key, &value, PutTtl::In(ms), None).await;
+        let refused = a.outcome == Outcome::Fail;
+        rec.record(Event {
+            client,
+            key,
+            op: Op::WriteTtl { value, ttl_ms: ms },
+            invoke_ns: invoke,
+            complete_ns: completed(&a.outcome, rec.now()),
+            outcome: a.outcome,
+            ttl: Some(write_meta(wall, a.expires_at_ms)),
+        });
+        if !refused {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// What the check after the run found (see [`ttl_after_run`]).
+#[derive(Default)]
+struct TtlAfter {
+    /// Values past their deadline still on a replica, or with a deadline
+    /// they cannot have.
+    violations: Vec<ttl::TtlViolation>,
+    /// Replicas whose state holds more keys than their reads show: expired
+    /// entries the leader never ticked away.
+    unremoved: Vec<String>,
+    /// Stale reads of the TTL keys in the last round, and how many found a
+    /// value: without a deadline, with a long one, with a short one still
+    /// ahead on the leader's clock (all legitimately there).
+    reads: usize,
+    present: usize,
+    no_deadline: usize,
+    long_deadline: usize,
+    deadline_ahead: usize,
+    /// The skew of the leader at the end, if known (ms).
+    leader_skew_ms: Option<i64>,
+    /// Problems at the first look (the leader may still have been ticking),
+    /// and how long after it they were gone (if they were).
+    first_look: Vec<String>,
+    settled_after: Option<Duration>,
+    /// The replicated clock minus the harness's clock, on the leader (ms).
+    clock_ahead_ms: Option<i64>,
+}
+
+/// After healing: every replica must have dropped the values whose
+/// deadline passed on the leader's clock (stale reads of the TTL keys on
+/// every node, `ttl::check_final`), and must hold no more keys than it
+/// shows (`/v1/status/digest` `keys` against stale reads of every key the
+/// run wrote, the count stable around the reads): an expired key is
+/// invisible to reads at once, but only the leader's expiry tick removes it
+/// from the state. Starts once the last short TTLs (2 s at most) and a tick
+/// have passed; polled for up to 15 s.
+async fn ttl_after_run(
+    api: &Api,
+    db: &Arc<Mutex<Db>>,
+    history: &History,
+    ttl_keys: &[String],
+    other_keys: &[String],
+    params: &TtlParams,
+) -> TtlAfter {
+    let n = db.lock().await.n();
+    let skews = db.lock().await.skews.clone();
+    // Let the short TTLs of the last writes (at most 2 s) pass, and the
+    // leader tick: problems at the first look are then real delays.
+    tokio::time::sleep(
+        Duration::from_millis(2_000) + Duration::from_millis(params.late_margin_ms()),
+    )
+    .await;
+    let start = Instant::now();
+    let give_up = start + Duration::from_secs(15);
+    let mut first_look: Option<Vec<String>> = None;
+    loop {
+        let mut out = TtlAfter::default();
+        let leader = nemesis::find_leader(api, db).await;
+        let leader_skew = leader.and_then(|l| skews.current(l));
+        let floor = wall_ms() as i64 + leader_skew.unwrap_or(-(params.max_skew_ms as i64));
+        if let Some(l) = leader
+            && let Some(v) = api.json(&Db::http(l), "/v1/status").await
+            && let Some(clock) = v["clock_ms"].as_u64()
+        {
+            out.clock_ahead_ms = Some(clock as i64 - wall_ms() as i64);
+        }
+        let mut reads = Vec::new();
+        for i in 1..=n {
+            let addr = Db::http(i);
+            let count = |v: Option<serde_json::Value>| v.and_then(|v| v["keys"].as_u64());
+            let before = count(api.json(&addr, "/v1/status/digest").await);
+            let mut visible = 0u64;
+            let mut complete = true;
+            for key in ttl_keys.iter().chain(other_keys) {
+                let a = api.read_ttl(&addr, key, true).await;
+                let Outcome::Ok(Ret::Read(value)) = a.outcome else {
+                    complete = false;
+                    continue;
+                };
+                visible += value.is_some() as u64;
+                if ttl_keys.contains(key) {
+                    reads.push(ttl::FinalRead {
+                        node: Db::id(i),
+                        key: key.clone(),
+                        value,
+                        expires_at_ms: a.expires_at_ms,
+                    });
+                }
+            }
+            let after = count(api.json(&addr, "/v1/status/digest").await);
+            if complete
+                && let (Some(b), Some(a)) = (before, after)
+                && a == b
+                && a != visible
+            {
+                out.unremoved.push(format!(
+                    "n{i} holds {a} keys but only {visible} of the keys the run wrote are readable on it: expired entries were not removed"
+                ));
+            }
+        }
+        out.reads = reads.len();
+        out.present = reads.iter().filter(|r| r.value.is_some()).count();
+        let present = || reads.iter().filter(|r| r.value.is_some());
+        out.no_deadline = present().filter(|r| r.expires_at_ms.is_none()).count();
+        let long = floor + LONG_TTL_MS as i64 / 2;
+        out.long_deadline = present()
+            .filter(|r| r.expires_at_ms.is_some_and(|d| d as i64 > long))
+            .count();
+        out.deadline_ahead = present()
+            .filter(|r| {
+                r.expires_at_ms
+                    .is_some_and(|d| d as i64 > floor && d as i64 <= long)
+            })
+            .count();
+        out.leader_skew_ms = leader_skew;
+        out.violations = ttl::check_final(history, &reads, floor, params);
+        let problems = out.violations.len() + out.unremoved.len();
+        out.first_look = first_look
+            .get_or_insert_with(|| {
+                let v = out.violations.iter().map(|v| v.to_string());
+                v.chain(out.unremoved.iter().cloned()).collect()
+            })
+            .clone();
+        if problems == 0 {
+            out.settled_after = Some(start.elapsed());
+            return out;
+        }
+        if Instant::now() >= give_up {
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -439,7 +896,12 @@ async fn run_with(
     let until = Instant::now() + Duration::from_secs(args.duration);
     let violations = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
-    for c in 0..args.clients {
+    let register_clients = if args.workload.register() {
+        args.clients
+    } else {
+        0
+    };
+    for c in 0..register_clients {
         tasks.push(tokio::spawn(client_loop(
             rec.clone(),
             api.clone(),
@@ -448,6 +910,28 @@ async fn run_with(
             schedule::stream_seed(seed, schedule::CLIENT_STREAM + c as u64),
             until,
         )));
+    }
+    let ttl_keys = Arc::new(TtlKeys::new(if args.workload.ttl() {
+        args.ttl_keys
+    } else {
+        0
+    }));
+    if args.workload.ttl() && args.ttl_keys > 0 {
+        let ctx = Arc::new(TtlCtx {
+            rec: rec.clone(),
+            api: api.clone(),
+            n,
+            keys: ttl_keys.clone(),
+            skews: db.lock().await.skews.clone(),
+        });
+        for c in 0..args.ttl_clients {
+            tasks.push(tokio::spawn(ttl_loop(
+                ctx.clone(),
+                c,
+                schedule::stream_seed(seed, schedule::TTL_CLIENT_STREAM + c as u64),
+                until,
+            )));
+        }
     }
     let sampler_task = tokio::spawn(sampler(api.clone(), db.clone(), until, violations.clone()));
     let mut nemesis = Nemesis::new(db.clone(), api.clone(), seed, faults.clone(), rec.start);
@@ -498,8 +982,13 @@ async fn run_with(
     })
     .await;
     // Final linearizable reads of every key from every node join the history.
+    let register_keys = if args.workload.register() {
+        args.keys
+    } else {
+        0
+    };
     for i in 1..=n {
-        for k in 0..args.keys {
+        for k in 0..register_keys {
             let key = format!("k{k}");
             let invoke = rec.now();
             let r = api.read(&Db::http(i), &key, false).await;
@@ -512,6 +1001,69 @@ async fn run_with(
                     invoke_ns: invoke,
                     complete_ns: Some(now),
                     outcome: r.outcome,
+                    ttl: None,
+                });
+            }
+        }
+    }
+    let ttl_params = TtlParams {
+        max_skew_ms: if faults.contains(&Fault::ClockSkew) {
+            nemesis::SKEW_SECS.unsigned_abs() * 1000
+        } else {
+            0
+        },
+        tick_ms: db::EXPIRY_TICK_MS,
+        ..TtlParams::default()
+    };
+    let skews = db.lock().await.skews.clone();
+    let all_ttl_keys = ttl_keys.all();
+    // Expired keys are gone from every replica (before any final
+    // linearizable read of the TTL keys, which would tick them away itself).
+    let mut other_keys: Vec<String> = (0..register_keys).map(|k| format!("k{k}")).collect();
+    other_keys.push("final".into());
+    let after = if all_ttl_keys.is_empty() {
+        TtlAfter::default()
+    } else {
+        let snapshot = History {
+            events: rec.events.lock().expect("events").clone(),
+        };
+        ttl_after_run(
+            &api,
+            &db,
+            &snapshot,
+            &all_ttl_keys,
+            &other_keys,
+            &ttl_params,
+        )
+        .await
+    };
+    // Final linearizable reads of the TTL keys from every node join the
+    // history too (after the check above, so that it sees what the
+    // leader's expiry ticks did, not what these reads' own ticks did).
+    for i in 1..=n {
+        for key in &all_ttl_keys {
+            let (t0, invoke, wall) = (Instant::now(), rec.now(), wall_ms());
+            let a = api.read_ttl(&Db::http(i), key, false).await;
+            if matches!(a.outcome, Outcome::Ok(_)) {
+                let node = a
+                    .served_by
+                    .as_deref()
+                    .and_then(|s| s.strip_prefix('n'))
+                    .and_then(|s| s.parse::<usize>().ok());
+                rec.record(Event {
+                    client: u64::MAX - i as u64,
+                    key: key.clone(),
+                    op: Op::Read,
+                    invoke_ns: invoke,
+                    complete_ns: Some(rec.now()),
+                    ttl: Some(TtlMeta {
+                        wall_ms: wall,
+                        expires_at_ms: a.expires_at_ms,
+                        served_by: a.served_by.clone(),
+                        node_skew_ms: node.and_then(|l| skews.lowest(l, t0, Instant::now())),
+                        unreported: false,
+                    }),
+                    outcome: a.outcome,
                 });
             }
         }
@@ -560,10 +1112,21 @@ async fn run_with(
     );
     println!("dcache-jepsen: {ops_line}");
     let t = Instant::now();
-    let report = checker::check(&history, checker::Budget::default());
+    let report = checker::check_with(&history, checker::Budget::default(), &ttl_params);
     let check_secs = t.elapsed().as_secs_f64();
     println!("dcache-jepsen: linearizability check took {check_secs:.2} s");
     println!("{report}");
+    let ttl_report = ttl::check_ttl(&history, &ttl_params);
+    println!("dcache-jepsen: TTL: {ttl_report}");
+    for v in &after.first_look {
+        println!("dcache-jepsen: TTL after the run, at first look: {v}");
+    }
+    for v in &after.violations {
+        println!("dcache-jepsen: TTL after the run: {v}");
+    }
+    for v in &after.unremoved {
+        println!("dcache-jepsen: TTL after the run: {v}");
+    }
     // The last look for nodes that exited on their own (before teardown).
     let (exits, crashed) = {
         let mut db = db.lock().await;
@@ -581,6 +1144,19 @@ async fn run_with(
     if !final_ok {
         anomalies.push("the final write did not succeed within 30 s".into());
     }
+    anomalies.extend(ttl_report.violations.iter().map(|v| format!("TTL: {v}")));
+    anomalies.extend(
+        after
+            .violations
+            .iter()
+            .map(|v| format!("TTL after the run: {v}")),
+    );
+    anomalies.extend(
+        after
+            .unremoved
+            .iter()
+            .map(|v| format!("TTL after the run: {v}")),
+    );
     if !converged {
         anomalies.push(format!("replicas did not converge: {last_digests:?}"));
     }
@@ -610,6 +1186,41 @@ async fn run_with(
         "linearizability: {:?}, {} keys, checked in {check_secs:.2} s",
         report.overall(),
         report.keys.len()
+    ));
+    lines.push(format!(
+        "ttl: {} TTL keys; {} present reads checked against a deadline (latest {} relative to it, margin {} ms, max skew {} ms); {} deadline headers checked; {} absent reads; {} violations",
+        ttl_report.keys,
+        ttl_report.late_checked,
+        ttl_report
+            .max_lateness_ms
+            .map_or("-".to_string(), |m| format!("{m:+} ms")),
+        ttl_report.margin_ms,
+        ttl_params.max_skew_ms,
+        ttl_report.deadline_checked,
+        ttl_report.absent_reads,
+        ttl_report.violations.len()
+    ));
+    lines.push(format!(
+        "ttl after the run: {} stale reads ({} keys x {n} nodes), {} present ({} without a deadline, {} with a long TTL, {} with a short deadline still ahead on the leader's clock; leader skew {}); replicated clock {} the harness's; problems: {} at first look, {} at the end{}",
+        after.reads,
+        all_ttl_keys.len(),
+        after.present,
+        after.no_deadline,
+        after.long_deadline,
+        after.deadline_ahead,
+        after
+            .leader_skew_ms
+            .map_or("unknown".to_string(), |ms| format!("{:+} s", ms / 1000)),
+        after.clock_ahead_ms.map_or("unknown vs".to_string(), |ms| format!(
+            "{:+.1} s vs",
+            ms as f64 / 1000.0
+        )),
+        after.first_look.len(),
+        after.violations.len() + after.unremoved.len(),
+        match after.settled_after {
+            Some(d) if !after.first_look.is_empty() => format!(" (gone after {:.1} s)", d.as_secs_f64()),
+            _ => String::new(),
+        }
     ));
     lines.push(format!(
         "recovery: all ready {all_ready}, final write {final_ok}, converged {converged}"

@@ -50,7 +50,7 @@ const MEMBERSHIP_SETTLE: Duration = Duration::from_secs(5);
 /// How long a skewed node gets to answer `/health` after its restart.
 const SKEW_CHECK_WAIT: Duration = Duration::from_secs(10);
 /// The skew of the clock-skew fault, either way (seconds).
-const SKEW_SECS: i64 = 90;
+pub const SKEW_SECS: i64 = 90;
 
 /// What became of one scheduled fault.
 enum Injection {
@@ -458,7 +458,9 @@ impl Nemesis {
 
     /// Restart a node with its wall clock off by ±[`SKEW_SECS`], then check
     /// that it is: its environment preloads libfaketime, and its `/health`
-    /// time is off by the skew.
+    /// time is off by the skew. Then hand it the leadership (best effort,
+    /// logged): a skewed clock matters most on the leader, whose clock
+    /// stamps every entry and so drives TTL expiry.
     async fn clock_skew(&mut self, hold: Duration) -> anyhow::Result<Injection> {
         let t0 = Instant::now();
         let n = self.db.lock().await.n();
@@ -479,12 +481,38 @@ impl Nemesis {
                 self.note(format!(
                     "clock-skew: n{victim} clock observed {seen:+.1} s off"
                 ));
+                self.lead_with(victim).await;
                 Injection::Done
             }
             Err(why) => Injection::Skipped(why),
         };
         tokio::time::sleep(hold.saturating_sub(t0.elapsed())).await;
         Ok(verdict)
+    }
+
+    /// Ask the leader to hand leadership to node `v` (a few tries while it
+    /// catches up); logs what happened, never fails the fault.
+    async fn lead_with(&mut self, v: usize) {
+        let deadline = Instant::now() + LEADER_WAIT;
+        let mut last = String::from("no leader");
+        while Instant::now() < deadline {
+            match find_leader(&self.api, &self.db).await {
+                Some(l) if l == v => {
+                    self.note(format!("clock-skew: n{v} leads"));
+                    return;
+                }
+                Some(l) => match self.api.transfer_leader(&Db::http(l), &Db::id(v)).await {
+                    Ok(new) => last = format!("n{l} handed over, new leader {new:?}"),
+                    Err(e) => last = format!("n{l} refused: {e}"),
+                },
+                None => last = "no leader".into(),
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        self.note(format!(
+            "clock-skew: leadership not moved to n{v} within {} s ({last})",
+            LEADER_WAIT.as_secs()
+        ));
     }
 
     /// The observed offset of node `i`'s clock if it shows `secs`.

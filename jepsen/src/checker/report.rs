@@ -28,7 +28,7 @@
 //! and the op that could not be placed after it (the earliest-returning
 //! outstanding op), with the other candidates that were pending there.
 
-use super::model::{Interner, KOp, State, Step};
+use super::model::{Interner, KOp, State, Step, TtlClass, class_of};
 use super::search::DeadEnd;
 use crate::history::{Event, History, Value};
 use std::fmt;
@@ -53,6 +53,8 @@ impl fmt::Display for OpRef {
 pub struct PlacedOp {
     pub op: OpRef,
     pub state_after: Option<Value>,
+    /// The TTL class of `state_after`.
+    pub ttl_after: TtlClass,
 }
 
 /// Why a key is not linearizable.
@@ -63,6 +65,8 @@ pub struct Anomaly {
     pub prefix: Vec<PlacedOp>,
     /// The register state after `prefix`.
     pub state_after_prefix: Option<Value>,
+    /// Its TTL class.
+    pub ttl_after_prefix: TtlClass,
     /// The op that could not be placed after `prefix`: of the ops still
     /// outstanding, the one that returned first.
     pub stuck: Option<OpRef>,
@@ -91,12 +95,17 @@ impl fmt::Display for Anomaly {
             }
         )?;
         for p in &self.prefix[skip..] {
-            writeln!(f, "    {}  => state {}", p.op, show(&p.state_after))?;
+            writeln!(
+                f,
+                "    {}  => state {}",
+                p.op,
+                show_ttl(&p.state_after, p.ttl_after)
+            )?;
         }
         writeln!(
             f,
             "  register after prefix: {}",
-            show(&self.state_after_prefix)
+            show_ttl(&self.state_after_prefix, self.ttl_after_prefix)
         )?;
         match &self.stuck {
             Some(s) => writeln!(f, "  cannot place next: {s}")?,
@@ -117,6 +126,14 @@ fn show(v: &Option<Value>) -> String {
     match v {
         Some(v) => format!("{v:?}"),
         None => "absent".into(),
+    }
+}
+
+fn show_ttl(v: &Option<Value>, ttl: TtlClass) -> String {
+    match ttl {
+        TtlClass::None => show(v),
+        TtlClass::Short => format!("{} (short TTL)", show(v)),
+        TtlClass::Long => format!("{} (long TTL)", show(v)),
     }
 }
 
@@ -267,24 +284,37 @@ pub(super) fn anomaly(
         prefix.push(PlacedOp {
             op: opref(op),
             state_after: interner.value(state),
+            ttl_after: class_of(state),
         });
     }
     let reason = match best.stuck {
         None => "no op can be placed".to_string(),
         Some(op) => {
             let st = ops[op as usize].step;
-            let cur = show(&interner.value(state));
+            let cur = interner.describe(state);
+            // A short TTL may have expired: the op is checked on absent too.
+            let or_absent = if class_of(state) == TtlClass::Short {
+                " (nor absent, had it expired)"
+            } else {
+                ""
+            };
             match (st.apply(state), st) {
                 (None, Step::Read(v)) => format!(
                     "it read {} but the register holds {cur}, and no pending op can make it so first",
                     show(&interner.value(v))
                 ),
                 (None, Step::CasApplied { expected, .. }) => format!(
-                    "it reports a successful CAS from {} but the register holds {cur}, and no pending op can make it so first",
+                    "it reports a successful CAS from {} but the register holds {cur}{or_absent}, and no pending op can make it so first",
                     show(&interner.value(expected))
                 ),
                 (None, Step::CasMismatch { .. }) => format!(
                     "it reports a CAS mismatch but the register holds its expected value {cur}, and no pending op can change it first"
+                ),
+                (None, Step::SetTtl(_)) => format!(
+                    "it found the key (expire/persist answered 200) but the register holds {cur}, and no pending op can write it first"
+                ),
+                (None, Step::SetTtlMissing) => format!(
+                    "it did not find the key (expire/persist answered 404) but the register holds {cur}, and no pending op can remove it first"
                 ),
                 _ => format!(
                     "it is legal on {cur}, but every way of continuing after it reaches a dead end"
@@ -296,6 +326,7 @@ pub(super) fn anomaly(
         key: key.to_string(),
         prefix,
         state_after_prefix: interner.value(state),
+        ttl_after_prefix: class_of(state),
         stuck: best.stuck.map(opref),
         reason,
         pending: best.pending.iter().map(|&op| opref(op)).collect(),

@@ -59,8 +59,10 @@
 //! and "at the very end" are indistinguishable, so this is exactly Porcupine's
 //! treatment with return time +infinity, minus the useless tail.) An
 //! indeterminate CAS is modelled only as *applied* (state must equal
-//! `expected`): the not-applied case is the same as not linearizing it. An
-//! indeterminate read has no effect and is dropped, as are `Fail` ops.
+//! `expected`): the not-applied case is the same as not linearizing it.
+//! Likewise an indeterminate expire or persist is modelled only as having
+//! found the key ("not found" changes nothing). An indeterminate read has no
+//! effect and is dropped, as are `Fail` ops.
 //!
 //! Indeterminate ops never leave the pending set, so without care each one
 //! doubles the configurations (with and without it) long after its effect was
@@ -70,10 +72,10 @@
 //! 1. Completed candidates are tried before indeterminate ones, and an
 //!    indeterminate op is only linearized if some current candidate could
 //!    directly follow it (one-step lookahead, no memoised state created).
-//! 2. A blind write (write, delete) may not directly follow an indeterminate
-//!    op. If a linearization has one there, nothing observed the
-//!    indeterminate op's effect, so the same linearization without it (it
-//!    "never happened") is also valid: searching only linearizations without
+//! 2. A blind write (write with or without a TTL, delete) may not directly
+//!    follow an indeterminate op. If a linearization has one there, nothing
+//!    observed the indeterminate op's effect, so the same linearization
+//!    without it (it "never happened") is also valid: searching only linearizations without
 //!    that pattern loses nothing. Whether the last op was indeterminate is
 //!    part of the memoised configuration, since it narrows what may follow.
 //! 3. Dominance: a configuration `(B, s)` is pruned when `(B \ W, s)` was
@@ -91,7 +93,7 @@
 //! indeterminate ops at all.
 
 use super::Budget;
-use super::model::{KOp, State, Step};
+use super::model::{KOp, State, Step, TtlClass, class_of, value_of};
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::time::Instant;
@@ -233,6 +235,9 @@ pub(super) struct Search<'a> {
     zobrist: Vec<u64>,
     /// Indeterminate CASes by expected value (see [`Search::observable`]).
     indet_cas_by_expected: HashMap<State, Vec<u32>>,
+    /// The other non-blind indeterminate ops (keepttl writes, expire,
+    /// persist): few, walked in full by [`Search::observable`].
+    indet_other_nonblind: Vec<u32>,
     // Search state.
     bits: Vec<u64>,
     ibits: Vec<u64>,
@@ -289,9 +294,14 @@ impl<'a> Search<'a> {
             op_node[op as usize] = (k + 1) as u32;
         }
         let mut indet_cas_by_expected: HashMap<State, Vec<u32>> = HashMap::new();
+        let mut indet_other_nonblind = Vec::new();
         for &(_, op) in &indets {
-            if let Step::CasApplied { expected, .. } = ops[op as usize].step {
-                indet_cas_by_expected.entry(expected).or_default().push(op);
+            match ops[op as usize].step {
+                Step::CasApplied { expected, .. } => {
+                    indet_cas_by_expected.entry(expected).or_default().push(op)
+                }
+                st if !st.is_blind() => indet_other_nonblind.push(op),
+                _ => {}
             }
         }
         let words = n.div_ceil(64).max(1);
@@ -307,6 +317,7 @@ impl<'a> Search<'a> {
             node_op,
             op_node,
             indet_cas_by_expected,
+            indet_other_nonblind,
             zobrist: (0..n as u64)
                 .map(|i| splitmix64(i ^ 0x5EED_0FC0_FFEE))
                 .collect(),
@@ -412,14 +423,14 @@ impl<'a> Search<'a> {
     /// configuration is new and not dominated.
     fn try_push(&mut self, op: u32, bound: u64) -> bool {
         let kop = self.ops[op as usize];
-        // Never let a blind write (write, delete) directly follow an
+        // Never let a blind write (write with or without TTL, delete) directly follow an
         // indeterminate op: nothing could have observed that op's effect,
         // so dropping it ("it never happened") gives an equally valid
         // linearization, and that one is searched. Without this rule every
         // pending indeterminate write doubles the space of a failing search.
         // The flag is part of the memoised configuration, since it narrows
         // what may come next.
-        if self.after_indet && matches!(kop.step, Step::Write(_) | Step::Delete) {
+        if self.after_indet && kop.step.is_blind() {
             return false;
         }
         let Some(new_state) = kop.step.apply(self.state) else {
@@ -484,14 +495,15 @@ impl<'a> Search<'a> {
 
     /// One-step lookahead for indeterminate `op` leading to `state`: whether
     /// some current candidate could directly follow it. By the rule in
-    /// [`Search::try_push`] only a non-blind op (read, CAS) may, so if none
-    /// is legal in `state` the configuration is a dead end and need not be
-    /// created. Cheap compared with a memoised push, and it matters: at
-    /// every dead end all pending indeterminate ops are tried.
+    /// [`Search::try_push`] only a non-blind op (read, CAS, keepttl write,
+    /// expire, persist) may, so if none is legal in `state` the
+    /// configuration is a dead end and need not be created. Cheap compared
+    /// with a memoised push, and it matters: at every dead end all pending
+    /// indeterminate ops are tried.
     fn observable(&self, op: u32, state: State, bound: u64) -> bool {
         let follows = |o: u32| {
             let st = self.ops[o as usize].step;
-            !matches!(st, Step::Write(_) | Step::Delete) && st.apply(state).is_some()
+            !st.is_blind() && st.apply(state).is_some()
         };
         let mut e = self.main.next[0];
         while e != 0 && self.entry_is_call[e as usize] {
@@ -500,17 +512,29 @@ impl<'a> Search<'a> {
             }
             e = self.main.next[e as usize];
         }
-        // The only non-blind indeterminate ops are CASes, legal iff the
-        // state is their expected value: look them up by value rather than
-        // walk the (long) list of pending indeterminate ops.
-        let Some(cases) = self.indet_cas_by_expected.get(&state) else {
-            return false;
-        };
-        cases.iter().any(|&o| {
+        let pending = |o: u32| {
             o != op
                 && self.bits[(o / 64) as usize] & (1 << (o % 64)) == 0
                 && self.ops[o as usize].invoke <= bound
-        })
+        };
+        // Indeterminate CASes are legal iff the value is their expected one
+        // (or, for a short TTL, absent: it may expire first): look them up
+        // by value rather than walk the (long) list of pending
+        // indeterminate ops.
+        let mut values = vec![value_of(state)];
+        if class_of(state) == TtlClass::Short {
+            values.push(0);
+        }
+        for v in values {
+            if let Some(cases) = self.indet_cas_by_expected.get(&v)
+                && cases.iter().any(|&o| pending(o))
+            {
+                return true;
+            }
+        }
+        self.indet_other_nonblind
+            .iter()
+            .any(|&o| pending(o) && self.ops[o as usize].step.apply(state).is_some())
     }
 
     /// Whether `(bits, state)` (with `op` already in `bits`) is dominated by

@@ -136,6 +136,7 @@ pub(crate) fn generate(
             invoke_ns: p.invoke,
             complete_ns,
             outcome,
+            ttl: None,
         });
     }
     // Record in invocation order, as a harness would (order is irrelevant).

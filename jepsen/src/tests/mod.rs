@@ -4,6 +4,7 @@
 mod brute;
 mod generated;
 mod hand;
+mod ttl;
 
 use crate::checker::{Budget, Report, Verdict, check};
 use crate::history::{Event, History, Op, Ret};
