@@ -90,6 +90,33 @@ pub fn parse_ttl(what: &str, v: &str) -> Result<u64, ApiError> {
     }
 }
 
+/// An absolute deadline: milliseconds since the Unix epoch, or an RFC 3339
+/// time (`2026-12-02T15:00:00Z`, `...00.250+01:00`); at most ten years from
+/// now. A deadline already passed is accepted: the key expires at once
+/// (Redis `PXAT` in the past).
+pub fn parse_deadline(what: &str, v: &str) -> Result<u64, ApiError> {
+    let v = v.trim();
+    let ms = if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        v.parse::<u64>().ok()
+    } else {
+        chrono::DateTime::parse_from_rfc3339(v)
+            .ok()
+            .and_then(|t| u64::try_from(t.timestamp_millis()).ok())
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    match ms {
+        Some(ms) if ms >= 1 && ms <= now.saturating_add(crate::kv::MAX_TTL_MS) => Ok(ms),
+        Some(_) => Err(ApiError::invalid(format!(
+            "invalid {what} {v:?}: must be after the epoch and at most 10 years from now"
+        ))),
+        None => Err(ApiError::invalid(format!(
+            "invalid {what} {v:?}: expected milliseconds since the Unix epoch or an RFC 3339 time"
+        ))),
+    }
+}
+
 /// The 413 for an input over its cap.
 pub fn too_large(what: &str, size: usize, limit: usize) -> ApiError {
     ApiError::new(
@@ -196,6 +223,19 @@ mod tests {
                 "{bad}: {}",
                 e.message
             );
+        }
+    }
+
+    #[test]
+    fn deadlines_in_ms_or_rfc3339() {
+        assert_eq!(parse_deadline("expire_at", "1700000000000").unwrap(), 1_700_000_000_000);
+        assert_eq!(
+            parse_deadline("expire_at", "2023-11-14T22:13:20.250Z").unwrap(),
+            1_700_000_000_250
+        );
+        for bad in ["", "0", "soon", "-5", "2023-13-01T00:00:00Z", "99999999999999999"] {
+            let e = parse_deadline("expire_at", bad).unwrap_err();
+            assert!(e.message.contains(&format!("{bad:?}")), "{bad}: {}", e.message);
         }
     }
 

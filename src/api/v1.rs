@@ -57,6 +57,8 @@ struct KvQuery {
     /// `ttl` (PUT) or `expire` (POST), in ms.
     ttl: Option<u64>,
     expire: Option<u64>,
+    /// `expire_at`: an absolute deadline, ms since the epoch.
+    expire_at: Option<u64>,
     keepttl: bool,
     persist: bool,
 }
@@ -75,6 +77,7 @@ fn kv_query(raw: &Raw) -> Result<KvQuery, ApiError> {
             "consistency" => q.consistency = Some(keys::parse_consistency(&v)?),
             "ttl" => q.ttl = Some(keys::parse_ttl("ttl", &v)?),
             "expire" => q.expire = Some(keys::parse_ttl("expire", &v)?),
+            "expire_at" => q.expire_at = Some(keys::parse_deadline("expire_at", &v)?),
             "keepttl" => q.keepttl = keys::parse_flag("keepttl", &v)?,
             "persist" => q.persist = keys::parse_flag("persist", &v)?,
             // `redirect` is handled by the forwarder; others are ignored,
@@ -180,13 +183,16 @@ async fn put_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
             "expire and persist go with POST /v1/kv/{key}; PUT takes ttl or keepttl",
         ));
     }
-    let ttl = match (q.ttl, q.keepttl) {
-        (Some(_), true) => {
-            return Err(ApiError::invalid("ttl and keepttl=true exclude each other"));
+    let ttl = match (q.ttl, q.expire_at, q.keepttl) {
+        (Some(ms), None, false) => Ttl::In(ms),
+        (None, Some(at), false) => Ttl::At(at),
+        (None, None, true) => Ttl::Keep,
+        (None, None, false) => Ttl::Clear,
+        _ => {
+            return Err(ApiError::invalid(
+                "ttl, expire_at and keepttl=true exclude each other",
+            ));
         }
-        (Some(ms), false) => Ttl::In(ms),
-        (None, true) => Ttl::Keep,
-        (None, false) => Ttl::Clear,
     };
     let cmd = Command::Set {
         key: key.clone(),
@@ -222,12 +228,13 @@ async fn put_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
 /// `?persist=true` removes it. 404 when the key does not exist.
 async fn expire_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
     let (key, q) = kv_request(&state, &raw)?;
-    let ttl = match (q.expire, q.persist) {
-        (Some(ms), false) => Ttl::In(ms),
-        (None, true) => Ttl::Clear,
+    let ttl = match (q.expire, q.expire_at, q.persist) {
+        (Some(ms), None, false) => Ttl::In(ms),
+        (None, Some(at), false) => Ttl::At(at),
+        (None, None, true) => Ttl::Clear,
         _ => {
             return Err(ApiError::invalid(
-                "POST /v1/kv/{key} takes exactly one of expire=<duration> or persist=true",
+                "POST /v1/kv/{key} takes exactly one of expire=<duration>, expire_at=<time> or persist=true",
             ));
         }
     };

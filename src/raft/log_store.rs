@@ -172,6 +172,10 @@ impl raft_log::Types for WalTypes {
 const LOG_CACHE_ITEMS: usize = 10_000;
 /// Bytes raft-log keeps in memory at most.
 const LOG_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Records per WAL chunk file (see [`LogStore::open`]).
+const WAL_CHUNK_RECORDS: usize = 8192;
+/// Bytes per WAL chunk file at most.
+const WAL_CHUNK_BYTES: usize = 32 * 1024 * 1024;
 
 /// The log store. Clones share one `RaftLog`; openraft reads through a clone
 /// (the log reader) while the core writes through another.
@@ -193,6 +197,14 @@ impl LogStore {
         // log from disk (the page cache, usually) or get a snapshot.
         config.log_cache_max_items = Some(LOG_CACHE_ITEMS);
         config.log_cache_capacity = Some(LOG_CACHE_BYTES);
+        // Small chunks: purging after a snapshot deletes whole chunks only,
+        // and opening reads every record of the chunks left. With
+        // raft-log's defaults (1M records / 1 GiB per chunk) the WAL kept
+        // every entry ever written until a chunk filled, and a restart read
+        // them all into memory (300,000 writes: a 100 MB chunk, 200 MB of
+        // heap at open; docs/BENCHMARKS.md "Memory").
+        config.wal.chunk_max_records = Some(WAL_CHUNK_RECORDS);
+        config.wal.chunk_max_size = Some(WAL_CHUNK_BYTES);
         config.wal.flush_batch_wait = flush_wait;
         let log = raft_log::RaftLog::open(Arc::new(config)).map_err(|e| {
             io::Error::new(

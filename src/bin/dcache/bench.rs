@@ -12,7 +12,8 @@
 //!   its own `reqwest::Client` (HTTP/1.1, no proxy, at most one idle pooled
 //!   connection), so each worker reuses one keep-alive connection. Worker `i`
 //!   talks to `addrs[i % addrs.len()]` (round-robin over the nodes).
-//! * Each worker picks keys `bench-<n>`, `n` uniform in `0..keys`, and sends one
+//! * Each worker picks keys `<prefix><n>` (`--key-prefix`, default `bench-`),
+//!   `n` uniform in `0..keys`, and sends one
 //!   request at a time: it waits for the full response body before sending the
 //!   next one. PUT bodies are one random alphanumeric value of `--value-size`
 //!   bytes, generated once per worker.
@@ -31,7 +32,8 @@
 //!   `ops_per_sec` cover successes and misses only (requests that got a valid
 //!   answer), so fast failures such as "connection refused" do not inflate
 //!   them. When nothing got a valid answer they are all 0.
-//! * With `--preload` on a GET run, every key `bench-0 .. bench-<keys-1>` is
+//! * `--put-query` adds a query string to every PUT (e.g. `ttl=30s`).
+//! * With `--preload` on a GET run, every key `<prefix>0 .. <prefix><keys-1>` is
 //!   PUT once before the measured phase (spread over the same workers and
 //!   connections); that phase is not timed or counted, and any failed preload
 //!   PUT makes `run` return an error.
@@ -96,6 +98,13 @@ pub struct BenchArgs {
     /// Print the report as one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Keys are "<prefix><n>".
+    #[arg(long, default_value = "bench-")]
+    pub key_prefix: String,
+    /// Query string added to every PUT (the preload's too), e.g.
+    /// `ttl=30s` or `expire_at=1798761599000`.
+    #[arg(long, default_value = "")]
+    pub put_query: String,
 }
 
 /// The operation a bench run sends.
@@ -186,29 +195,35 @@ struct Worker {
     value: Bytes,
     op: Op,
     stale: bool,
+    key_prefix: String,
+    /// `?...` added to PUT URLs, or empty.
+    put_query: String,
 }
 
 impl Worker {
-    /// `<base>/v1/kv/bench-<n>`, the key percent-encoded.
+    /// `<base>/v1/kv/<prefix><n>`, the key percent-encoded.
     fn key_url(&self, n: u64) -> String {
-        let key = format!("bench-{n}");
+        let key = format!("{}{n}", self.key_prefix);
         format!("{}/v1/kv/{}", self.base, dcache::client::encode_key(&key))
+    }
+
+    fn put_url(&self, n: u64) -> String {
+        self.key_url(n) + &self.put_query
     }
 
     /// The URL of the measured request for key `n`.
     fn url(&self, n: u64) -> String {
-        let url = self.key_url(n);
-        if self.op == Op::Get && self.stale {
-            url + "?consistency=stale"
-        } else {
-            url
+        match self.op {
+            Op::Get if self.stale => self.key_url(n) + "?consistency=stale",
+            Op::Get => self.key_url(n),
+            Op::Put => self.put_url(n),
         }
     }
 
     async fn put(&self, n: u64) -> Result<(), String> {
         let resp = self
             .client
-            .put(self.key_url(n))
+            .put(self.put_url(n))
             .body(self.value.clone())
             .send()
             .await
@@ -355,6 +370,12 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             value: Bytes::from(value),
             op: args.op,
             stale: args.stale,
+            key_prefix: args.key_prefix.clone(),
+            put_query: if args.put_query.is_empty() {
+                String::new()
+            } else {
+                format!("?{}", args.put_query.trim_start_matches('?'))
+            },
         }));
     }
 
@@ -517,6 +538,8 @@ mod tests {
             stale: false,
             preload: false,
             json: false,
+            key_prefix: "bench-".into(),
+            put_query: String::new(),
         }
     }
 
@@ -687,11 +710,13 @@ mod tests {
             value: Bytes::new(),
             op: Op::Get,
             stale: true,
+            key_prefix: "bench-".into(),
+            put_query: "?ttl=5s".into(),
         };
         assert_eq!(w.url(7), "http://h:1/v1/kv/bench-7?consistency=stale");
         assert_eq!(dcache::client::encode_key("a b/c?%"), "a%20b/c%3F%25");
         let w = Worker { op: Op::Put, ..w };
-        assert_eq!(w.url(7), "http://h:1/v1/kv/bench-7");
+        assert_eq!(w.url(7), "http://h:1/v1/kv/bench-7?ttl=5s");
         assert_eq!(base_url(" h:2 ").unwrap(), "http://h:2");
         assert!(base_url("https://h:3").is_err());
     }

@@ -8,6 +8,12 @@
 
 mod bench;
 
+/// jemalloc, not glibc's malloc: after a load of a million keys glibc kept
+/// three times the live data resident (freed request buffers interleaved
+/// with long-lived items); see docs/BENCHMARKS.md "Memory".
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
