@@ -15,17 +15,6 @@ use dcache_testkit::ports::bind_retry;
 use dcache_testkit::ports::free_listener;
 use serde_json::json;
 
-/// `POST /v1/cluster/transfer-leader {"to": to}` through node `via`: 200,
-/// answering that `to` leads.
-async fn transfer(c: &TestCluster, via: usize, to: &str) {
-    let body = json!({ "to": to }).to_string();
-    let r = c
-        .req(via, "POST", "/v1/cluster/transfer-leader", body)
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json(), json!({ "leader": to }));
-}
-
 /// The two nodes other than `leader` in a 3-node cluster.
 fn others(leader: usize) -> [usize; 2] {
     [(leader + 1) % 3, (leader + 2) % 3]
@@ -101,14 +90,13 @@ async fn transfer_leader_to_a_named_node() {
     let c = TestCluster::start(3, |_| {}).await;
     let leader = c.leader().await;
     let [f, g] = others(leader);
-    let to = c.id(g).to_string();
     // Asked of a follower (forwarded): the named node leads.
-    transfer(&c, f, &to).await;
+    c.transfer_leader(f, g).await;
     assert_eq!(c.leader().await, g);
     c.put_ok(leader, "after", "transfer").await;
 
     // To the leader itself: nothing to do, it stays.
-    transfer(&c, g, &to).await;
+    c.transfer_leader(g, g).await;
     assert_eq!(c.leader().await, g);
 
     // To a node that is not a voter: 404 not_found; to nobody valid: 400.

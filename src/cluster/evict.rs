@@ -20,6 +20,10 @@
 //!   expiry index is ordered by deadline).
 //! - Keys chosen for writes still in flight are not chosen again
 //!   ([`Reservation`]), and the bytes those writes will add are counted.
+//!   A write whose victims free more than it adds counts as adding 0, not
+//!   as a credit: the log may order it after a write planned later, which
+//!   must then fit on its own victims. Plans are serialized, so each one
+//!   sees what the plans before it reserved.
 //! - A write larger than the whole budget gets no victims: it is refused,
 //!   never allowed to evict everything.
 
@@ -49,8 +53,8 @@ const MAX_VICTIMS: usize = 1024;
 pub struct Evictor {
     policy: EvictionPolicy,
     max_memory: u64,
-    /// Net bytes that proposed, not yet applied, writes will add (their
-    /// growth minus what their victims free).
+    /// Bytes that proposed, not yet applied, writes will add (each one's
+    /// growth minus what its victims free, at least 0).
     pending: AtomicI64,
     /// Keys named as victims by writes still in flight.
     doomed: Mutex<HashSet<Box<[u8]>>>,
@@ -129,8 +133,12 @@ impl Evictor {
     /// Plan `cmd`: reserve the bytes it adds and choose victims if it would
     /// go past the budget. `now_ms` is the leader's stamp (for idle times).
     pub fn plan(&self, cache: &Cache, cmd: &Command, now_ms: u64) -> Reservation<'_> {
-        let (bytes, victims) = self.choose_victims(cache, cmd, now_ms);
+        // One plan at a time: each sees the bytes reserved by every plan
+        // before it (concurrent plans would each count the same room).
+        let mut doomed = self.doomed.lock().expect("evictor lock");
+        let (bytes, victims) = self.choose_victims(cache, cmd, now_ms, &mut doomed);
         self.pending.fetch_add(bytes, Ordering::Relaxed);
+        drop(doomed);
         Reservation {
             evictor: self,
             bytes,
@@ -138,9 +146,15 @@ impl Evictor {
         }
     }
 
-    /// The net bytes `cmd` will add (growth minus what its victims free),
-    /// and the victims.
-    fn choose_victims(&self, cache: &Cache, cmd: &Command, now_ms: u64) -> (i64, Vec<String>) {
+    /// The bytes `cmd` will add (growth minus what its victims free, at
+    /// least 0: see the module doc), and the victims.
+    fn choose_victims(
+        &self,
+        cache: &Cache,
+        cmd: &Command,
+        now_ms: u64,
+        doomed: &mut HashSet<Box<[u8]>>,
+    ) -> (i64, Vec<String>) {
         let mut victims = Vec::new();
         if self.max_memory == 0 {
             return (0, victims);
@@ -177,7 +191,6 @@ impl Evictor {
             return (net, victims);
         }
         let need = used - self.max_memory;
-        let mut doomed = self.doomed.lock().expect("evictor lock");
         let mut rng = self.rng.lock().expect("evictor lock");
         let mut freed = 0;
         let mut misses = 0;
@@ -192,7 +205,8 @@ impl Evictor {
                 None => misses += 1,
             }
         }
-        (net - i64::try_from(freed).unwrap_or(i64::MAX), victims)
+        let net = net - i64::try_from(freed).unwrap_or(i64::MAX);
+        (net.max(0), victims)
     }
 
     /// One victim under the policy, or `None` if no eligible key was found.

@@ -296,6 +296,47 @@ impl TestCluster {
         .await
     }
 
+    /// `GET path` on node `i`: asserts a 200 and returns the JSON body
+    /// (`/v1/status`, `/v1/status/digest`, `/v1/cluster`).
+    pub async fn get_json(&self, i: usize, path: &str) -> serde_json::Value {
+        let r = self.req(i, "GET", path, "").await;
+        assert_eq!(r.status, 200, "GET {path} on node {i}: {}", r.text());
+        r.json()
+    }
+
+    /// Wait until every running node reports the same applied index, key
+    /// count and state digest on `GET /v1/status/digest`, and return that
+    /// summary. Only a cluster that stops changing converges: call it once
+    /// the writes of interest are acknowledged.
+    pub async fn wait_converged(&self) -> serde_json::Value {
+        let running: Vec<usize> = self.running().collect();
+        wait_ok(&format!("nodes {running:?} to converge"), WAIT, || async {
+            let mut first: Option<serde_json::Value> = None;
+            for &i in &running {
+                let d = self.get_json(i, "/v1/status/digest").await;
+                match &first {
+                    None => first = Some(d),
+                    Some(f) if *f == d => {}
+                    Some(f) => return Err(format!("node {}: {f} / node {i}: {d}", running[0])),
+                }
+            }
+            first.ok_or_else(|| "no node is running".to_string())
+        })
+        .await
+    }
+
+    /// `POST /v1/cluster/transfer-leader {"to": <id of node to>}` through
+    /// node `via`: asserts the 200 answer naming `to` as the leader.
+    pub async fn transfer_leader(&self, via: usize, to: usize) {
+        let to = self.id(to).to_string();
+        let body = serde_json::json!({ "to": to }).to_string();
+        let r = self
+            .req(via, "POST", "/v1/cluster/transfer-leader", body)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json(), serde_json::json!({ "leader": to }));
+    }
+
     /// Stop every running node (abruptly).
     pub async fn shutdown_all(mut self) {
         for i in 0..self.nodes.len() {

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::kv::Request;
+use crate::kv::Response;
 
 const SEED: u64 = 20261202;
 const NOW: u64 = 10_000_000;
@@ -145,8 +146,8 @@ fn writes_in_flight_do_not_pick_the_same_victim_and_count_their_bytes() {
     let a = e.plan(&c, &write("a"), NOW);
     let b = e.plan(&c, &write("b"), NOW);
     assert_eq!(a.victims(), ["k00"]);
-    // b counts a's net bytes (a's victim frees more than a adds) and does
-    // not take k00 again: it takes the next one.
+    // b does not count on the room a's victim will free (the log may
+    // order b first) and does not take k00 again: it takes the next one.
     assert_eq!(b.victims(), ["k01"]);
     drop(a);
     drop(b);
@@ -164,4 +165,43 @@ fn a_write_bigger_than_the_whole_budget_evicts_nothing() {
         ttl: Ttl::Clear,
     };
     assert!(e.plan(&c, &huge, NOW).victims().is_empty());
+}
+
+/// The log may order concurrent writes differently from their plans: a
+/// write planned after another must not count on the room the other's
+/// victims will free, since it may be applied first (found by
+/// tests/eviction.rs `evictions_under_load_converge_across_a_follower_restart`:
+/// allkeys-lru writes refused with 507 under concurrent load).
+#[test]
+fn a_write_applied_before_an_earlier_planned_one_still_fits() {
+    let mut c = cache(&[]);
+    let max = full(&c);
+    let e = Evictor::seeded(EvictionPolicy::VolatileTtl, max, SEED);
+    // `a` (1 + 80 + 80 bytes) needs two victims (152 bytes each), which
+    // free 143 bytes more than `a` adds; `b` (91 bytes) is planned while
+    // `a` is in flight.
+    let a_cmd = Command::Set {
+        key: "a".into(),
+        value: vec![b'x'; 80],
+        cas: None,
+        ttl: Ttl::Clear,
+    };
+    let a = e.plan(&c, &a_cmd, NOW);
+    assert_eq!(a.victims(), ["k00", "k01"]);
+    let b_cmd = write("b");
+    let b = e.plan(&c, &b_cmd, NOW);
+    let request = |cmd: &Command, victims: &[String]| Request {
+        now_ms: NOW,
+        cmd: cmd.clone(),
+        evict: victims.to_vec(),
+        max_memory: max,
+    };
+    let (ra, rb) = (request(&a_cmd, a.victims()), request(&b_cmd, b.victims()));
+    // `b` reaches the log first: it must fit on its own victims.
+    assert!(
+        matches!(c.apply(20, &rb), Response::Set { .. }),
+        "b refused: it counted on a's victims"
+    );
+    assert!(matches!(c.apply(21, &ra), Response::Set { .. }));
+    assert!(c.mem_bytes() <= max);
 }
