@@ -228,14 +228,28 @@ mod tests {
 
     #[test]
     fn deadlines_in_ms_or_rfc3339() {
-        assert_eq!(parse_deadline("expire_at", "1700000000000").unwrap(), 1_700_000_000_000);
+        assert_eq!(
+            parse_deadline("expire_at", "1700000000000").unwrap(),
+            1_700_000_000_000
+        );
         assert_eq!(
             parse_deadline("expire_at", "2023-11-14T22:13:20.250Z").unwrap(),
             1_700_000_000_250
         );
-        for bad in ["", "0", "soon", "-5", "2023-13-01T00:00:00Z", "99999999999999999"] {
+        for bad in [
+            "",
+            "0",
+            "soon",
+            "-5",
+            "2023-13-01T00:00:00Z",
+            "99999999999999999",
+        ] {
             let e = parse_deadline("expire_at", bad).unwrap_err();
-            assert!(e.message.contains(&format!("{bad:?}")), "{bad}: {}", e.message);
+            assert!(
+                e.message.contains(&format!("{bad:?}")),
+                "{bad}: {}",
+                e.message
+            );
         }
     }
 

@@ -125,14 +125,29 @@ impl Evictor {
         self.policy
     }
 
-    /// A coin for the LFU counter's logarithmic growth.
-    pub fn coin(&self) -> f64 {
-        self.rng.lock().expect("evictor lock").r#gen()
+    /// How a read should touch the key's access word: `None` when nothing
+    /// is tracked (no memory limit: the read path stays lock-free), else a
+    /// coin for the LFU counter's logarithmic growth (1.0, never counting,
+    /// when the policy does not use frequency).
+    pub fn touch_coin(&self) -> Option<f64> {
+        match (self.max_memory, self.policy) {
+            (0, _) | (_, EvictionPolicy::NoEviction) => None,
+            (_, EvictionPolicy::AllkeysLfu) => Some(self.rng.lock().expect("evictor lock").r#gen()),
+            _ => Some(1.0),
+        }
     }
 
     /// Plan `cmd`: reserve the bytes it adds and choose victims if it would
     /// go past the budget. `now_ms` is the leader's stamp (for idle times).
     pub fn plan(&self, cache: &Cache, cmd: &Command, now_ms: u64) -> Reservation<'_> {
+        if self.max_memory == 0 {
+            // Unlimited (the default): nothing to count, no lock taken.
+            return Reservation {
+                evictor: self,
+                bytes: 0,
+                victims: Vec::new(),
+            };
+        }
         // One plan at a time: each sees the bytes reserved by every plan
         // before it (concurrent plans would each count the same room).
         let mut doomed = self.doomed.lock().expect("evictor lock");

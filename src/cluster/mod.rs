@@ -343,7 +343,7 @@ impl Cluster {
     /// below the replicated clock or an earlier stamp of this node, so the
     /// replicated clock never goes back, across leader changes too.
     pub fn stamp(&self) -> u64 {
-        let floor = self.reader.stats().clock_ms;
+        let floor = self.reader.clock_ms();
         let now = wall_ms().max(floor);
         self.stamped.fetch_max(now, Ordering::Relaxed).max(now)
     }
@@ -434,7 +434,11 @@ impl Cluster {
             }
         }
         let now = self.stamp();
-        let mut r = self.reader.get_and_touch(key, now, self.evictor.coin());
+        let touch = |k: &str| match self.evictor.touch_coin() {
+            Some(coin) => self.reader.get_and_touch(k, now, coin),
+            None => self.reader.get(k),
+        };
+        let mut r = touch(key);
         let due = r
             .entry
             .as_ref()
@@ -444,7 +448,7 @@ impl Cluster {
                 max: self.cfg.cache.expiry_batch,
             };
             self.write(tick, deadline).await?;
-            r = self.reader.get_and_touch(key, now, self.evictor.coin());
+            r = touch(key);
         }
         let counter = if r.entry.is_some() {
             &self.hits

@@ -29,6 +29,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::RwLock;
+use std::sync::atomic::Ordering;
 
 use futures_util::Stream;
 use futures_util::TryStreamExt;
@@ -64,6 +65,9 @@ struct Shared {
     dir: PathBuf,
     /// Held by a snapshot build or install for its whole duration.
     build: tokio::sync::Mutex<()>,
+    /// The cache's replicated clock, mirrored after each change so the
+    /// proposer can stamp without taking the state lock.
+    clock_ms: std::sync::atomic::AtomicU64,
 }
 
 /// The state machine handed to openraft. Cheap to clone.
@@ -111,12 +115,14 @@ impl StateMachine {
                 None,
             ),
         };
+        let clock_ms = state.cache.clock_ms();
         Ok(Self {
             shared: Arc::new(Shared {
                 state: RwLock::new(state),
                 current: Mutex::new(current),
                 dir: dir.to_path_buf(),
                 build: tokio::sync::Mutex::new(()),
+                clock_ms: std::sync::atomic::AtomicU64::new(clock_ms),
             }),
         })
     }
@@ -179,6 +185,11 @@ impl StateReader {
     /// Run `f` on the cache under the read lock (keep it short: apply waits).
     pub fn inspect<T>(&self, f: impl FnOnce(&Cache) -> T) -> T {
         f(&self.read().cache)
+    }
+
+    /// The replicated clock (ms since the epoch), without the state lock.
+    pub fn clock_ms(&self) -> u64 {
+        self.shared.clock_ms.load(Ordering::Relaxed)
     }
 
     pub fn applied_index(&self) -> u64 {
@@ -299,7 +310,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 st.last_applied = Some(entry.log_id.clone());
                 match entry.payload {
                     EntryPayload::Blank => Response::Empty,
-                    EntryPayload::Normal(ref req) => st.cache.apply(entry.log_id.index, req),
+                    EntryPayload::Normal(ref req) => {
+                        let r = st.cache.apply(entry.log_id.index, req);
+                        self.shared
+                            .clock_ms
+                            .store(st.cache.clock_ms(), Ordering::Relaxed);
+                        r
+                    }
                     EntryPayload::Membership(ref m) => {
                         st.membership =
                             typ::StoredMembership::new(Some(entry.log_id.clone()), m.clone());
@@ -350,6 +367,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut st = self.shared.state.write().map_err(|_| lock_poisoned())?;
             st.last_applied = meta.last_log_id.clone();
             st.membership = meta.last_membership.clone();
+            self.shared
+                .clock_ms
+                .store(cache.clock_ms(), Ordering::Relaxed);
             std::mem::replace(&mut st.cache, cache)
         };
         // Free the old state outside the lock (a big map takes a while).
