@@ -308,6 +308,8 @@ async fn bad_ttls_and_conflicting_parameters_are_400_and_change_nothing() {
     // Parameters that exclude each other.
     for (method, path) in [
         ("PUT", "/v1/kv/b?ttl=1m&keepttl=true"),
+        ("PUT", "/v1/kv/b?ttl=1m&expire_at=1798761599000"),
+        ("POST", "/v1/kv/b?expire=1m&expire_at=1798761599000"),
         ("PUT", "/v1/kv/b?expire=1m"),
         ("PUT", "/v1/kv/b?persist=true"),
         ("POST", "/v1/kv/b?expire=1m&persist=true"),
@@ -318,11 +320,14 @@ async fn bad_ttls_and_conflicting_parameters_are_400_and_change_nothing() {
         r.assert_error(Code::InvalidInput);
     }
     let r = c.req(0, "PUT", "/v1/kv/b?ttl=1m&keepttl=true", "new").await;
-    assert_eq!(r.json()["error"], "ttl and keepttl=true exclude each other");
+    assert_eq!(
+        r.json()["error"],
+        "ttl, expire_at and keepttl=true exclude each other"
+    );
     let r = c.req(0, "PUT", "/v1/kv/b?expire=1m", "new").await;
     assert_eq!(
         r.json()["error"],
-        "expire and persist go with POST /v1/kv/{key}; PUT takes ttl or keepttl"
+        "expire and persist go with POST /v1/kv/{key}; PUT takes ttl, expire_at or keepttl"
     );
     // Nothing was applied.
     let g = c.req(0, "GET", "/v1/kv/b", "").await;
@@ -981,5 +986,61 @@ async fn a_mass_expiry_is_batched_while_other_writes_go_on() {
         entries >= writes + (KEYS as u64).div_ceil(u64::from(BATCH)),
         "{entries} entries for {writes} writes: expiry was not batched by {BATCH}"
     );
+    c.shutdown_all().await;
+}
+
+/// `expire_at` sets an absolute deadline, in ms since the epoch or RFC 3339,
+/// on PUT and POST; the answer and the headers carry exactly that deadline;
+/// one already passed expires the key at once (Redis `PXAT` in the past).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expire_at_sets_an_absolute_deadline() {
+    let c = TestCluster::start(1, |_| {}).await;
+    let at = now_ms() + 60_000;
+    let r = c
+        .req(0, "PUT", &format!("/v1/kv/a?expire_at={at}"), "v")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(parse_deadline(r.json()["expires_at"].as_str().unwrap()), at);
+    let (before, g, after) = timed(&c, 0, "GET", "/v1/kv/a", "").await;
+    assert_ttl_headers(&g, at, before, after);
+
+    let at2 = at + 1_250;
+    let rfc = chrono::DateTime::from_timestamp_millis(at2 as i64)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let r = c
+        .req(0, "POST", &format!("/v1/kv/a?expire_at={rfc}"), "")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        parse_deadline(r.json()["expires_at"].as_str().unwrap()),
+        at2
+    );
+    let r = c
+        .req(0, "POST", &format!("/v1/kv/absent?expire_at={at2}"), "")
+        .await;
+    r.assert_error(Code::KeyNotFound);
+
+    // A deadline already passed: the key is gone at once.
+    let past = now_ms() - 1_000;
+    let r = c
+        .req(0, "PUT", &format!("/v1/kv/old?expire_at={past}"), "v")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    c.req(0, "GET", "/v1/kv/old", "")
+        .await
+        .assert_error(Code::KeyNotFound);
+    // More than ten years ahead, or not a time: 400 naming the value.
+    for bad in ["99999999999999999", "tomorrow", "0"] {
+        let r = c
+            .req(0, "PUT", &format!("/v1/kv/b?expire_at={bad}"), "v")
+            .await;
+        r.assert_error(Code::InvalidInput);
+        let msg = r.json()["error"].as_str().unwrap().to_string();
+        assert!(
+            msg.starts_with(&format!("invalid expire_at {bad:?}: ")),
+            "{msg}"
+        );
+    }
     c.shutdown_all().await;
 }

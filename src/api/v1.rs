@@ -180,7 +180,7 @@ async fn put_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
     }
     if q.expire.is_some() || q.persist {
         return Err(ApiError::invalid(
-            "expire and persist go with POST /v1/kv/{key}; PUT takes ttl or keepttl",
+            "expire and persist go with POST /v1/kv/{key}; PUT takes ttl, expire_at or keepttl",
         ));
     }
     let ttl = match (q.ttl, q.expire_at, q.keepttl) {
