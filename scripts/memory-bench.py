@@ -174,6 +174,8 @@ def measure(label, binary):
         nodes = [n]
         pid = n.start()
         wait_until("node ready", lambda: ready(n.http), READY_TIMEOUT)
+        time.sleep(1)
+        idle, _ = rss_mib(pid)
         s = Sampler([pid])
         secs = load(binary, n.http)
         peak = s.done()[pid]
@@ -188,7 +190,7 @@ def measure(label, binary):
         rss_restart, _ = rss_mib(pid)
         n.stop()
         rows.append(dict(
-            label=label, setup="1 node", load_s=secs, peak=max(peak, hwm), rss=rss,
+            label=label, setup="1 node", idle=idle, load_s=secs, peak=max(peak, hwm), rss=rss,
             rss_restart=rss_restart, restart_s=t_ready, snapshot_mib=snap,
             accounted_per_key=accounted / KEYS, rss_per_key=rss * 2**20 / KEYS,
         ))
@@ -230,7 +232,7 @@ def measure(label, binary):
         leader_peak_send = s.done()[leader.proc.pid]
         follower_peak_install = s2.done()[fpid]
         rows.append(dict(
-            label=label, setup="3 nodes", load_s=secs,
+            label=label, setup="3 nodes", idle=idle, load_s=secs,
             peak=max(peaks.values()), rss=max(rss_after.values()),
             rss_restart=None, restart_s=t_catch, snapshot_mib=leader.snapshot_bytes() / 2**20,
             accounted_per_key=(metric(leader.http, "dcache_cache_memory_bytes") or 0) / KEYS,
@@ -258,14 +260,17 @@ def main():
     for label, b in pairs:
         rows += measure(label, os.path.abspath(b))
     print()
-    print("| binary | setup | load s | peak RSS MiB | RSS after load MiB | RSS ÷ raw | "
-          "RSS after restart MiB | ready after restart / catch-up s | snapshot MiB | "
-          "accounted B/key | RSS B/key | leader peak while sending MiB | follower peak while installing MiB |")
-    print("|" + "---|" * 13)
+    print("| binary | setup | idle RSS MiB | load s | peak RSS MiB | RSS after load MiB | "
+          "(RSS − idle) ÷ raw | (peak − idle) ÷ raw | RSS after restart MiB | "
+          "ready after restart / catch-up s | snapshot MiB | accounted B/key | RSS B/key | "
+          "leader peak while sending MiB | follower peak while installing MiB |")
+    print("|" + "---|" * 15)
     for r in rows:
         f = lambda v, fmt="{:.1f}": "-" if v is None else fmt.format(v)
-        print(f"| {r['label']} | {r['setup']} | {f(r['load_s'])} | {f(r['peak'])} | {f(r['rss'])} | "
-              f"{r['rss'] * 2**20 / RAW:.2f} | {f(r['rss_restart'])} | {f(r['restart_s'])} | "
+        above = lambda v: (v - r["idle"]) * 2**20 / RAW
+        print(f"| {r['label']} | {r['setup']} | {f(r['idle'])} | {f(r['load_s'])} | {f(r['peak'])} | "
+              f"{f(r['rss'])} | {above(r['rss']):.2f} | {above(r['peak']):.2f} | "
+              f"{f(r['rss_restart'])} | {f(r['restart_s'])} | "
               f"{f(r['snapshot_mib'])} | {f(r['accounted_per_key'], '{:.0f}')} | "
               f"{f(r['rss_per_key'], '{:.0f}')} | {f(r.get('leader_peak_send'))} | "
               f"{f(r.get('follower_peak_install'))} |")
