@@ -210,6 +210,12 @@ else
 fi
 
 mkdir -p "$(dirname "$OUT")"
+# The "## Memory" section (from scripts/memory-bench.py and
+# scripts/expiry-bench.py) is not this script's: keep it as it is.
+KEEP=""
+if [[ -f $OUT ]]; then
+    KEEP=$(awk '/^## Memory/{f=1} f' "$OUT")
+fi
 {
     cat <<EOF
 # dcache end-to-end benchmarks
@@ -299,6 +305,10 @@ EOF
         i=$((i + 1))
     done
     echo '```'
+    if [[ -n $KEEP ]]; then
+        echo
+        echo "$KEEP"
+    fi
 } >"$OUT"
 
 echo "== wrote $OUT"

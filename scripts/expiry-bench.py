@@ -78,7 +78,7 @@ def main():
 
         # One deadline for all keys, far enough ahead for the load to finish.
         t0 = time.time()
-        deadline = t0 + KEYS / 8000 + 40
+        deadline = t0 + KEYS / 5000 + 60
         at_ms = int(deadline * 1000)
         load = bench(binary, first, "--op", "get", "--preload", "--keys", str(KEYS),
                      "--connections", "32", "--key-prefix", "exp-",
