@@ -13,6 +13,7 @@ use dcache_testkit::cluster::TestCluster;
 use dcache_testkit::cluster::test_config;
 use dcache_testkit::ports::bind_retry;
 use dcache_testkit::ports::free_listener;
+use dcache_testkit::wait::wait_for;
 use serde_json::json;
 
 /// The two nodes other than `leader` in a 3-node cluster.
@@ -239,12 +240,9 @@ async fn join_conflicts_are_409_and_change_nothing() {
     other_n1.shutdown(false).await.unwrap();
 
     // An address that belongs to another member: n2 stops and something
-    // that says it is "x" answers on n2's Raft address. Not a real node:
-    // Raft RPCs do not name their target, so a real x there would get the
-    // leader's messages for n2 (an empty log answering n2's appends trips
-    // openraft's "follower log reversion" assertion on the leader). The
-    // stand-in answers `GET /raft/info` only, so to the leader n2 is just
-    // unreachable.
+    // that says it is "x" answers on n2's Raft address. The stand-in
+    // answers `GET /raft/info` only, so to the leader n2 is just
+    // unreachable (a real x would refuse RPCs addressed to n2: 421).
     let n2 = if leader == 2 { 1 } else { 2 };
     let n2_raft = c.nodes[n2].raft.to_string();
     let n2_id = c.id(n2).to_string();
@@ -254,6 +252,7 @@ async fn join_conflicts_are_409_and_change_nothing() {
             id: NodeId::from("x"),
             raft_addr: n2_raft.clone(),
             http_addr: c.nodes[n2].http.to_string(),
+            incarnation: 1,
             empty_log: true,
         },
         bind_retry(&n2_raft, WAIT).await,
@@ -310,6 +309,20 @@ async fn a_member_that_lost_its_data_must_be_removed_before_it_rejoins() {
             && e.contains(&format!("DELETE /v1/cluster/members/{}", c.id(f))),
         "{e}"
     );
+    // The leader's replication reaches the wiped node, which refuses it
+    // (the RPCs name its old incarnation), so the leader's view of its log
+    // does not go back (openraft panics on a log reversion) and it goes on.
+    let refused = wait_for(
+        "the leader's RPCs reach the wiped node and are refused",
+        WAIT,
+        || async {
+            let r = c.req(f, "GET", "/v1/cluster", "").await;
+            r.json()["refused_rpcs"].as_u64().filter(|&n| n > 0)
+        },
+    )
+    .await;
+    assert!(refused > 0);
+    c.put_ok(leader, "during", "v").await;
     c.stop(f, false).await;
     let r = c
         .req(

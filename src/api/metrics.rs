@@ -55,6 +55,7 @@ pub struct Metrics {
     purged_index: Gauge,
     log_entries: Gauge,
     members: Gauge,
+    refused_rpcs: Counter,
     keys: Gauge,
     mem_bytes: Gauge,
     max_memory: Gauge,
@@ -170,6 +171,10 @@ impl Metrics {
             "cache_out_of_memory_writes",
             "Writes refused because the cache was full"
         );
+        let refused_rpcs = counter!(
+            "raft_refused_rpcs",
+            "Raft RPCs refused because they named an earlier incarnation of this node"
+        );
         let expiry_lag = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         r.register(
             "cache_expiry_lag_seconds",
@@ -193,6 +198,7 @@ impl Metrics {
             purged_index,
             log_entries,
             members,
+            refused_rpcs,
             keys,
             mem_bytes,
             max_memory,
@@ -271,6 +277,7 @@ impl Metrics {
         self.purged_index.set(st.purged_index.map_or(-1, as_i64));
         self.log_entries.set(as_i64(log_entries));
         self.members.set(st.members.len() as i64);
+        advance(&self.refused_rpcs, st.refused_rpcs);
         self.keys.set(as_i64(keys));
         self.mem_bytes.set(as_i64(mem));
         let mut out = String::new();

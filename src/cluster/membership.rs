@@ -5,8 +5,9 @@
 //! - A node is added only after its Raft address answered `GET /raft/info`
 //!   with the id it claims (no ghost voters), and only the address the
 //!   joiner presented is contacted.
-//! - Joining an existing voter with the same addresses is a no-op `Ok`
-//!   (a restarted node may ask again).
+//! - Joining an existing voter with the same addresses and incarnation is a
+//!   no-op `Ok` (a restarted node may ask again); a member whose data dir
+//!   is a new incarnation (it lost its Raft state) is refused until removed.
 //! - The last voter cannot be removed.
 
 use std::collections::BTreeSet;
@@ -62,6 +63,7 @@ impl Cluster {
         let node = Node {
             raft_addr: raft_addr.clone(),
             http_addr: info.http_addr,
+            incarnation: info.incarnation,
         };
         let m = self.metrics();
         let membership = m.membership_config.membership();
@@ -74,26 +76,33 @@ impl Cluster {
             }
         }
         let is_voter = membership.voter_ids().any(|v| v == id);
-        // A member that has acknowledged entries but now reports an empty
-        // log lost its data (and its vote): treating it as the same member
-        // would stall replication (openraft refuses a log that goes back)
-        // and could let it vote twice in a term. It must rejoin as new.
+        // A member that lost its data (and its vote) is not the member the
+        // cluster knows: treating it as the same one would let it vote twice
+        // in a term and would have the leader's replication to it go back
+        // (openraft refuses a log reversion). It refuses RPCs addressed to
+        // its old incarnation (raft::rpc) and must be removed, then join as
+        // new. Members recorded before incarnations (0) are recognised by an
+        // empty log where the leader had matched entries.
         let matched = m
             .replication
             .as_ref()
             .and_then(|r| r.get(&id).cloned().flatten());
-        let lost_state = info.empty_log && matched.is_some();
+        let same_addrs = |n: &Node| n.raft_addr == node.raft_addr && n.http_addr == node.http_addr;
+        let lost_state = |n: &Node| match n.incarnation {
+            0 => info.empty_log && matched.is_some(),
+            known => known != node.incarnation,
+        };
         let catch_up = Instant::now() + self.cfg.catch_up_timeout;
         match membership.get_node(&id) {
-            Some(existing) if *existing != node => {
+            Some(existing) if !same_addrs(existing) => {
                 return Err(Error::Conflict(format!(
                     "member {:?} already exists with addresses ({existing}); remove it first",
                     id.0
                 )));
             }
-            Some(_) if lost_state => {
+            Some(existing) if lost_state(existing) => {
                 return Err(Error::Conflict(format!(
-                    "member {:?} lost its Raft state (its log is empty, but it had acknowledged entries); remove it (DELETE /v1/cluster/members/{}) and start it again to rejoin",
+                    "member {:?} lost its Raft state (its data dir is a new incarnation, or its log is empty where it had acknowledged entries); remove it (DELETE /v1/cluster/members/{}) and start it again to rejoin",
                     id.0, id.0
                 )));
             }

@@ -87,6 +87,10 @@ pub struct Status {
     pub membership_settled: bool,
     /// Raft stopped with an error (storage failure, shutdown).
     pub fatal: Option<String>,
+    /// Raft RPCs this node refused because they named an earlier
+    /// incarnation of it: it lost its data and must be removed, then join
+    /// again (README "A member that lost its data").
+    pub refused_rpcs: u64,
 }
 
 /// Readiness: each check and whether it passes.
@@ -186,6 +190,7 @@ impl Cluster {
                 == m.committed_membership_config.log_id()
                 && membership.get_joint_config().len() == 1,
             fatal: m.running_state.as_ref().err().map(|e| e.to_string()),
+            refused_rpcs: self.contact.refused(),
         }
     }
 

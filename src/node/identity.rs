@@ -2,10 +2,18 @@
 //! mounted under the wrong node is refused instead of joining Raft under a
 //! second identity.
 //!
-//! Format: `{"id":"node1","crc32":<CRC32 of the id's UTF-8 bytes>}`,
-//! written to a temp file, fsynced, renamed, directory fsynced. A file
-//! without `crc32` (written before checksums) is accepted and rewritten
-//! with one; a file whose checksum does not match is damaged and refused.
+//! It also holds the node's *incarnation*: a random number drawn when the
+//! data dir is first used and drawn again when the dir's Raft state is found
+//! gone. The cluster records it in the membership; peers address Raft RPCs
+//! to (id, incarnation), so a member that lost its data answers none of them
+//! (it must not vote or acknowledge entries as the member it no longer is)
+//! until it has been removed and joined again.
+//!
+//! Format: `{"id":"node1","incarnation":N,"crc32":C}` where C is the CRC32
+//! of the id's UTF-8 bytes followed by N as 8 little-endian bytes; written to
+//! a temp file, fsynced, renamed, directory fsynced. Older files (no
+//! `crc32`, or no `incarnation`) are accepted and rewritten; a file whose
+//! checksum does not match is damaged and refused.
 
 use std::path::Path;
 
@@ -23,7 +31,31 @@ pub const IDENTITY_FILE: &str = "node.json";
 struct Identity {
     id: String,
     #[serde(default)]
+    incarnation: Option<u64>,
+    #[serde(default)]
     crc32: Option<u32>,
+}
+
+fn checksum(id: &str, incarnation: Option<u64>) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(id.as_bytes());
+    if let Some(n) = incarnation {
+        h.update(&n.to_le_bytes());
+    }
+    h.finalize()
+}
+
+/// What [`check`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    /// The file was already there: the dir has run a node before.
+    pub ran_before: bool,
+    /// This data dir's incarnation (never 0: 0 means "unknown" on the wire).
+    pub incarnation: u64,
+}
+
+fn new_incarnation() -> u64 {
+    rand::random::<u64>().max(1)
 }
 
 fn startup(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
@@ -31,22 +63,18 @@ fn startup(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 /// Create the data dir if needed and check (or record) that it belongs to
-/// `id`. Returns whether the file was already there (the dir has run a
-/// node before).
-pub fn check(dir: &Path, id: &NodeId) -> Result<bool> {
+/// `id`.
+pub fn check(dir: &Path, id: &NodeId) -> Result<Found> {
     std::fs::create_dir_all(dir).map_err(|e| startup(dir, "cannot create node.data_dir", e))?;
     let path = dir.join(IDENTITY_FILE);
     match std::fs::read(&path) {
         Ok(bytes) => {
             let found: Identity = serde_json::from_slice(&bytes)
                 .map_err(|e| startup(&path, "damaged identity file", e))?;
-            match found.crc32 {
-                Some(crc) if crc != crc32fast::hash(found.id.as_bytes()) => {
-                    return Err(startup(&path, "damaged identity file", "checksum mismatch"));
-                }
-                Some(_) => {}
-                None if found.id == id.0 => write(dir, &path, id)?,
-                None => {}
+            if let Some(crc) = found.crc32
+                && crc != checksum(&found.id, found.incarnation)
+            {
+                return Err(startup(&path, "damaged identity file", "checksum mismatch"));
             }
             if found.id != id.0 {
                 return Err(Error::Startup(format!(
@@ -56,17 +84,46 @@ pub fn check(dir: &Path, id: &NodeId) -> Result<bool> {
                     id.0
                 )));
             }
-            Ok(true)
+            let incarnation = match found.incarnation {
+                Some(n) if n != 0 && found.crc32.is_some() => n,
+                _ => {
+                    let n = new_incarnation();
+                    write(dir, id, n)?;
+                    n
+                }
+            };
+            Ok(Found {
+                ran_before: true,
+                incarnation,
+            })
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => write(dir, &path, id).map(|()| false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let incarnation = new_incarnation();
+            write(dir, id, incarnation)?;
+            Ok(Found {
+                ran_before: false,
+                incarnation,
+            })
+        }
         Err(e) => Err(startup(&path, "cannot read", e)),
     }
 }
 
-fn write(dir: &Path, path: &Path, id: &NodeId) -> Result<()> {
+/// Draw a new incarnation for a data dir whose Raft state is gone, so the
+/// cluster does not take this node for the member it was.
+pub fn renew(dir: &Path, id: &NodeId) -> Result<u64> {
+    let n = new_incarnation();
+    write(dir, id, n)?;
+    Ok(n)
+}
+
+fn write(dir: &Path, id: &NodeId, incarnation: u64) -> Result<()> {
+    let path = dir.join(IDENTITY_FILE);
+    let path = path.as_path();
     let body = serde_json::to_vec(&Identity {
         id: id.0.clone(),
-        crc32: Some(crc32fast::hash(id.0.as_bytes())),
+        incarnation: Some(incarnation),
+        crc32: Some(checksum(&id.0, Some(incarnation))),
     })
     .expect("a struct of a string and a number serializes");
     let tmp = path.with_extension("json.tmp");
@@ -89,8 +146,14 @@ mod tests {
     fn binds_a_dir_to_one_id_with_a_checksum() {
         let dir = tempfile::tempdir().unwrap();
         let a = NodeId::from("a");
-        assert!(!check(dir.path(), &a).unwrap(), "new dir");
-        assert!(check(dir.path(), &a).unwrap(), "known dir");
+        let first = check(dir.path(), &a).unwrap();
+        assert!(!first.ran_before, "new dir");
+        let again = check(dir.path(), &a).unwrap();
+        assert!(again.ran_before, "known dir");
+        assert_eq!(again.incarnation, first.incarnation, "kept across starts");
+        let renewed = renew(dir.path(), &a).unwrap();
+        assert_ne!(renewed, first.incarnation);
+        assert_eq!(check(dir.path(), &a).unwrap().incarnation, renewed);
         let e = check(dir.path(), &NodeId::from("b"))
             .unwrap_err()
             .to_string();
@@ -114,6 +177,14 @@ mod tests {
         std::fs::write(&path, r#"{"id":"a"}"#).unwrap();
         check(dir.path(), &NodeId::from("a")).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("crc32"), "old format not upgraded: {text}");
+        assert!(
+            text.contains("crc32") && text.contains("incarnation"),
+            "old format not upgraded: {text}"
+        );
+        // A file with a checksum but no incarnation (before incarnations).
+        let crc = crc32fast::hash(b"a");
+        std::fs::write(&path, format!(r#"{{"id":"a","crc32":{crc}}}"#)).unwrap();
+        let found = check(dir.path(), &NodeId::from("a")).unwrap();
+        assert!(found.ran_before && found.incarnation != 0);
     }
 }

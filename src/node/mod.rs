@@ -188,7 +188,8 @@ impl Node {
             cfg.node.id.clone()
         });
         let data_dir = cfg.node.data_dir.clone();
-        let ran_before = identity::check(&data_dir, &id)?;
+        let found = identity::check(&data_dir, &id)?;
+        let ran_before = found.ran_before;
         let log_dir = data_dir.join("raft-log");
         let log = raft::log_store::LogStore::open(
             &log_dir,
@@ -212,6 +213,19 @@ impl Node {
         let raft = raft::Raft::new(id.clone(), raft_cfg, network, log.clone(), sm)
             .await
             .map_err(|e| Error::Startup(format!("cannot start raft: {e}")))?;
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| Error::Startup(format!("cannot read the raft state: {e}")))?;
+        // A dir that ran a node but holds no Raft state lost it: this node
+        // is not the member the cluster knows, whatever its id says.
+        let incarnation = if ran_before && !initialized {
+            let n = identity::renew(&data_dir, &id)?;
+            tracing::warn!(node_id = %id, "the data dir holds no Raft state: new incarnation {n}");
+            n
+        } else {
+            found.incarnation
+        };
 
         let request_timeout = Duration::from_millis(cfg.http.request_timeout_ms);
         let service_cfg = ServiceConfig {
@@ -238,6 +252,7 @@ impl Node {
             id: id.clone(),
             raft_addr: raft_adv.clone(),
             http_addr: http_adv.clone(),
+            incarnation,
             empty_log: false,
         };
         let raft_task = tokio::spawn(crate::net::serve(
@@ -274,14 +289,11 @@ impl Node {
         let me = raft::Node {
             raft_addr: raft_adv.clone(),
             http_addr: http_adv.clone(),
+            incarnation,
         };
         let join_stop = CancellationToken::new();
         let mut join_task = None;
         if cfg.cluster.join_addr.is_empty() {
-            let initialized = raft
-                .is_initialized()
-                .await
-                .map_err(|e| Error::Startup(format!("cannot read the raft state: {e}")))?;
             if !initialized && ran_before {
                 // The dir ran a node before but its Raft state is gone
                 // (wiped or lost): bootstrapping would found a second,

@@ -7,6 +7,10 @@
 //! `current_leader` indefinitely, and a restarted follower restores it from
 //! its saved vote: neither means the leader is alive.
 //!
+//! It also counts the Raft RPCs this node refused because they named an
+//! earlier incarnation of it (see `node::identity`): a member that lost its
+//! data and is still in the membership.
+//!
 //! Invariant: a fresh process counts as "never contacted" until a leader
 //! actually reaches it.
 
@@ -22,6 +26,7 @@ pub struct LeaderContact {
     origin: Instant,
     last_ms: AtomicU64,
     touched: Notify,
+    refused: AtomicU64,
 }
 
 /// `last_ms` value meaning "no contact since this process started".
@@ -33,11 +38,22 @@ impl Default for LeaderContact {
             origin: Instant::now(),
             last_ms: AtomicU64::new(NEVER),
             touched: Notify::new(),
+            refused: AtomicU64::new(0),
         }
     }
 }
 
 impl LeaderContact {
+    /// Count an RPC refused because it named an earlier incarnation.
+    pub fn refused_stale_incarnation(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// RPCs refused because they named an earlier incarnation.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
     /// Record contact from the leader now.
     pub fn touch(&self) {
         let ms = self.origin.elapsed().as_millis() as u64;

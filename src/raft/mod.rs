@@ -36,6 +36,11 @@ pub struct Node {
     pub raft_addr: String,
     /// Advertised client HTTP address, host:port; forwarding targets this.
     pub http_addr: String,
+    /// The member's data-dir incarnation (see `node::identity`); Raft RPCs
+    /// carry it and a node with another one refuses them. 0 = unknown
+    /// (members added before incarnations): not checked.
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 impl fmt::Display for Node {

@@ -69,6 +69,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
         PeerClient {
             target,
+            incarnation: node.incarnation,
             base: format!("http://{}", node.raft_addr),
             http: self.client(),
             rpc_timeout: self.rpc_timeout,
@@ -79,6 +80,8 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 /// Connection to one peer.
 pub struct PeerClient {
     target: NodeId,
+    /// The target's incarnation as the membership records it.
+    incarnation: u64,
     base: String,
     http: reqwest::Client,
     rpc_timeout: Duration,
@@ -137,6 +140,7 @@ impl PeerClient {
                 .post(&url)
                 .header("content-type", rpc::CONTENT_TYPE)
                 .header(rpc::TO_HEADER, self.target.as_str())
+                .header(rpc::INCARNATION_HEADER, self.incarnation)
                 .body(body)
                 .send()
                 .await

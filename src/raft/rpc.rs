@@ -50,6 +50,10 @@ pub const INFO: &str = "/raft/info";
 /// node answers 421 without passing the RPC to Raft: a process started on a
 /// former member's address must not receive (and act on) its messages.
 pub const TO_HEADER: &str = "x-dcache-raft-to";
+/// The incarnation of the target that the sender's membership records (see
+/// `node::identity`): a node whose data dir has another one lost the state
+/// that membership describes and refuses the RPC.
+pub const INCARNATION_HEADER: &str = "x-dcache-raft-incarnation";
 
 /// Largest AppendEntries body accepted (many entries of up to the value cap).
 const MAX_RPC_BODY: usize = 256 * 1024 * 1024;
@@ -79,6 +83,9 @@ pub struct NodeInfo {
     pub id: NodeId,
     pub raft_addr: String,
     pub http_addr: String,
+    /// The node's data-dir incarnation (0 from nodes that predate it).
+    #[serde(default)]
+    pub incarnation: u64,
     /// The node's Raft log is empty (a fresh node, or one whose data was
     /// lost): filled in when asked, not at start.
     #[serde(default)]
@@ -149,7 +156,11 @@ pub fn router(
     contact: Arc<LeaderContact>,
     snapshot_dir: PathBuf,
 ) -> Router {
-    let me = info.id.clone();
+    let me = Target {
+        id: info.id.clone(),
+        incarnation: info.incarnation,
+        contact: contact.clone(),
+    };
     Router::new()
         .route(APPEND, post(append))
         .route(VOTE, post(vote))
@@ -298,14 +309,44 @@ async fn receive_snapshot(
     Ok(answer.into_response())
 }
 
-/// Refuse a peer RPC addressed to another node (see [`TO_HEADER`]).
+fn header(req: &Request, name: &str) -> Option<String> {
+    let value = req.headers().get(name)?;
+    value.to_str().ok().map(str::to_owned)
+}
+
+/// Who this listener answers for.
+#[derive(Clone)]
+struct Target {
+    id: NodeId,
+    incarnation: u64,
+    contact: Arc<LeaderContact>,
+}
+
+/// Refuse a peer RPC addressed to another node (see [`TO_HEADER`]), or to
+/// an earlier incarnation of this one (see [`INCARNATION_HEADER`]).
 async fn addressed_to_us(
-    State(me): State<NodeId>,
+    State(target): State<Target>,
     req: Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let to = req.headers().get(TO_HEADER).and_then(|v| v.to_str().ok());
-    match to {
+    let to = header(&req, TO_HEADER);
+    let known: u64 = header(&req, INCARNATION_HEADER)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let (me, incarnation) = (&target.id, target.incarnation);
+    match to.as_deref() {
+        Some(to) if to == me.as_str() && known != 0 && known != incarnation => {
+            target.contact.refused_stale_incarnation();
+            (
+                StatusCode::MISDIRECTED_REQUEST,
+                format!(
+                    "node {me} lost the Raft state of the member the sender knows \
+                 (incarnation {known}, this data dir is {incarnation}); \
+                 remove the member and let it join again"
+                ),
+            )
+                .into_response()
+        }
         Some(to) if to == me.as_str() => next.run(req).await,
         other => (
             StatusCode::MISDIRECTED_REQUEST,
