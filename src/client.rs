@@ -15,6 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use percent_encoding::AsciiSet;
 use percent_encoding::CONTROLS;
+use percent_encoding::NON_ALPHANUMERIC;
 use percent_encoding::utf8_percent_encode;
 use reqwest::StatusCode;
 use serde_json::Value as Json;
@@ -51,6 +52,11 @@ const KEY_ESCAPES: &AsciiSet = &CONTROLS
 /// A key as a URL path segment.
 pub fn encode_key(key: &str) -> String {
     utf8_percent_encode(key, KEY_ESCAPES).to_string()
+}
+
+/// A value placed in a URL query string.
+pub fn encode_query(value: &str) -> String {
+    utf8_percent_encode(value, NON_ALPHANUMERIC).to_string()
 }
 
 /// Why a request failed.
@@ -106,6 +112,27 @@ impl ClientError {
 pub struct Versioned {
     pub value: Bytes,
     pub modify_index: u64,
+    /// The key's deadline (RFC 3339, milliseconds), if it has a TTL.
+    pub expires_at: Option<String>,
+    /// Milliseconds left before the deadline, if it has a TTL.
+    pub ttl_ms: Option<u64>,
+}
+
+/// Options of a `PUT /v1/kv/{key}` beyond the value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Put {
+    /// Only if the key's modify index is this (0 = only if absent).
+    pub cas: Option<u64>,
+    /// Time to live (`500ms`, `30s`, `10m`, an integer = seconds).
+    pub ttl: Option<String>,
+}
+
+/// A successful answer to [`Client::call`].
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Bytes,
 }
 
 /// A read's consistency level.
@@ -178,12 +205,39 @@ impl Client {
         }
     }
 
+    fn header<'h>(headers: &'h reqwest::header::HeaderMap, name: &str) -> Option<&'h str> {
+        headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
     fn index(headers: &reqwest::header::HeaderMap) -> u64 {
-        headers
-            .get(header::INDEX)
-            .and_then(|v| v.to_str().ok())
+        Self::header(headers, header::INDEX)
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
+    }
+
+    /// Any request: `method` on `http://{addr}{path}` (path with its query)
+    /// with an optional body; a 2xx answer, or the failure it stands for.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        addr: &str,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<Answer, ClientError> {
+        let mut req = self.http.request(method, format!("http://{addr}{path}"));
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let (status, headers, body) = self.send(req).await?;
+        if status.is_success() {
+            Ok(Answer {
+                status: status.as_u16(),
+                headers,
+                body,
+            })
+        } else {
+            Err(Self::failure(status, &headers, &body))
+        }
     }
 
     /// `PUT /v1/kv/{key}` (`cas`: only if the modify index is this; 0 =
@@ -195,9 +249,26 @@ impl Client {
         value: impl Into<Bytes>,
         cas: Option<u64>,
     ) -> Result<u64, ClientError> {
+        self.put_with(addr, key, value, &Put { cas, ttl: None })
+            .await
+    }
+
+    /// [`Client::put`] with every option.
+    pub async fn put_with(
+        &self,
+        addr: &str,
+        key: &str,
+        value: impl Into<Bytes>,
+        opts: &Put,
+    ) -> Result<u64, ClientError> {
         let mut url = format!("http://{addr}/v1/kv/{}", encode_key(key));
-        if let Some(c) = cas {
-            url.push_str(&format!("?cas={c}"));
+        let mut sep = '?';
+        if let Some(c) = opts.cas {
+            url.push_str(&format!("{sep}cas={c}"));
+            sep = '&';
+        }
+        if let Some(t) = &opts.ttl {
+            url.push_str(&format!("{sep}ttl={}", encode_query(t)));
         }
         let (status, headers, body) = self.send(self.http.put(url).body(value.into())).await?;
         if status.is_success() {
@@ -222,6 +293,8 @@ impl Client {
         if status.is_success() {
             return Ok(Some(Versioned {
                 modify_index: Self::index(&headers),
+                expires_at: Self::header(&headers, header::EXPIRES_AT).map(str::to_string),
+                ttl_ms: Self::header(&headers, header::TTL_MS).and_then(|v| v.parse().ok()),
                 value: body,
             }));
         }

@@ -58,6 +58,11 @@ use std::path::Path;
 /// Prefix of every environment variable this module reads.
 pub const ENV_PREFIX: &str = "DCACHE_";
 
+/// `DCACHE_*` variables that belong to the command-line client, not to a
+/// node's settings: a node ignores them (a shell that exports them for the
+/// CLI can still start a node).
+pub const CLIENT_ENV_VARS: &[&str] = &["DCACHE_ENDPOINTS"];
+
 /// The environment variable for a dotted key: `raft.heartbeat_interval_ms`
 /// → `DCACHE_RAFT_HEARTBEAT_INTERVAL_MS`.
 pub fn env_var_for(key: &str) -> String {
@@ -255,7 +260,7 @@ fn env_layer(
     let by_var: HashMap<String, &String> = keys.iter().map(|k| (env_var_for(k), k)).collect();
     let mut vars: Vec<(String, String)> = env
         .into_iter()
-        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !CLIENT_ENV_VARS.contains(&k.as_str()))
         .collect();
     vars.sort();
     let mut layer = BTreeMap::new();

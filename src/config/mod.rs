@@ -71,7 +71,7 @@ mod tests;
 
 pub use cache::{ByteSize, CacheConfig, EvictionPolicy};
 pub use error::ConfigError;
-pub use load::{ENV_PREFIX, env_var_for, keys};
+pub use load::{CLIENT_ENV_VARS, ENV_PREFIX, env_var_for, keys};
 pub use validate::bounds;
 
 use error::invalid;

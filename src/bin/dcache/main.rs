@@ -1,5 +1,7 @@
 //! The `dcache` binary: run a node (default), load-test a cluster
-//! (`dcache bench`), or check a node's readiness (`dcache health`).
+//! (`dcache bench`), check a node's readiness (`dcache health`), or act as
+//! the command-line client (`dcache get|put|del|cluster|member|leader`,
+//! module `cli`).
 //!
 //! Owns signals and exit codes: 0 after a graceful stop, 1 for a start-up
 //! failure or a node that failed for good while running, 130 on a second
@@ -7,6 +9,7 @@
 //! library; it shares only the client with it.
 
 mod bench;
+mod cli;
 
 /// jemalloc, not glibc's malloc: after a load of a million keys glibc kept
 /// three times the live data resident (freed request buffers interleaved
@@ -40,6 +43,8 @@ struct Cli {
     /// YAML config file (the seed's `-config FILE` form is accepted too).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    client: cli::Global,
     #[command(subcommand)]
     cmd: Option<Cmd>,
 }
@@ -55,6 +60,8 @@ enum Cmd {
         #[arg(long, default_value = "localhost:11000")]
         addr: String,
     },
+    #[command(flatten)]
+    Client(cli::Command),
 }
 
 /// Accept the seed's single-dash long flags (`-config FILE`).
@@ -86,6 +93,7 @@ fn main() -> ExitCode {
         None | Some(Cmd::Run) => rt.block_on(run(cli.config)),
         Some(Cmd::Bench(args)) => rt.block_on(bench(args)),
         Some(Cmd::Health { addr }) => rt.block_on(health(addr)),
+        Some(Cmd::Client(cmd)) => return rt.block_on(cli::run(cli.client, cmd)),
     };
     match result {
         Ok(code) => code,

@@ -145,6 +145,8 @@ fn unknown_env_var_is_an_error() {
     );
     // Only the prefix matters: similar names without it are ignored.
     Config::load(None, env(&[("DCACHEX_FOO", "1"), ("dcache_node_id", "x")])).unwrap();
+    // The CLI's variables are not a node's settings, and not an error.
+    Config::load(None, env(&[("DCACHE_ENDPOINTS", "a:1,b:2")])).unwrap();
 }
 
 #[test]

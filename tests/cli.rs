@@ -1,0 +1,214 @@
+//! The command-line client (`dcache get|put|del|cluster|member|leader|
+//! completions`), driven as a user would: the real binary against a
+//! 3-node cluster on loopback. Checks output, `--output json`, stdin values,
+//! endpoint fallback and the exit codes scripts rely on.
+
+use std::io::Write;
+use std::process::Command;
+use std::process::Stdio;
+
+use dcache_testkit::WAIT;
+use dcache_testkit::cluster::TestCluster;
+use dcache_testkit::ports::free_listener;
+use dcache_testkit::wait::wait_for;
+use serde_json::Value;
+
+/// What one CLI run printed and how it exited.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.stdout))
+    }
+}
+
+/// Run `dcache ARGS` against `endpoints`, with `stdin` piped in. Blocking:
+/// call from `spawn_blocking` so the in-process nodes keep running.
+fn dcache(endpoints: &str, args: &[&str], stdin: Option<&str>) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dcache"))
+        .args(["--endpoints", endpoints, "--timeout", "20s"])
+        .args(args)
+        .env_remove("DCACHE_ENDPOINTS")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the dcache binary runs");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().expect("exited, not killed"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+async fn cli(endpoints: &str, args: &[&str]) -> Run {
+    cli_in(endpoints, args, None).await
+}
+
+async fn cli_in(endpoints: &str, args: &[&str], stdin: Option<&str>) -> Run {
+    let (e, a, s) = (
+        endpoints.to_string(),
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        stdin.map(str::to_string),
+    );
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        dcache(&e, &a, s.as_deref())
+    })
+    .await
+    .unwrap()
+}
+
+/// A loopback address nothing listens on (bound, then released).
+async fn dead_endpoint() -> String {
+    let l = free_listener().await;
+    let addr = l.local_addr().unwrap().to_string();
+    drop(l);
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_through_the_cli_with_exit_codes_a_script_can_use() {
+    let c = TestCluster::start(3, |_| {}).await;
+    let leader = c.leader().await;
+    let follower = (0..3).find(|&i| i != leader).unwrap();
+    let f = c.nodes[follower].http.to_string();
+
+    // put/get through a follower (it forwards to the leader).
+    let r = cli(&f, &["put", "user/42", "Ada"]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("OK (modify index "), "{}", r.stdout);
+    let r = cli(&f, &["get", "user/42"]).await;
+    assert_eq!((r.code, r.stdout.as_str()), (0, "Ada\n"), "{}", r.stderr);
+
+    // The value from stdin, a TTL, JSON output.
+    let r = cli_in(&f, &["put", "session", "--ttl", "1h"], Some("tok\nen")).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = cli(&f, &["--output", "json", "get", "session"]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let j = r.json();
+    assert_eq!(j["value"], "tok\nen");
+    let ttl = j["ttl_ms"].as_u64().expect("a TTL");
+    assert!(ttl > 3_500_000 && ttl <= 3_600_000, "{j}");
+    assert!(j["expires_at"].as_str().is_some(), "{j}");
+    let index = j["modify_index"].as_u64().unwrap();
+
+    // CAS: a stale index is refused (5), the current one applies.
+    let r = cli(
+        &f,
+        &["put", "session", "x", "--cas", &(index - 1).to_string()],
+    )
+    .await;
+    assert_eq!(r.code, 5, "cas mismatch: {} {}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("cas_mismatch"), "{}", r.stderr);
+    let r = cli(&f, &["put", "session", "y", "--cas", &index.to_string()]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    // Not found is 3, in text and in JSON.
+    let r = cli(&f, &["get", "absent"]).await;
+    assert_eq!(r.code, 3, "{} {}", r.stdout, r.stderr);
+    let r = cli(&f, &["--output", "json", "get", "absent"]).await;
+    assert_eq!((r.code, r.json()["exit"].as_u64()), (3, Some(3)));
+
+    // Delete: deleted, then nothing to delete, then not found.
+    let r = cli(&f, &["--output", "json", "del", "user/42"]).await;
+    assert_eq!((r.code, r.json()["deleted"].as_bool()), (0, Some(true)));
+    let r = cli(&f, &["del", "user/42"]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("nothing deleted"), "{}", r.stdout);
+    assert_eq!(cli(&f, &["get", "user/42"]).await.code, 3);
+
+    // Endpoints are tried in order: a dead one first is skipped; only
+    // dead ones is 4 (nothing was sent).
+    let dead = dead_endpoint().await;
+    let r = cli(&format!("{dead},{f}"), &["get", "session"]).await;
+    assert_eq!((r.code, r.stdout.as_str()), (0, "y\n"), "{}", r.stderr);
+    let r = cli(&dead, &["put", "k", "v"]).await;
+    assert_eq!(r.code, 4, "{} {}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("no endpoint could be reached"),
+        "{}",
+        r.stderr
+    );
+
+    // Bad input is refused by the server: 5 (not applied).
+    let r = cli(&f, &["put", "k", "v", "--ttl", "forever"]).await;
+    assert_eq!(r.code, 5, "{} {}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("invalid_input"), "{}", r.stderr);
+    c.shutdown_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_membership_and_leadership_through_the_cli() {
+    let c = TestCluster::start(3, |_| {}).await;
+    let leader = c.leader().await;
+    let all = (0..3)
+        .map(|i| c.nodes[i].http.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+
+    let r = cli(&all, &["cluster", "status"]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(&format!("leader {}", c.id(leader))),
+        "{}",
+        r.stdout
+    );
+    let r = cli(&all, &["--output", "json", "member", "list"]).await;
+    assert_eq!(r.json().as_array().map(Vec::len), Some(3), "{}", r.stdout);
+
+    // Hand leadership to a named follower.
+    let to = (0..3).find(|&i| i != leader).unwrap();
+    let r = cli(&all, &["leader", "transfer", "--to", c.id(to)]).await;
+    assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
+    assert_eq!(c.leader().await, to);
+
+    // Remove a member, then add it back by its Raft address.
+    let gone = (0..3).find(|&i| i != to).unwrap();
+    let via = c.nodes[to].http.to_string();
+    let r = cli(&via, &["member", "remove", c.id(gone)]).await;
+    assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
+    let r = cli(&via, &["member", "remove", c.id(gone)]).await;
+    assert_eq!(
+        r.code, 3,
+        "removing a non-member: {} {}",
+        r.stdout, r.stderr
+    );
+    let r = cli(&via, &["--output", "json", "member", "list"]).await;
+    assert_eq!(r.json().as_array().map(Vec::len), Some(2), "{}", r.stdout);
+    let raft = c.nodes[gone].raft.to_string();
+    let r = cli(&via, &["member", "add", c.id(gone), &raft]).await;
+    assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
+    wait_for("the member is back as a voter", WAIT, || async {
+        let r = cli(&via, &["--output", "json", "member", "list"]).await;
+        let members = r.json();
+        let voters = members
+            .as_array()?
+            .iter()
+            .filter(|m| m["role"] == "voter")
+            .count();
+        (voters == 3).then_some(())
+    })
+    .await;
+
+    // Completions for a shell.
+    let r = cli(&via, &["completions", "bash"]).await;
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.contains("_dcache") && r.stdout.contains("member"),
+        "{}",
+        &r.stdout[..200.min(r.stdout.len())]
+    );
+    c.shutdown_all().await;
+}
