@@ -30,7 +30,9 @@ pub fn routes() -> Router<AppState> {
 /// The seed's health document plus Raft detail, encoded as the seed does.
 /// Always 200 like the seed (use `/readyz` for a status-code check);
 /// `status` is "healthy" only when the node is ready.
-async fn health(State(state): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/health", tag = "ops",
+    responses((status = 200, description = "Always 200 (as the seed); `status` says healthy or not", body = super::openapi::Health), super::openapi::Errors))]
+pub(super) async fn health(State(state): State<AppState>) -> Response {
     let c = state.cluster();
     let st = c.status();
     let ready = c.readiness().await.ready;
@@ -51,11 +53,19 @@ async fn health(State(state): State<AppState>) -> Response {
     )
 }
 
-async fn livez() -> Response {
+/// The process is up and serving HTTP.
+#[utoipa::path(get, path = "/livez", tag = "ops",
+    responses((status = 200, description = "Alive", body = super::openapi::Live), super::openapi::Errors))]
+pub(super) async fn livez() -> Response {
     Json(json!({ "status": "ok" })).into_response()
 }
 
-async fn readyz(State(state): State<AppState>) -> Response {
+/// Ready to serve: 200, or 503 naming the failing checks.
+#[utoipa::path(get, path = "/readyz", tag = "ops",
+    responses((status = 200, description = "Ready", body = crate::cluster::Readiness),
+        (status = 503, description = "Not ready", body = crate::cluster::Readiness,
+            headers(("retry-after" = u64, description = "Seconds"))), super::openapi::Errors))]
+pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     let r = state.cluster().readiness().await;
     let status = if r.ready {
         StatusCode::OK
@@ -70,7 +80,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
     resp
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus / OpenMetrics text.
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses((status = 200, description = "Metrics", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String), super::openapi::Errors))]
+pub(super) async fn metrics(State(state): State<AppState>) -> Response {
     let body = state.metrics().render(state.cluster()).await;
     (
         [(

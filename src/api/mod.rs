@@ -1,5 +1,5 @@
 //! The client HTTP API: the seed's routes, the native `/v1` routes, health,
-//! metrics and membership. Handlers parse input into `kv::Command`s and call
+//! metrics, membership and the OpenAPI document (`openapi`). Handlers parse input into `kv::Command`s and call
 //! [`Cluster`]; they never touch Raft or the state machine.
 //!
 //! Invariants:
@@ -27,6 +27,7 @@ pub mod forward;
 pub mod keys;
 pub mod leader;
 pub mod metrics;
+pub mod openapi;
 pub mod seed;
 pub mod v1;
 
@@ -123,6 +124,10 @@ pub fn router(state: AppState) -> Router {
         .merge(seed::routes())
         .merge(v1::routes())
         .merge(admin::routes())
+        .route(
+            "/v1/openapi.json",
+            axum::routing::get(openapi::openapi_json),
+        )
         .fallback(admin::not_found)
         .method_not_allowed_fallback(admin::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))

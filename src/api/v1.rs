@@ -147,7 +147,20 @@ fn cas_failed(current: u64, raft_index: u64) -> ApiError {
     e
 }
 
-async fn get_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
+/// Read a key: its value as raw bytes, metadata in headers.
+#[utoipa::path(get, path = "/v1/kv/{key}", tag = "kv",
+    params(("key" = String, Path, description = "The key (UTF-8; may contain `/`; percent-encode other reserved characters)"),
+        ("consistency" = Option<super::openapi::Consistency>, Query, description = "`linearizable` (default) or `stale` (this node's state, may lag)"),
+        ("redirect" = Option<bool>, Query, description = "On a follower, answer 307 to the leader instead of forwarding")),
+    responses(
+        (status = 200, description = "The value", content_type = "application/octet-stream", body = String,
+            headers(("x-dcache-index" = u64, description = "The key's modify index"), ("x-dcache-raft-index" = u64, description = "The Raft index the answer was served at"),
+                ("x-dcache-create-index" = u64, description = "The index that created the key"),
+                ("x-dcache-version" = u64, description = "Writes since creation"),
+                ("x-dcache-expires-at" = String, description = "The deadline (RFC 3339, ms), keys with a TTL only"),
+                ("x-dcache-ttl-ms" = u64, description = "Milliseconds left, keys with a TTL only"))),
+        super::openapi::Errors))]
+pub(super) async fn get_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
     let (key, q) = kv_request(&state, &raw)?;
     let level = q.consistency.unwrap_or(Consistency::Linearizable);
     let out = match leader::read(&state, &raw, &key, level).await? {
@@ -172,7 +185,18 @@ async fn get_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
     Ok(resp)
 }
 
-async fn put_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
+/// Write a key (the body is the value, raw bytes).
+#[utoipa::path(put, path = "/v1/kv/{key}", tag = "kv",
+    params(("key" = String, Path, description = "The key (UTF-8; may contain `/`; percent-encode other reserved characters)"),
+        ("cas" = Option<u64>, Query, description = "Only if the key's modify index is this (0: only if absent)"),
+        ("ttl" = Option<String>, Query, description = "Time to live: `500ms`, `30s`, `10m`, `1h`, or an integer of seconds (1 ms to 10 years)"),
+        ("expire_at" = Option<String>, Query, description = "Absolute deadline: ms since the epoch or RFC 3339"),
+        ("keepttl" = Option<bool>, Query, description = "Keep the key's current TTL (a write without ttl clears it)")),
+    request_body(content = String, content_type = "application/octet-stream", description = "The value"),
+    responses(
+        (status = 200, description = "Written", body = super::openapi::PutAnswer, headers(("x-dcache-index" = u64, description = "The key's modify index"), ("x-dcache-raft-index" = u64, description = "The Raft index the answer was served at"))),
+        super::openapi::Errors))]
+pub(super) async fn put_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
     let (key, q) = kv_request(&state, &raw)?;
     let max = state.limits().max_value_bytes;
     if raw.body.len() > max {
@@ -224,9 +248,17 @@ async fn put_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
     }
 }
 
-/// `POST /v1/kv/{key}?expire=30s` sets or refreshes the key's TTL;
-/// `?persist=true` removes it. 404 when the key does not exist.
-async fn expire_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
+/// Set, refresh or remove the TTL of an existing key.
+#[utoipa::path(post, path = "/v1/kv/{key}", tag = "kv",
+    params(("key" = String, Path, description = "The key (UTF-8; may contain `/`; percent-encode other reserved characters)"),
+        ("expire" = Option<String>, Query, description = "New time to live (as `ttl`)"),
+        ("expire_at" = Option<String>, Query, description = "New absolute deadline"),
+        ("persist" = Option<bool>, Query, description = "Remove the TTL")),
+    responses(
+        (status = 200, description = "The key's deadline now", body = super::openapi::ExpireAnswer,
+            headers(("x-dcache-raft-index" = u64, description = "The Raft index the answer was served at"))),
+        super::openapi::Errors))]
+pub(super) async fn expire_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
     let (key, q) = kv_request(&state, &raw)?;
     let ttl = match (q.expire, q.expire_at, q.persist) {
         (Some(ms), None, false) => Ttl::In(ms),
@@ -265,7 +297,14 @@ async fn expire_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
     }
 }
 
-async fn delete_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
+/// Delete a key.
+#[utoipa::path(delete, path = "/v1/kv/{key}", tag = "kv",
+    params(("key" = String, Path, description = "The key (UTF-8; may contain `/`; percent-encode other reserved characters)"),
+        ("cas" = Option<u64>, Query, description = "Only if the key's modify index is this")),
+    responses(
+        (status = 200, description = "Deleted, or absent (`deleted: false`)", body = super::openapi::DeleteAnswer, headers(("x-dcache-index" = u64, description = "The key's modify index"), ("x-dcache-raft-index" = u64, description = "The Raft index the answer was served at"))),
+        super::openapi::Errors))]
+pub(super) async fn delete_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
     let (key, q) = kv_request(&state, &raw)?;
     let cmd = Command::Delete {
         key: key.clone(),
@@ -292,15 +331,24 @@ fn unexpected(r: KvResponse) -> ApiError {
     ApiError::new(Code::Internal, "unexpected state machine response")
 }
 
-async fn cluster_status(State(state): State<AppState>) -> Response {
+/// Members, roles, leader, term and indexes as this node sees them.
+#[utoipa::path(get, path = "/v1/cluster", tag = "cluster",
+    responses((status = 200, description = "This node's view", body = crate::cluster::Status), super::openapi::Errors))]
+pub(super) async fn cluster_status(State(state): State<AppState>) -> Response {
     Json(state.cluster().status()).into_response()
 }
 
-async fn digest(State(state): State<AppState>) -> Response {
+/// The applied index and a digest of the state: replicas at the same index have the same digest.
+#[utoipa::path(get, path = "/v1/status/digest", tag = "cluster",
+    responses((status = 200, description = "Applied index and digest", body = crate::cluster::StateSummary), super::openapi::Errors))]
+pub(super) async fn digest(State(state): State<AppState>) -> Response {
     Json(state.cluster().digest()).into_response()
 }
 
-async fn status(State(state): State<AppState>) -> Response {
+/// Cache statistics (README "Cache statistics").
+#[utoipa::path(get, path = "/v1/status", tag = "cluster",
+    responses((status = 200, description = "This node's cache figures", body = crate::cluster::CacheStatus), super::openapi::Errors))]
+pub(super) async fn status(State(state): State<AppState>) -> Response {
     Json(state.cluster().cache_status()).into_response()
 }
 
@@ -323,7 +371,11 @@ struct MemberBody {
     addr: String,
 }
 
-async fn add_member(State(state): State<AppState>, raw: Raw) -> ApiResult {
+/// Add a running node: probed, added as a learner, caught up, promoted.
+#[utoipa::path(post, path = "/v1/cluster/members", tag = "cluster",
+    request_body = super::openapi::MemberBody,
+    responses((status = 200, description = "A voter now", body = super::openapi::MemberAdded), super::openapi::Errors))]
+pub(super) async fn add_member(State(state): State<AppState>, raw: Raw) -> ApiResult {
     let body: MemberBody = json_body(&raw)?;
     if body.id.is_empty() {
         return Err(ApiError::invalid("id must not be empty"));
@@ -337,7 +389,11 @@ async fn add_member(State(state): State<AppState>, raw: Raw) -> ApiResult {
     Ok(done(r, |()| json!({ "id": body.id, "added": true })))
 }
 
-async fn remove_member(State(state): State<AppState>, raw: Raw) -> ApiResult {
+/// Remove a member.
+#[utoipa::path(delete, path = "/v1/cluster/members/{id}", tag = "cluster",
+    params(("id" = String, Path, description = "The member's id")),
+    responses((status = 200, description = "Removed", body = super::openapi::MemberRemoved), super::openapi::Errors))]
+pub(super) async fn remove_member(State(state): State<AppState>, raw: Raw) -> ApiResult {
     let rest = raw
         .uri
         .path()
@@ -357,11 +413,16 @@ struct TransferBody {
     to: Option<String>,
 }
 
-async fn transfer_leader(State(state): State<AppState>, raw: Raw) -> ApiResult {
+/// Hand leadership to `to`, or to the most up-to-date voter.
+#[utoipa::path(post, path = "/v1/cluster/transfer-leader", tag = "cluster",
+    request_body(content = Option<super::openapi::TransferBody>, description = "Empty, or `{\"to\": id}`"),
+    responses((status = 200, description = "The new leader", body = super::openapi::Transferred), super::openapi::Errors))]
+pub(super) async fn transfer_leader(State(state): State<AppState>, raw: Raw) -> ApiResult {
+    // An empty body or JSON `null`: the best voter.
     let body: TransferBody = if raw.body.is_empty() {
         TransferBody::default()
     } else {
-        json_body(&raw)?
+        json_body::<Option<TransferBody>>(&raw)?.unwrap_or_default()
     };
     let to = body.to.map(NodeId);
     let r = on_leader(&state, &raw, |d| {

@@ -14,7 +14,7 @@ use super::Cluster;
 use crate::id::NodeId;
 
 /// A node's role in Raft.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub enum Role {
     Leader,
     Follower,
@@ -54,7 +54,7 @@ impl Role {
 }
 
 /// One member as `/v1/cluster` reports it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Member {
     pub id: String,
     pub raft_addr: String,
@@ -67,7 +67,7 @@ pub struct Member {
 }
 
 /// A point-in-time view of this node's Raft state.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Status {
     pub node_id: String,
     pub raft_state: Role,
@@ -94,14 +94,14 @@ pub struct Status {
 }
 
 /// Readiness: each check and whether it passes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
     pub ready: bool,
     pub checks: BTreeMap<&'static str, bool>,
 }
 
 /// The cache as `GET /v1/status` and `/metrics` report it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CacheStatus {
     pub node_id: String,
     pub applied_index: u64,

@@ -212,7 +212,9 @@ impl StateReader {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// What `GET /v1/status/digest` reports: replicas at the same applied
+/// index have the same digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct StateSummary {
     pub applied_index: u64,
     pub keys: u64,

@@ -110,7 +110,10 @@ fn body_ttl(v: Option<serde_json::Value>) -> Result<Ttl, ApiError> {
     }
 }
 
-async fn set(State(state): State<AppState>, raw: Raw) -> SeedResult {
+#[utoipa::path(post, path = "/store", tag = "seed",
+    request_body = super::openapi::SeedSet,
+    responses((status = 201, description = "Set", body = super::openapi::SeedMessage), super::openapi::Errors))]
+pub(super) async fn set(State(state): State<AppState>, raw: Raw) -> SeedResult {
     let fail = on_failure(FAILED_SET);
     let body: SetBody = serde_json::from_slice(&raw.body)
         .map_err(|_| fail(ApiError::invalid("invalid request body")))?;
@@ -145,7 +148,11 @@ async fn set(State(state): State<AppState>, raw: Raw) -> SeedResult {
     Ok(respond(StatusCode::CREATED, body))
 }
 
-async fn get_key(State(state): State<AppState>, raw: Raw) -> SeedResult {
+#[utoipa::path(get, path = "/store/{key}", tag = "seed",
+    params(("key" = String, Path, description = "The key"),
+        ("consistency" = Option<super::openapi::Consistency>, Query, description = "`linearizable` (default) or `stale`")),
+    responses((status = 200, description = "The value (UTF-8)", body = super::openapi::SeedValue), super::openapi::Errors))]
+pub(super) async fn get_key(State(state): State<AppState>, raw: Raw) -> SeedResult {
     let fail = on_failure(FAILED_GET);
     let key =
         keys::path_key(raw.uri.path(), "/store/", state.limits().max_key_bytes).map_err(&fail)?;
@@ -172,7 +179,10 @@ async fn get_key(State(state): State<AppState>, raw: Raw) -> SeedResult {
     }
 }
 
-async fn delete(State(state): State<AppState>, raw: Raw) -> SeedResult {
+#[utoipa::path(delete, path = "/store/{key}", tag = "seed",
+    params(("key" = String, Path, description = "The key")),
+    responses((status = 200, description = "Deleted (also when absent, as the seed)", body = super::openapi::SeedMessage), super::openapi::Errors))]
+pub(super) async fn delete(State(state): State<AppState>, raw: Raw) -> SeedResult {
     let fail = on_failure(FAILED_DELETE);
     let key =
         keys::path_key(raw.uri.path(), "/store/", state.limits().max_key_bytes).map_err(&fail)?;
@@ -207,7 +217,10 @@ pub fn check_addr(addr: &str) -> Result<(), ApiError> {
     }
 }
 
-async fn join(State(state): State<AppState>, raw: Raw) -> SeedResult {
+#[utoipa::path(post, path = "/join", tag = "seed",
+    request_body = super::openapi::MemberBody,
+    responses((status = 200, description = "Joined", body = super::openapi::SeedMessage), super::openapi::Errors))]
+pub(super) async fn join(State(state): State<AppState>, raw: Raw) -> SeedResult {
     let fail = on_failure(FAILED_JOIN);
     let body: JoinBody = serde_json::from_slice(&raw.body)
         .map_err(|_| fail(ApiError::invalid("invalid request body")))?;
@@ -236,7 +249,10 @@ struct LeaveBody {
     id: Option<String>,
 }
 
-async fn leave(State(state): State<AppState>, raw: Raw) -> SeedResult {
+#[utoipa::path(post, path = "/leave", tag = "seed",
+    request_body = super::openapi::SeedLeave,
+    responses((status = 200, description = "Removed", body = super::openapi::SeedMessage), super::openapi::Errors))]
+pub(super) async fn leave(State(state): State<AppState>, raw: Raw) -> SeedResult {
     let fail = on_failure(FAILED_LEAVE);
     let body: LeaveBody = serde_json::from_slice(&raw.body)
         .map_err(|_| fail(ApiError::invalid("invalid request body")))?;
@@ -256,7 +272,9 @@ async fn leave(State(state): State<AppState>, raw: Raw) -> SeedResult {
     }))
 }
 
-async fn stepdown(State(state): State<AppState>, raw: Raw) -> SeedResult {
+#[utoipa::path(post, path = "/stepdown", tag = "seed",
+    responses((status = 200, description = "Leadership handed over", body = super::openapi::SeedMessage), super::openapi::Errors))]
+pub(super) async fn stepdown(State(state): State<AppState>, raw: Raw) -> SeedResult {
     let fail = on_failure(FAILED_STEPDOWN);
     let r = on_leader(&state, &raw, |d| state.cluster().transfer_leader(None, d))
         .await

@@ -1,0 +1,287 @@
+//! The OpenAPI 3.1 document of every HTTP route, generated from the
+//! handlers' `#[utoipa::path]` attributes and the types they answer with,
+//! served at `GET /v1/openapi.json` and checked into `docs/openapi.json`
+//! (a test fails when the two differ; `DCACHE_BLESS=1 cargo test --lib
+//! openapi` rewrites the file).
+//!
+//! The body types below exist for the document only: they describe JSON the
+//! handlers build with `json!`, and the tests in `tests/openapi.rs` hold
+//! every route's answers against them.
+//!
+//! Uses: the `api` handlers, `cluster` report types, `wire` (error codes).
+
+use serde::Serialize;
+use utoipa::OpenApi;
+use utoipa::ToSchema;
+
+use crate::wire::Code;
+
+/// Every error answer of the native API: `code` says what happened and
+/// whether the request was applied (README "Errors"); the same code is in
+/// the `X-Dcache-Error` header. Seed routes answer `{"error"}` only.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for people.
+    pub error: String,
+    /// The error code (absent on seed routes, which keep the seed's body).
+    #[schema(value_type = Option<ErrorCode>)]
+    pub code: Option<String>,
+    /// The leader, on `not_leader`.
+    pub leader: Option<LeaderRef>,
+    /// The key's modify index, on `cas_mismatch` (0: the key is absent).
+    pub current_index: Option<u64>,
+}
+
+/// The error answer every route may give (status by code: README
+/// "Errors"), with `X-Dcache-Error`.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = "default",
+    description = "An error: the status and `X-Dcache-Error` name one code (README \"Errors\")",
+    headers(("x-dcache-error" = String, description = "The error code"))
+)]
+pub struct Errors(#[to_schema] pub ErrorBody);
+
+/// The `wire::Code` strings, as an OpenAPI enum generated from the enum.
+pub struct ErrorCode;
+
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::ObjectBuilder;
+        use utoipa::openapi::schema::Type;
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("One of the codes in README \"Errors\""))
+            .enum_values(Some(Code::ALL.iter().map(|c| c.as_str())))
+            .into()
+    }
+}
+
+impl ToSchema for ErrorCode {}
+
+#[derive(Serialize, ToSchema)]
+pub struct LeaderRef {
+    pub id: String,
+    pub addr: Option<String>,
+}
+
+/// `PUT /v1/kv/{key}`.
+#[derive(Serialize, ToSchema)]
+pub struct PutAnswer {
+    pub key: String,
+    pub modify_index: u64,
+    pub create_index: u64,
+    pub version: u64,
+    /// The key's deadline (RFC 3339, ms), null without a TTL.
+    pub expires_at: Option<String>,
+}
+
+/// `POST /v1/kv/{key}` (expire / persist).
+#[derive(Serialize, ToSchema)]
+pub struct ExpireAnswer {
+    pub key: String,
+    pub expires_at: Option<String>,
+}
+
+/// `DELETE /v1/kv/{key}`.
+#[derive(Serialize, ToSchema)]
+pub struct DeleteAnswer {
+    pub key: String,
+    /// False when the key was absent (nothing deleted).
+    pub deleted: bool,
+}
+
+/// A read's consistency level (query parameter `consistency`).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    /// The default: sees every write acknowledged before the read began.
+    Linearizable,
+    /// This node's state, no round trip; may lag.
+    Stale,
+}
+
+/// `POST /v1/cluster/members` body, and the seed's `POST /join`.
+#[derive(Serialize, ToSchema)]
+pub struct MemberBody {
+    /// The node's id.
+    #[schema(min_length = 1)]
+    pub id: String,
+    /// Its Raft address, host:port.
+    #[schema(pattern = "^[^:]+:[1-9][0-9]{0,4}$")]
+    pub addr: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MemberAdded {
+    pub id: String,
+    pub added: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MemberRemoved {
+    pub id: String,
+    pub removed: bool,
+}
+
+/// `POST /v1/cluster/transfer-leader` body (empty body: the best voter).
+#[derive(Serialize, ToSchema)]
+pub struct TransferBody {
+    pub to: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Transferred {
+    /// The new leader.
+    pub leader: Option<String>,
+}
+
+/// The seed's `POST /store` body.
+#[derive(Serialize, ToSchema)]
+pub struct SeedSet {
+    #[schema(min_length = 1)]
+    pub key: String,
+    #[schema(min_length = 1)]
+    pub value: String,
+    /// Optional time to live: seconds, or a humantime string (`30s`).
+    #[schema(value_type = Option<Object>)]
+    pub ttl: Option<serde_json::Value>,
+}
+
+/// A seed answer: `key` and/or `id`, and a message.
+#[derive(Serialize, ToSchema)]
+pub struct SeedMessage {
+    pub key: Option<String>,
+    pub id: Option<String>,
+    pub message: String,
+}
+
+/// The seed's `GET /store/{key}`.
+#[derive(Serialize, ToSchema)]
+pub struct SeedValue {
+    pub key: String,
+    pub value: String,
+}
+
+/// The seed's `LeaveBody`.
+#[derive(Serialize, ToSchema)]
+pub struct SeedLeave {
+    #[schema(min_length = 1)]
+    pub id: String,
+}
+
+/// `GET /health`: the seed's document plus Raft detail.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    pub is_leader: bool,
+    /// "healthy" when the node is ready, else "unhealthy".
+    pub status: String,
+    pub time: String,
+    pub node_id: String,
+    pub leader_id: Option<String>,
+    pub leader_addr: Option<String>,
+    pub raft_state: crate::cluster::Role,
+    pub term: u64,
+    pub applied_index: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Live {
+    pub status: String,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "dcache",
+        description = "A distributed, strongly consistent key-value cache replicated with Raft. \
+            Every error answer carries `X-Dcache-Error` with one code; README \"Errors\" lists \
+            them with their status and whether the request was applied.",
+        license(name = "MIT OR Apache-2.0")
+    ),
+    paths(
+        super::v1::get_key,
+        super::v1::put_key,
+        super::v1::expire_key,
+        super::v1::delete_key,
+        super::v1::status,
+        super::v1::cluster_status,
+        super::v1::add_member,
+        super::v1::remove_member,
+        super::v1::transfer_leader,
+        super::v1::digest,
+        super::seed::set,
+        super::seed::get_key,
+        super::seed::delete,
+        super::seed::join,
+        super::seed::leave,
+        super::seed::stepdown,
+        super::admin::health,
+        super::admin::livez,
+        super::admin::readyz,
+        super::admin::metrics,
+        openapi_json,
+    ),
+    components(schemas(ErrorCode, ErrorBody, LeaderRef, Consistency)),
+    tags(
+        (name = "kv", description = "Keys: raw bytes, CAS, TTL, consistency levels"),
+        (name = "cluster", description = "Membership, leadership, status"),
+        (name = "seed", description = "The Go project's routes, byte-compatible"),
+        (name = "ops", description = "Health, readiness, metrics, this document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as served and checked in.
+pub fn document() -> String {
+    let mut text = ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the document serializes");
+    text.push('\n');
+    text
+}
+
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "ops",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object)))]
+pub(super) async fn openapi_json() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        document(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checked_in_document_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");
+        let now = document();
+        if std::env::var_os("DCACHE_BLESS").is_some() {
+            std::fs::write(&path, &now).unwrap();
+        }
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            on_disk == now,
+            "docs/openapi.json is not the document the code generates; \
+             run `DCACHE_BLESS=1 cargo test --lib openapi` and commit it"
+        );
+    }
+
+    #[test]
+    fn every_error_code_is_in_the_document() {
+        let doc: serde_json::Value = serde_json::from_str(&document()).unwrap();
+        let codes = &doc["components"]["schemas"]["ErrorCode"];
+        let text = codes.to_string();
+        for c in Code::ALL {
+            assert!(
+                text.contains(&format!("\"{}\"", c.as_str())),
+                "{c:?}: {codes}"
+            );
+        }
+    }
+}
