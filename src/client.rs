@@ -179,8 +179,8 @@ impl Client {
         Ok((status, headers, body))
     }
 
-    /// The error an unsuccessful answer stands for.
-    fn failure(
+    /// The error an unsuccessful answer stands for (status, headers, body).
+    pub fn failure_of(
         status: StatusCode,
         headers: &reqwest::header::HeaderMap,
         body: &[u8],
@@ -236,7 +236,7 @@ impl Client {
                 body,
             })
         } else {
-            Err(Self::failure(status, &headers, &body))
+            Err(Self::failure_of(status, &headers, &body))
         }
     }
 
@@ -274,7 +274,7 @@ impl Client {
         if status.is_success() {
             Ok(Self::index(&headers))
         } else {
-            Err(Self::failure(status, &headers, &body))
+            Err(Self::failure_of(status, &headers, &body))
         }
     }
 
@@ -298,7 +298,7 @@ impl Client {
                 value: body,
             }));
         }
-        match Self::failure(status, &headers, &body) {
+        match Self::failure_of(status, &headers, &body) {
             ClientError::Server {
                 code: Code::KeyNotFound,
                 ..
@@ -324,7 +324,7 @@ impl Client {
                 serde_json::from_slice(&body).map_err(|e| ClientError::Transport(e.to_string()))?;
             Ok(v["deleted"].as_bool().unwrap_or(false))
         } else {
-            Err(Self::failure(status, &headers, &body))
+            Err(Self::failure_of(status, &headers, &body))
         }
     }
 
@@ -340,7 +340,7 @@ impl Client {
         if status.is_success() {
             Ok(())
         } else {
-            Err(Self::failure(status, &headers, &body))
+            Err(Self::failure_of(status, &headers, &body))
         }
     }
 
@@ -359,7 +359,7 @@ impl Client {
                 }),
             };
         }
-        match Self::failure(status, &headers, &body) {
+        match Self::failure_of(status, &headers, &body) {
             ClientError::Server {
                 code: Code::KeyNotFound,
                 ..
@@ -374,7 +374,7 @@ impl Client {
             .send(self.http.get(format!("http://{addr}{path}")))
             .await?;
         if !status.is_success() {
-            return Err(Self::failure(status, &headers, &body));
+            return Err(Self::failure_of(status, &headers, &body));
         }
         serde_json::from_slice(&body).map_err(|e| ClientError::Transport(format!("{path}: {e}")))
     }
@@ -394,7 +394,7 @@ impl Client {
         if status.is_success() {
             Ok(())
         } else {
-            Err(Self::failure(status, &headers, &body))
+            Err(Self::failure_of(status, &headers, &body))
         }
     }
 }

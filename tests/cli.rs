@@ -212,3 +212,98 @@ async fn cluster_membership_and_leadership_through_the_cli() {
     );
     c.shutdown_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scans_prefix_deletes_transactions_and_watch_through_the_cli() {
+    let c = TestCluster::start(3, |_| {}).await;
+    let leader = c.leader().await;
+    let follower = (0..3).find(|&i| i != leader).unwrap();
+    let f = c.nodes[follower].http.to_string();
+    let other = c.nodes[(0..3).find(|&i| i != leader && i != follower).unwrap()]
+        .http
+        .to_string();
+
+    // A watcher on another node, from now on: it must see the changes below
+    // in order, each once.
+    let start = cli(&f, &["--output", "json", "cluster", "status"])
+        .await
+        .json()["applied_index"]
+        .as_u64()
+        .unwrap();
+    let watch = {
+        let other = other.clone();
+        let since = start.to_string();
+        tokio::spawn(async move {
+            cli(
+                &other,
+                &["--output", "json", "watch", "jobs/", "--since", &since, "--count", "6"],
+            )
+            .await
+        })
+    };
+
+    // 5 keys, scanned in pages of 1000 (one page) and with a limit.
+    for i in 0..5 {
+        let r = cli(&f, &["put", &format!("jobs/{i}"), &format!("v{i}")]).await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let r = cli(&f, &["put", "other", "x"]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = cli(&f, &["scan", "jobs/"]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        "jobs/0\tv0\njobs/1\tv1\njobs/2\tv2\njobs/3\tv3\njobs/4\tv4\n"
+    );
+    let r = cli(&f, &["ls", "jobs/", "--keys-only", "--limit", "2"]).await;
+    assert_eq!(r.stdout, "jobs/0\njobs/1\n", "{}", r.stderr);
+    let r = cli(&f, &["scan", "jobs/", "--count"]).await;
+    assert_eq!(r.stdout, "5\n", "{}", r.stderr);
+
+    // A transaction from stdin: move a value if jobs/0 is unchanged.
+    let txn = r#"{"compare":[{"key":"jobs/0","target":"value","op":"=","value":"v0"}],
+        "success":[{"op":"delete","key":"jobs/0"},{"op":"put","key":"done/0","value":"v0"}],
+        "failure":[{"op":"get","key":"jobs/0"}]}"#;
+    let r = cli_in(&f, &["--output", "json", "txn"], Some(txn)).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["succeeded"], true, "{}", r.stdout);
+    let r = cli_in(&f, &["txn", "-"], Some(txn)).await;
+    assert!(r.stdout.starts_with("FAILURE"), "{}", r.stdout);
+    let r = cli_in(&f, &["txn"], Some("{\"success\":[{\"op\":\"nope\"}]}")).await;
+    assert_eq!(r.code, 5, "malformed txn: {} {}", r.stdout, r.stderr);
+
+    // Delete the rest of the prefix.
+    let r = cli(&f, &["--output", "json", "del", "--prefix", "jobs/"]).await;
+    assert_eq!((r.code, r.json()["deleted"].as_u64()), (0, Some(4)), "{}", r.stderr);
+    assert_eq!(cli(&f, &["scan", "jobs/", "--count"]).await.stdout, "0\n");
+
+    // The watcher saw 5 puts and the txn's delete of jobs/0 (6 changes), in
+    // order, and nothing about keys outside the prefix.
+    let w = tokio::time::timeout(WAIT, watch)
+        .await
+        .expect("the watcher saw the 6 changes within the wait")
+        .unwrap();
+    assert_eq!(w.code, 0, "{}", w.stderr);
+    let changes: Vec<Value> = w
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: Vec<(String, String)> = changes
+        .iter()
+        .map(|c| {
+            (
+                c["type"].as_str().unwrap().to_string(),
+                c["key"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let mut want: Vec<(String, String)> = (0..5)
+        .map(|i| ("put".to_string(), format!("jobs/{i}")))
+        .collect();
+    want.push(("delete".to_string(), "jobs/0".to_string()));
+    assert_eq!(got, want);
+    let indexes: Vec<u64> = changes.iter().map(|c| c["index"].as_u64().unwrap()).collect();
+    assert!(indexes.windows(2).all(|w| w[0] < w[1]), "{indexes:?}");
+    c.shutdown_all().await;
+}

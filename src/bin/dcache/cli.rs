@@ -1,4 +1,5 @@
-//! The command-line client: `dcache get|put|del|cluster|member|leader|completions`.
+//! The command-line client: `dcache get|put|del|scan|watch|txn|cluster|
+//! member|leader|completions`.
 //!
 //! Every command talks HTTP to the nodes named by `--endpoints` (tried in
 //! order: the next one only when a node cannot be reached at all; a node
@@ -28,6 +29,7 @@ use dcache::client::ClientError;
 use dcache::client::Put;
 use dcache::client::Read;
 use dcache::client::encode_key;
+use dcache::client::encode_query;
 use dcache::wire::Class;
 use dcache::wire::Code;
 use reqwest::Method;
@@ -104,13 +106,52 @@ pub enum Command {
         #[arg(long)]
         cas: Option<u64>,
     },
-    /// Delete a key.
+    /// Delete a key, or with --prefix every key under a prefix (atomic per
+    /// 10,000 keys; repeated until none is left).
     Del {
-        key: String,
+        #[arg(required_unless_present = "prefix", conflicts_with = "prefix")]
+        key: Option<String>,
         /// Only if the key's modify index is this.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "prefix")]
         cas: Option<u64>,
+        /// Delete every key starting with this (non-empty) prefix.
+        #[arg(long)]
+        prefix: Option<String>,
     },
+    /// List keys under a prefix in key order, following cursors (`ls` too).
+    #[command(visible_alias = "ls")]
+    Scan {
+        /// The prefix (empty: every key).
+        #[arg(default_value = "")]
+        prefix: String,
+        /// Stop after this many keys (default: all).
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Keys only, no values.
+        #[arg(long)]
+        keys_only: bool,
+        /// Only count the keys.
+        #[arg(long, conflicts_with_all = ["keys_only", "limit"])]
+        count: bool,
+        /// Read this node's state without a round trip (may lag).
+        #[arg(long)]
+        stale: bool,
+    },
+    /// Stream changes under a prefix (put, delete, expire, evict) as they
+    /// are applied; resumes on the next endpoint if a node goes away.
+    Watch {
+        #[arg(default_value = "")]
+        prefix: String,
+        /// Start after this Raft index (default: from now).
+        #[arg(long)]
+        since: Option<u64>,
+        /// Exit after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Run a transaction (the JSON body of `POST /v1/txn`, README
+    /// "Transactions") from a file, or stdin when absent or `-`.
+    Txn { file: Option<std::path::PathBuf> },
     /// The cluster as the answering node sees it.
     Cluster {
         #[command(subcommand)]
@@ -160,17 +201,25 @@ pub enum LeaderCmd {
     },
 }
 
-/// What a command prints on success: text for people, JSON for scripts.
+/// What a command prints on success: text for people, JSON for scripts
+/// (none for a command that printed as it went, like `watch`).
 struct Done {
     text: Vec<u8>,
-    json: Json,
+    json: Option<Json>,
 }
 
 impl Done {
     fn new(text: impl Into<Vec<u8>>, json: Json) -> Done {
         Done {
             text: text.into(),
-            json,
+            json: Some(json),
+        }
+    }
+
+    fn printed() -> Done {
+        Done {
+            text: Vec::new(),
+            json: None,
         }
     }
 }
@@ -222,14 +271,17 @@ pub async fn run(global: Global, cmd: Command) -> ExitCode {
     let cli = Cli {
         client: Client::new(global.timeout),
         endpoints: global.endpoints.clone(),
+        output: global.output,
+        connect_timeout: global.timeout,
     };
     let result = cli.dispatch(cmd).await;
     let mut out = std::io::stdout().lock();
     match result {
         Ok(done) => {
-            let _ = match global.output {
-                Output::Text => out.write_all(&done.text),
-                Output::Json => writeln!(out, "{}", done.json),
+            let _ = match (global.output, &done.json) {
+                (Output::Text, _) => out.write_all(&done.text),
+                (Output::Json, Some(j)) => writeln!(out, "{j}"),
+                (Output::Json, None) => Ok(()),
             };
             Exit::Ok.into()
         }
@@ -253,7 +305,15 @@ pub async fn run(global: Global, cmd: Command) -> ExitCode {
 struct Cli {
     client: Client,
     endpoints: Vec<String>,
+    output: Output,
+    connect_timeout: Duration,
 }
+
+/// `DELETE /v1/kv?prefix=` requests one `del --prefix` makes at most
+/// (10,000 keys each).
+const MAX_PREFIX_DELETES: usize = 10_000;
+/// Keys a scan page asks for.
+const SCAN_PAGE: u64 = 1_000;
 
 impl Cli {
     /// `method path` on the first endpoint that can be reached.
@@ -316,7 +376,29 @@ impl Cli {
                 ttl,
                 cas,
             } => self.put(&key, value, Put { cas, ttl }).await,
-            Command::Del { key, cas } => self.del(&key, cas).await,
+            Command::Del {
+                key: Some(key),
+                cas,
+                prefix: None,
+            } => self.del(&key, cas).await,
+            Command::Del {
+                prefix: Some(prefix),
+                ..
+            } => self.del_prefix(&prefix).await,
+            Command::Del { .. } => Err(local("give a key or --prefix")),
+            Command::Scan {
+                prefix,
+                limit,
+                keys_only,
+                count,
+                stale,
+            } => self.scan(&prefix, limit, keys_only, count, stale).await,
+            Command::Watch {
+                prefix,
+                since,
+                count,
+            } => self.watch(&prefix, since, count).await,
+            Command::Txn { file } => self.txn(file).await,
             Command::Cluster {
                 cmd: ClusterCmd::Status,
             } => {
@@ -420,6 +502,192 @@ impl Cli {
         Ok(Done::new(text, json!({ "key": key, "deleted": existed })))
     }
 
+    async fn del_prefix(&self, prefix: &str) -> Result<Done, Failed> {
+        if prefix.is_empty() {
+            return Err(local("--prefix must not be empty"));
+        }
+        let path = format!("/v1/kv?prefix={}", encode_query(prefix));
+        let mut deleted = 0;
+        for _ in 0..MAX_PREFIX_DELETES {
+            let v = self.json(Method::DELETE, &path, None).await?;
+            deleted += v["deleted"].as_u64().unwrap_or(0);
+            if v["more"].as_bool() != Some(true) {
+                return Ok(Done::new(
+                    format!("deleted {deleted} keys\n"),
+                    json!({ "prefix": prefix, "deleted": deleted }),
+                ));
+            }
+        }
+        Err(local(format!(
+            "keys under {prefix:?} keep coming: {deleted} deleted in {MAX_PREFIX_DELETES} requests"
+        )))
+    }
+
+    async fn scan(
+        &self,
+        prefix: &str,
+        limit: Option<u64>,
+        keys_only: bool,
+        count: bool,
+        stale: bool,
+    ) -> Result<Done, Failed> {
+        let mut base = format!("/v1/kv?prefix={}", encode_query(prefix));
+        if stale {
+            base.push_str("&consistency=stale");
+        }
+        if count {
+            let v = self.json(Method::GET, &format!("{base}&count=true"), None).await?;
+            let n = v["count"].as_u64().unwrap_or(0);
+            return Ok(Done::new(format!("{n}\n"), v));
+        }
+        if keys_only {
+            base.push_str("&keys_only=true");
+        }
+        let (mut kvs, mut cursor, mut index) = (Vec::new(), None::<String>, Json::Null);
+        loop {
+            let left = limit.map_or(SCAN_PAGE, |l| l.saturating_sub(kvs.len() as u64));
+            if left == 0 {
+                break;
+            }
+            let mut path = format!("{base}&limit={}", left.min(SCAN_PAGE));
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={}", encode_query(c)));
+            }
+            let page = self.json(Method::GET, &path, None).await?;
+            index = page["index"].clone();
+            kvs.extend(page["kvs"].as_array().cloned().unwrap_or_default());
+            match page["cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => break,
+            }
+        }
+        let mut text = String::new();
+        for kv in &kvs {
+            let key = kv["key"].as_str().unwrap_or_default();
+            match (keys_only, kv["value"].as_str(), kv["value_base64"].as_str()) {
+                (true, _, _) => text.push_str(&format!("{key}\n")),
+                (false, Some(v), _) => text.push_str(&format!("{key}\t{v}\n")),
+                (false, None, Some(b)) => text.push_str(&format!("{key}\tbase64:{b}\n")),
+                (false, None, None) => text.push_str(&format!("{key}\n")),
+            }
+        }
+        Ok(Done::new(text, json!({ "kvs": kvs, "index": index })))
+    }
+
+    async fn txn(&self, file: Option<std::path::PathBuf>) -> Result<Done, Failed> {
+        let body = match file.as_deref() {
+            None => read_stdin()?,
+            Some(p) if p.as_os_str() == "-" => read_stdin()?,
+            Some(p) => std::fs::read(p)
+                .map_err(|e| local(format!("reading {}: {e}", p.display())))?,
+        };
+        let a = self
+            .call(Method::POST, "/v1/txn", Some(Bytes::from(body)))
+            .await?;
+        let v: Json =
+            serde_json::from_slice(&a.body).map_err(|e| local(format!("txn answer: {e}")))?;
+        let mut text = if v["succeeded"].as_bool() == Some(true) {
+            "SUCCESS".to_string()
+        } else {
+            "FAILURE".to_string()
+        };
+        text.push_str(&format!(" (index {})\n", v["index"]));
+        for r in v["results"].as_array().into_iter().flatten() {
+            text.push_str(&format!("{r}\n"));
+        }
+        Ok(Done::new(text, v))
+    }
+
+    /// Follow `GET /v1/watch`, printing each change as it comes; on a lost
+    /// connection or a `cut`, resume after the last index seen, on the
+    /// next endpoint.
+    async fn watch(&self, prefix: &str, since: Option<u64>, count: Option<u64>) -> Result<Done, Failed> {
+        use futures_util::StreamExt as _;
+        let http = dcache::net::http_client(
+            dcache::net::HttpClientOptions::default().connect_timeout(self.connect_timeout),
+        );
+        let (mut last, mut seen, mut failures) = (since, 0u64, 0usize);
+        let mut endpoints = self.endpoints.iter().cycle();
+        loop {
+            let addr = endpoints.next().ok_or_else(|| local("no endpoint"))?;
+            let mut url = format!("http://{addr}/v1/watch?prefix={}", encode_query(prefix));
+            if let Some(n) = last {
+                url.push_str(&format!("&since={n}"));
+            }
+            let resp = match http.get(&url).send().await {
+                Ok(r) if r.status().is_success() => r,
+                Ok(r) => {
+                    let (status, headers) = (r.status(), r.headers().clone());
+                    let body = r.bytes().await.unwrap_or_default();
+                    return Err(Client::failure_of(status, &headers, &body).into());
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures >= self.endpoints.len() * 3 {
+                        return Err(Failed {
+                            exit: Exit::Unreachable,
+                            message: format!("no endpoint serves the watch ({addr}: {e})"),
+                            code: None,
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            failures = 0;
+            let mut sse = Sse::default();
+            let mut body = resp.bytes_stream();
+            while let Some(chunk) = body.next().await {
+                let Ok(chunk) = chunk else { break };
+                for ev in sse.feed(&chunk) {
+                    if ev.event == "cut" {
+                        if let Some(n) = serde_json::from_str::<Json>(&ev.data)
+                            .ok()
+                            .and_then(|v| v["last_index"].as_u64())
+                        {
+                            last = Some(n);
+                        }
+                        continue;
+                    }
+                    if let Some(id) = ev.id {
+                        last = Some(id);
+                    }
+                    let Ok(data) = serde_json::from_str::<Json>(&ev.data) else {
+                        continue;
+                    };
+                    for change in data["events"].as_array().into_iter().flatten() {
+                        self.print_change(&data["index"], change);
+                        seen += 1;
+                        if count.is_some_and(|c| seen >= c) {
+                            return Ok(Done::printed());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn print_change(&self, index: &Json, change: &Json) {
+        let mut out = std::io::stdout().lock();
+        let _ = match self.output {
+            Output::Json => {
+                let mut c = change.clone();
+                c["index"] = index.clone();
+                writeln!(out, "{c}")
+            }
+            Output::Text => {
+                let kind = change["type"].as_str().unwrap_or("?");
+                let key = change["key"].as_str().unwrap_or("?");
+                match (change["value"].as_str(), change["value_base64"].as_str()) {
+                    (Some(v), _) => writeln!(out, "{index} {kind} {key} {v}"),
+                    (None, Some(b)) => writeln!(out, "{index} {kind} {key} base64:{b}"),
+                    _ => writeln!(out, "{index} {kind} {key}"),
+                }
+            }
+        };
+        let _ = out.flush();
+    }
+
     async fn member(&self, cmd: MemberCmd) -> Result<Done, Failed> {
         match cmd {
             MemberCmd::List => {
@@ -440,6 +708,65 @@ impl Cli {
                 Ok(Done::new(format!("{id} removed\n"), v))
             }
         }
+    }
+}
+
+fn read_stdin() -> Result<Vec<u8>, Failed> {
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut buf)
+        .map_err(|e| local(format!("reading stdin: {e}")))?;
+    Ok(buf)
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Default, PartialEq)]
+struct Event {
+    id: Option<u64>,
+    event: String,
+    data: String,
+}
+
+/// An incremental Server-Sent Events parser (lines `id:`, `event:`,
+/// `data:`; an empty line ends an event; `:` lines are comments).
+#[derive(Default)]
+struct Sse {
+    line: Vec<u8>,
+    cur: Event,
+}
+
+impl Sse {
+    fn feed(&mut self, bytes: &[u8]) -> Vec<Event> {
+        let mut done = Vec::new();
+        for &b in bytes {
+            if b != b'\n' {
+                self.line.push(b);
+                continue;
+            }
+            let line = String::from_utf8_lossy(&self.line).trim_end_matches('\r').to_string();
+            self.line.clear();
+            if line.is_empty() {
+                let ev = std::mem::take(&mut self.cur);
+                if !ev.data.is_empty() || !ev.event.is_empty() {
+                    done.push(ev);
+                }
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((&line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "id" => self.cur.id = value.parse().ok(),
+                "event" => self.cur.event = value.to_string(),
+                "data" => {
+                    if !self.cur.data.is_empty() {
+                        self.cur.data.push('\n');
+                    }
+                    self.cur.data.push_str(value);
+                }
+                _ => {}
+            }
+        }
+        done
     }
 }
 
@@ -482,4 +809,32 @@ fn cluster_text(v: &Json) -> String {
         v["last_log_index"],
         members_text(v)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_events_are_parsed_across_chunk_boundaries() {
+        let mut p = Sse::default();
+        let mut all = p.feed(b": keepalive\n\nid: 58\nevent: kv\nda");
+        assert!(all.is_empty());
+        all.extend(p.feed(b"ta: {\"index\":58}\r\n\nevent: cut\ndata: {}\n\n"));
+        assert_eq!(
+            all,
+            vec![
+                Event {
+                    id: Some(58),
+                    event: "kv".into(),
+                    data: "{\"index\":58}".into()
+                },
+                Event {
+                    id: None,
+                    event: "cut".into(),
+                    data: "{}".into()
+                }
+            ]
+        );
+    }
 }
