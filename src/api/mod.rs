@@ -28,7 +28,9 @@ pub mod keys;
 pub mod leader;
 pub mod metrics;
 pub mod seed;
+pub mod txn;
 pub mod v1;
+pub mod values;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -22,6 +22,8 @@ use super::keys;
 use super::leader;
 use super::leader::Routed;
 use super::leader::on_leader;
+use super::values::expires_json;
+use super::values::rfc3339_ms;
 use crate::cluster::Consistency;
 use crate::id::NodeId;
 use crate::kv::Command;
@@ -30,7 +32,7 @@ use crate::kv::Ttl;
 use crate::wire::Code;
 use crate::wire::header as h;
 
-type ApiResult = Result<Response, ApiError>;
+pub(super) type ApiResult = Result<Response, ApiError>;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -41,6 +43,7 @@ pub fn routes() -> Router<AppState> {
                 .post(expire_key)
                 .delete(delete_key),
         )
+        .route("/v1/txn", post(super::txn::post))
         .route("/v1/status", get(status))
         .route("/v1/cluster", get(cluster_status))
         .route("/v1/cluster/members", post(add_member))
@@ -98,13 +101,6 @@ fn header_u64(h: &mut HeaderMap, name: &'static str, v: u64) {
     h.insert(name, HeaderValue::from(v));
 }
 
-/// A deadline (ms since the epoch) as RFC 3339 with milliseconds, UTC.
-fn rfc3339_ms(ms: u64) -> String {
-    chrono::DateTime::from_timestamp_millis(i64::try_from(ms).unwrap_or(i64::MAX))
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
-
 /// `X-Dcache-Expires-At` and `X-Dcache-TTL-Ms` for a key with a deadline.
 fn ttl_headers(h: &mut HeaderMap, expires_at: u64, now_ms: u64) {
     if expires_at == 0 {
@@ -114,15 +110,6 @@ fn ttl_headers(h: &mut HeaderMap, expires_at: u64, now_ms: u64) {
         h.insert(h::EXPIRES_AT, v);
     }
     header_u64(h, h::TTL_MS, expires_at.saturating_sub(now_ms));
-}
-
-/// The deadline fields of a JSON answer: `expires_at` (RFC 3339 or null).
-fn expires_json(expires_at: u64) -> serde_json::Value {
-    if expires_at == 0 {
-        serde_json::Value::Null
-    } else {
-        rfc3339_ms(expires_at).into()
-    }
 }
 
 pub(super) fn out_of_memory(needed: u64, max: u64) -> ApiError {
@@ -287,7 +274,7 @@ async fn delete_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
     }
 }
 
-fn unexpected(r: KvResponse) -> ApiError {
+pub(super) fn unexpected(r: KvResponse) -> ApiError {
     tracing::error!(response = ?r, "state machine returned an unexpected response");
     ApiError::new(Code::Internal, "unexpected state machine response")
 }
