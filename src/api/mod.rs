@@ -27,6 +27,7 @@ pub mod forward;
 pub mod keys;
 pub mod leader;
 pub mod metrics;
+pub mod scan;
 pub mod seed;
 pub mod txn;
 pub mod v1;

@@ -43,6 +43,7 @@ pub fn routes() -> Router<AppState> {
                 .post(expire_key)
                 .delete(delete_key),
         )
+        .route("/v1/kv", get(super::scan::get).delete(super::scan::delete))
         .route("/v1/txn", post(super::txn::post))
         .route("/v1/status", get(status))
         .route("/v1/cluster", get(cluster_status))

@@ -182,6 +182,14 @@ impl StateReader {
         }
     }
 
+    /// Run `f` on the cache under the read lock, with the applied index of
+    /// the state it saw (keep it short: apply waits).
+    pub fn inspect_at<T>(&self, f: impl FnOnce(&Cache) -> T) -> (T, u64) {
+        let st = self.read();
+        let index = st.last_applied.as_ref().map_or(0, |l| l.index);
+        (f(&st.cache), index)
+    }
+
     /// Run `f` on the cache under the read lock (keep it short: apply waits).
     pub fn inspect<T>(&self, f: impl FnOnce(&Cache) -> T) -> T {
         f(&self.read().cache)
