@@ -32,6 +32,7 @@ pub mod seed;
 pub mod txn;
 pub mod v1;
 pub mod values;
+pub mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -54,6 +54,9 @@ pub struct ScanQuery {
     pub scan: Scan,
     pub consistency: Consistency,
     pub encoding: Encoding,
+    /// Blocking query: `index` and `wait` (ms), see `api::watch`.
+    pub index: Option<u64>,
+    pub wait_ms: Option<u64>,
 }
 
 fn cursor_key(c: &str) -> Result<String, ApiError> {
@@ -86,6 +89,7 @@ pub fn parse_scan(state: &AppState, raw: &Raw) -> Result<ScanQuery, ApiError> {
     let (mut keys_only, mut count) = (false, false);
     let mut consistency = Consistency::Linearizable;
     let mut encoding = Encoding::default();
+    let (mut index, mut wait_ms) = (None, None);
     for (k, v) in raw.query()? {
         match k.as_str() {
             "prefix" => prefix = Some(bounded("prefix", v)?),
@@ -108,6 +112,8 @@ pub fn parse_scan(state: &AppState, raw: &Raw) -> Result<ScanQuery, ApiError> {
             "count" => count = keys::parse_flag("count", &v)?,
             "consistency" => consistency = keys::parse_consistency(&v)?,
             "encoding" => encoding = parse_encoding(&v)?,
+            "index" => index = Some(super::watch::parse_index(&v)?),
+            "wait" => wait_ms = Some(super::watch::parse_wait(&v)?),
             _ => {}
         }
     }
@@ -130,6 +136,8 @@ pub fn parse_scan(state: &AppState, raw: &Raw) -> Result<ScanQuery, ApiError> {
         },
         consistency,
         encoding,
+        index,
+        wait_ms,
     })
 }
 
@@ -165,6 +173,10 @@ pub fn render(q: &ScanQuery, out: &ScanOutcome) -> axum::response::Response {
 /// `GET /v1/kv?prefix=...`.
 pub async fn get(State(state): State<AppState>, raw: Raw) -> ApiResult {
     let q = parse_scan(&state, &raw)?;
+    if let Some(index) = q.index {
+        let out = super::watch::blocking_scan(&state, &q, index).await?;
+        return Ok(render(&q, &out));
+    }
     let scan = |d| state.cluster().scan(&q.scan, q.consistency, d);
     let out = match q.consistency {
         Consistency::Stale => scan(raw.deadline).await?,

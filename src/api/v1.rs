@@ -25,6 +25,7 @@ use super::leader::on_leader;
 use super::values::expires_json;
 use super::values::rfc3339_ms;
 use crate::cluster::Consistency;
+use crate::cluster::ReadOutcome;
 use crate::id::NodeId;
 use crate::kv::Command;
 use crate::kv::Response as KvResponse;
@@ -45,6 +46,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/v1/kv", get(super::scan::get).delete(super::scan::delete))
         .route("/v1/txn", post(super::txn::post))
+        .route("/v1/watch", get(super::watch::stream))
         .route("/v1/status", get(status))
         .route("/v1/cluster", get(cluster_status))
         .route("/v1/cluster/members", post(add_member))
@@ -65,6 +67,10 @@ struct KvQuery {
     expire_at: Option<u64>,
     keepttl: bool,
     persist: bool,
+    /// Blocking query: return once the key changed after this index.
+    index: Option<u64>,
+    /// How long a blocking query may wait, in ms.
+    wait_ms: Option<u64>,
 }
 
 fn kv_query(raw: &Raw) -> Result<KvQuery, ApiError> {
@@ -84,6 +90,8 @@ fn kv_query(raw: &Raw) -> Result<KvQuery, ApiError> {
             "expire_at" => q.expire_at = Some(keys::parse_deadline("expire_at", &v)?),
             "keepttl" => q.keepttl = keys::parse_flag("keepttl", &v)?,
             "persist" => q.persist = keys::parse_flag("persist", &v)?,
+            "index" => q.index = Some(super::watch::parse_index(&v)?),
+            "wait" => q.wait_ms = Some(super::watch::parse_wait(&v)?),
             // `redirect` is handled by the forwarder; others are ignored,
             // as etcd and Consul do.
             _ => {}
@@ -137,11 +145,21 @@ fn cas_failed(current: u64, raft_index: u64) -> ApiError {
 
 async fn get_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
     let (key, q) = kv_request(&state, &raw)?;
+    if let Some(index) = q.index {
+        let out = super::watch::blocking_key(&state, &key, index, q.wait_ms).await?;
+        return key_response(out);
+    }
     let level = q.consistency.unwrap_or(Consistency::Linearizable);
     let out = match leader::read(&state, &raw, &key, level).await? {
         Routed::Forwarded(resp) => return Ok(resp),
         Routed::Here(out) => out,
     };
+    key_response(out)
+}
+
+/// A key read's answer: the raw value with the index and TTL headers, or
+/// 404.
+fn key_response(out: ReadOutcome) -> ApiResult {
     let Some(e) = out.entry else {
         return Err(ApiError::new(Code::KeyNotFound, "key not found")
             .with_header(h::RAFT_INDEX, out.raft_index));

@@ -32,6 +32,7 @@ mod expiry;
 mod membership;
 mod scan;
 mod status;
+pub mod watch;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -57,6 +58,7 @@ pub use self::status::Readiness;
 pub use self::status::Role;
 pub use self::status::Stats;
 pub use self::status::Status;
+pub use self::watch::WatchHub;
 use crate::config::ReadPolicy;
 use crate::error::Error;
 use crate::error::Leader;
@@ -136,6 +138,7 @@ pub struct Cluster {
     id: NodeId,
     cfg: ServiceConfig,
     probe: reqwest::Client,
+    watch: Arc<WatchHub>,
 }
 
 /// This node's wall clock (ms since the epoch).
@@ -159,6 +162,7 @@ impl Cluster {
         id: NodeId,
         cfg: ServiceConfig,
         contact: Arc<LeaderContact>,
+        watch: Arc<WatchHub>,
     ) -> Self {
         let probe = crate::net::http_client(
             crate::net::HttpClientOptions::default().timeout(Duration::from_secs(3)),
@@ -176,7 +180,13 @@ impl Cluster {
             id,
             cfg,
             probe,
+            watch,
         }
+    }
+
+    /// The watch history this node's state machine feeds.
+    pub fn watch(&self) -> &Arc<WatchHub> {
+        &self.watch
     }
 
     pub fn id(&self) -> &NodeId {

@@ -28,6 +28,8 @@ use std::ops::Bound;
 
 use serde::Serialize;
 
+use super::Change;
+use super::ChangeKind;
 use super::Command;
 use super::EntryMeta;
 use super::Request;
@@ -134,6 +136,9 @@ pub struct Cache {
     evicted_total: u64,
     oom_total: u64,
     capture: Option<Capture>,
+    /// What the applies since the last [`Cache::take_changes`] changed, when
+    /// recording (node-local bookkeeping, not replicated state).
+    changes: Option<Vec<Change>>,
 }
 
 /// FNV-1a of one item's replicated content: fixed, dependency-free, and
@@ -197,6 +202,20 @@ impl Cache {
             }
         }
         c
+    }
+
+    /// Record what every apply changes, for [`Cache::take_changes`].
+    pub fn record_changes(&mut self) {
+        self.changes.get_or_insert_with(Vec::new);
+    }
+
+    /// What the applies since the last call changed, in order (empty when
+    /// not recording).
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        self.changes
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Restore the counters a snapshot carries.
@@ -321,6 +340,15 @@ impl Cache {
 
     fn insert(&mut self, it: Item) -> Option<Item> {
         self.note(it.key());
+        if let Some(changes) = &mut self.changes {
+            changes.push(Change {
+                kind: ChangeKind::Put,
+                key: String::from_utf8_lossy(it.key()).into_owned(),
+                value: it.value().to_vec(),
+                meta: it.meta(),
+                expires_at: it.expires_at(),
+            });
+        }
         let (cost, hash, deadline) = (item_cost(&it), item_hash(&it), it.expires_at());
         let key: Option<Box<[u8]>> = (deadline != 0).then(|| it.key().into());
         let old = self.items.replace(it);
@@ -336,10 +364,20 @@ impl Cache {
         old
     }
 
-    pub(super) fn remove(&mut self, key: &[u8]) -> Option<Item> {
+    /// Remove `key`; `kind` says why (for watchers).
+    pub(super) fn remove(&mut self, key: &[u8], kind: ChangeKind) -> Option<Item> {
         self.note(key);
         let old = self.items.take(key)?;
         self.forget(&old);
+        if let Some(changes) = &mut self.changes {
+            changes.push(Change {
+                kind,
+                key: String::from_utf8_lossy(key).into_owned(),
+                value: Vec::new(),
+                meta: old.meta(),
+                expires_at: 0,
+            });
+        }
         Some(old)
     }
 
@@ -360,7 +398,7 @@ impl Cache {
             .get(key)
             .is_some_and(|it| it.expires_at() != 0 && it.expires_at() <= self.clock_ms);
         if due {
-            self.remove(key);
+            self.remove(key, ChangeKind::Expire);
             self.expired_total += 1;
         }
         due
@@ -409,7 +447,7 @@ impl Cache {
                     return Response::CasFailed { current };
                 }
                 Response::Deleted {
-                    existed: self.remove(key.as_bytes()).is_some(),
+                    existed: self.remove(key.as_bytes(), ChangeKind::Delete).is_some(),
                 }
             }
             Command::Expire { key, ttl } => {
@@ -442,7 +480,7 @@ impl Cache {
                     .map(|(_, k)| k.clone())
                     .collect();
                 for k in &due {
-                    self.remove(k);
+                    self.remove(k, ChangeKind::Expire);
                 }
                 self.expired_total += due.len() as u64;
                 Response::Ticked {
@@ -520,7 +558,7 @@ impl Cache {
             });
         }
         for k in room.evict.iter().filter(victim) {
-            if self.remove(k.as_bytes()).is_some() {
+            if self.remove(k.as_bytes(), ChangeKind::Evict).is_some() {
                 self.evicted_total += 1;
             }
         }

@@ -8,6 +8,9 @@
 //!   stamped into it by the proposer. Applying the same request at the same
 //!   log index to the same state gives the same result on every replica.
 //! - Nothing here depends on tokio or openraft; the module is plain data.
+//! - Applies can report what they changed ([`Cache::take_changes`], for
+//!   watchers): node-local bookkeeping, the same on every replica for the
+//!   same entry, never part of the replicated state or its digest.
 //! - Older log entries (without `ttl`, `evict`, `max_memory`) still decode:
 //!   new fields have serde defaults.
 //!
@@ -279,6 +282,34 @@ pub enum Response {
     /// this is a bug or an old proposer): nothing was applied. `op` names
     /// the part at fault.
     Invalid { op: String, reason: String },
+}
+
+/// Why a key changed (for watchers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// Written (a set, or a new deadline).
+    Put,
+    /// Deleted by a client (a delete, a prefix delete, a txn).
+    Delete,
+    /// Removed because its deadline passed.
+    Expire,
+    /// Evicted to make room.
+    Evict,
+}
+
+/// One key changed by an applied entry, as [`Cache::take_changes`]
+/// reports it: every replica reports the same changes for the same entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub kind: ChangeKind,
+    pub key: String,
+    /// The new value (`Put`); empty otherwise.
+    pub value: Vec<u8>,
+    /// The key's metadata after a `Put`, before a removal.
+    pub meta: EntryMeta,
+    /// The deadline after a `Put` (0 = none).
+    pub expires_at: u64,
 }
 
 /// Per-key metadata, etcd style.

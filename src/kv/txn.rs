@@ -448,7 +448,7 @@ impl Cache {
             if self.expire_if_due(k) {
                 continue;
             }
-            if self.remove(k).is_some() {
+            if self.remove(k, super::ChangeKind::Delete).is_some() {
                 deleted += 1;
             }
         }

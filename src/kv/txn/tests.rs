@@ -421,3 +421,52 @@ aa6d61785f6d656d6f727900";
     let back: Request = rmp_serde::from_slice(&rmp_serde::to_vec_named(&t).unwrap()).unwrap();
     assert_eq!(back, t);
 }
+
+#[test]
+fn applies_report_what_they_changed_and_why() {
+    use crate::kv::ChangeKind::*;
+    let mut c = seeded();
+    assert!(c.take_changes().is_empty(), "not recording yet");
+    c.record_changes();
+    let kinds = |c: &mut Cache| {
+        c.take_changes()
+            .into_iter()
+            .map(|ch| (ch.kind, ch.key))
+            .collect::<Vec<_>>()
+    };
+    c.apply(
+        10,
+        &txn(
+            vec![],
+            vec![put("x", "1"), del("a"), get("b"), del("none")],
+            vec![],
+        ),
+    );
+    assert_eq!(kinds(&mut c), [(Put, "x".into()), (Delete, "a".into())]);
+    let ttl = Command::Set {
+        key: "t".into(),
+        value: vec![],
+        cas: None,
+        ttl: Ttl::In(5),
+    };
+    c.apply(11, &Request::new(100, ttl));
+    let mut tick = Request::new(200, Command::Tick { max: 10 });
+    c.apply(12, &tick);
+    assert_eq!(kinds(&mut c), [(Put, "t".into()), (Expire, "t".into())]);
+    tick.cmd = put("y", "1");
+    tick.evict = vec!["x".into()];
+    tick.max_memory = 1;
+    c.apply(13, &tick);
+    // Refused (it cannot fit in 1 byte): nothing changed, nothing evicted.
+    assert!(kinds(&mut c).is_empty());
+    tick.max_memory = c.mem_bytes();
+    c.apply(14, &tick);
+    assert_eq!(kinds(&mut c), [(Evict, "x".into()), (Put, "y".into())]);
+    let changes_of_put = c.apply(15, &Request::new(0, put("z", "zz")));
+    assert!(matches!(changes_of_put, Response::Set { .. }));
+    let ch = c.take_changes();
+    assert_eq!(
+        (ch[0].value.as_slice(), ch[0].meta.modify_index),
+        (b"zz".as_slice(), 15)
+    );
+}
