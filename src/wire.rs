@@ -126,6 +126,11 @@ codes! {
     ForwardOutcomeUnknown = ("forward_outcome_unknown", 502, OutcomeUnknown),
     /// A bug or a local failure the server could not classify.
     Internal = ("internal", 500, OutcomeUnknown),
+    /// A watch asked for changes older than this node's event history
+    /// keeps; `X-Dcache-Oldest-Index` is the oldest `since` it can serve.
+    Compacted = ("compacted", 410, NotApplied),
+    /// This node already serves `watch.max_watchers` watch streams.
+    TooManyWatchers = ("too_many_watchers", 503, NotApplied),
 }
 
 impl Code {
@@ -172,6 +177,8 @@ pub mod header {
     /// The Raft log index that served the request (the applied index a read
     /// observed, the index of a write).
     pub const RAFT_INDEX: &str = "x-dcache-raft-index";
+    /// With `compacted`: the oldest `since` a watch may ask this node for.
+    pub const OLDEST_INDEX: &str = "x-dcache-oldest-index";
     /// The node that produced the response.
     pub const SERVED_BY: &str = "x-dcache-served-by";
     /// Set on a request a follower forwarded to the leader; a node that

@@ -236,7 +236,9 @@ async fn scans_prefix_deletes_transactions_and_watch_through_the_cli() {
         tokio::spawn(async move {
             cli(
                 &other,
-                &["--output", "json", "watch", "jobs/", "--since", &since, "--count", "6"],
+                &[
+                    "--output", "json", "watch", "jobs/", "--since", &since, "--count", "6",
+                ],
             )
             .await
         })
@@ -274,7 +276,12 @@ async fn scans_prefix_deletes_transactions_and_watch_through_the_cli() {
 
     // Delete the rest of the prefix.
     let r = cli(&f, &["--output", "json", "del", "--prefix", "jobs/"]).await;
-    assert_eq!((r.code, r.json()["deleted"].as_u64()), (0, Some(4)), "{}", r.stderr);
+    assert_eq!(
+        (r.code, r.json()["deleted"].as_u64()),
+        (0, Some(4)),
+        "{}",
+        r.stderr
+    );
     assert_eq!(cli(&f, &["scan", "jobs/", "--count"]).await.stdout, "0\n");
 
     // The watcher saw 5 puts and the txn's delete of jobs/0 (6 changes), in
@@ -303,7 +310,10 @@ async fn scans_prefix_deletes_transactions_and_watch_through_the_cli() {
         .collect();
     want.push(("delete".to_string(), "jobs/0".to_string()));
     assert_eq!(got, want);
-    let indexes: Vec<u64> = changes.iter().map(|c| c["index"].as_u64().unwrap()).collect();
+    let indexes: Vec<u64> = changes
+        .iter()
+        .map(|c| c["index"].as_u64().unwrap())
+        .collect();
     assert!(indexes.windows(2).all(|w| w[0] < w[1]), "{indexes:?}");
     c.shutdown_all().await;
 }

@@ -372,6 +372,29 @@ fn arb_command() -> impl Strategy<Value = Command> {
         1 => (key, cas).prop_map(|(key, cas)| Command::Delete { key, cas }),
         1 => (key, arb_ttl()).prop_map(|(key, ttl)| Command::Expire { key, ttl }),
         1 => (0u32..4).prop_map(|max| Command::Tick { max }),
+        1 => "[a-d]{0,1}".prop_map(|prefix| Command::DeletePrefix { prefix }),
+        1 => (key, any::<bool>(), proptest::collection::vec(arb_txn_op(), 0..4), proptest::collection::vec(arb_txn_op(), 0..4))
+            .prop_map(|(key, exists, success, failure)| Command::Txn {
+                compare: vec![dcache::kv::Compare {
+                    key,
+                    op: dcache::kv::CmpOp::Eq,
+                    target: if exists { dcache::kv::Target::Exists } else { dcache::kv::Target::Absent },
+                }],
+                success,
+                failure,
+            }),
+    ]
+}
+
+/// An op allowed inside a transaction.
+fn arb_txn_op() -> impl Strategy<Value = Command> {
+    let key = "[a-d]{1,2}";
+    prop_oneof![
+        3 => (key, proptest::collection::vec(any::<u8>(), 0..24), arb_ttl())
+            .prop_map(|(key, value, ttl)| Command::Set { key, value, cas: None, ttl }),
+        1 => key.prop_map(|key| Command::Delete { key, cas: None }),
+        1 => "[a-d]{0,1}".prop_map(|prefix| Command::DeletePrefix { prefix }),
+        1 => key.prop_map(|key| Command::Get { key }),
     ]
 }
 
@@ -533,6 +556,64 @@ proptest! {
 
 // --- cache ---------------------------------------------------------------------------
 
+/// key -> (value, modify index, deadline; 0 = none).
+type Model = std::collections::BTreeMap<String, (Vec<u8>, u64, u64)>;
+
+/// What `cmd` at `index` does to the model (expired keys already dropped).
+fn model_apply(model: &mut Model, cmd: &Command, index: u64, now: u64) {
+    let deadline = |ttl: &Ttl, cur: u64| match ttl {
+        Ttl::Clear => 0,
+        Ttl::Keep => cur,
+        Ttl::In(ms) => now + ms,
+        Ttl::At(at) => (*at).max(1),
+    };
+    match cmd {
+        Command::Set {
+            key,
+            value,
+            cas,
+            ttl,
+        } => {
+            // A key that expired earlier in the same txn is absent.
+            let live = model.get(key).filter(|e| e.2 == 0 || e.2 > now);
+            let (cur, d) = live.map_or((0, 0), |e| (e.1, e.2));
+            if cas.is_none_or(|c| c == cur) {
+                model.insert(key.clone(), (value.clone(), index, deadline(ttl, d)));
+            }
+        }
+        Command::Delete { key, cas } => {
+            let cur = model.get(key).map_or(0, |e| e.1);
+            if cas.is_none_or(|c| c == cur && cur != 0) {
+                model.remove(key);
+            }
+        }
+        Command::Expire { key, ttl } => {
+            if let Some(e) = model.get_mut(key) {
+                e.2 = deadline(ttl, e.2);
+            }
+        }
+        Command::DeletePrefix { prefix } => model.retain(|k, _| !k.starts_with(prefix.as_str())),
+        Command::Txn {
+            compare,
+            success,
+            failure,
+        } => {
+            let holds = compare.iter().all(|c| {
+                let present = model.contains_key(&c.key);
+                match c.target {
+                    dcache::kv::Target::Exists => present,
+                    dcache::kv::Target::Absent => !present,
+                    _ => unreachable!("not generated"),
+                }
+            });
+            for op in if holds { success } else { failure } {
+                model_apply(model, op, index, now);
+            }
+        }
+        Command::Tick { .. } | Command::Get { .. } | Command::Range { .. } => {}
+    }
+}
+
 proptest! {
     #![proptest_config(cfg(300))]
 
@@ -544,7 +625,7 @@ proptest! {
         let mut a = Cache::new();
         let mut b = Cache::new();
         // Model: key -> (value, modify index, deadline; 0 = none).
-        let mut model: std::collections::BTreeMap<String, (Vec<u8>, u64, u64)> = Default::default();
+        let mut model = Model::default();
         let mut now = 1000u64;
         for (i, (cmd, dt)) in cmds.iter().enumerate() {
             now += dt;
@@ -554,32 +635,7 @@ proptest! {
             let rb = b.apply(index, &req);
             prop_assert_eq!(&ra, &rb);
             model.retain(|_, (_, _, d)| *d == 0 || *d > now);
-            let deadline = |ttl: &Ttl, cur: u64| match ttl {
-                Ttl::Clear => 0,
-                Ttl::Keep => cur,
-                Ttl::In(ms) => now + ms,
-                Ttl::At(at) => (*at).max(1),
-            };
-            match cmd {
-                Command::Set { key, value, cas, ttl } => {
-                    let (cur, d) = model.get(key).map_or((0, 0), |e| (e.1, e.2));
-                    if cas.is_none_or(|c| c == cur) {
-                        model.insert(key.clone(), (value.clone(), index, deadline(ttl, d)));
-                    }
-                }
-                Command::Delete { key, cas } => {
-                    let cur = model.get(key).map_or(0, |e| e.1);
-                    if cas.is_none_or(|c| c == cur && cur != 0) {
-                        model.remove(key);
-                    }
-                }
-                Command::Expire { key, ttl } => {
-                    if let Some(e) = model.get_mut(key) {
-                        e.2 = deadline(ttl, e.2);
-                    }
-                }
-                Command::Tick { .. } => {}
-            }
+            model_apply(&mut model, cmd, index, now);
             let sum: u64 = a
                 .items()
                 .map(|it| entry_cost(it.key().len(), it.value().len(), it.expires_at() != 0))

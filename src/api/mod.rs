@@ -28,8 +28,12 @@ pub mod keys;
 pub mod leader;
 pub mod metrics;
 pub mod openapi;
+pub mod scan;
 pub mod seed;
+pub mod txn;
 pub mod v1;
+pub mod values;
+pub mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;

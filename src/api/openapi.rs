@@ -136,6 +136,65 @@ pub struct Transferred {
     pub leader: Option<String>,
 }
 
+/// One key in a scan page, a txn `get`/`range` result or a watch event.
+#[derive(Serialize, ToSchema)]
+pub struct KeyValue {
+    pub key: String,
+    /// The value as UTF-8 text (absent with `keys_only`, or when not UTF-8).
+    pub value: Option<String>,
+    /// The value as base64, when it is not UTF-8 (or with `encoding=base64`).
+    pub value_base64: Option<String>,
+    pub create_index: Option<u64>,
+    pub modify_index: Option<u64>,
+    pub version: Option<u64>,
+    pub expires_at: Option<String>,
+    pub ttl_ms: Option<u64>,
+}
+
+/// `GET /v1/kv?prefix=`: a page, or with `count=true` only `count` and `index`.
+#[derive(Serialize, ToSchema)]
+pub struct ScanPage {
+    pub kvs: Option<Vec<KeyValue>>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub cursor: Option<String>,
+    pub more: Option<bool>,
+    pub count: Option<u64>,
+    /// The Raft index the page was read at.
+    pub index: u64,
+}
+
+/// `DELETE /v1/kv?prefix=`.
+#[derive(Serialize, ToSchema)]
+pub struct PrefixDeleted {
+    pub prefix: String,
+    pub deleted: u64,
+    /// Keys are left (10,000 per request): repeat.
+    pub more: bool,
+    pub index: u64,
+}
+
+/// `POST /v1/txn` body (README "Transactions").
+#[derive(Serialize, ToSchema)]
+pub struct TxnBody {
+    /// All must hold for `success` to run, else `failure` runs.
+    #[schema(value_type = Option<Vec<super::txn::CompareJson>>)]
+    pub compare: Option<Vec<serde_json::Value>>,
+    #[schema(value_type = Option<Vec<super::txn::OpJson>>)]
+    pub success: Option<Vec<serde_json::Value>>,
+    #[schema(value_type = Option<Vec<super::txn::OpJson>>)]
+    pub failure: Option<Vec<serde_json::Value>>,
+}
+
+/// `POST /v1/txn` answer.
+#[derive(Serialize, ToSchema)]
+pub struct TxnAnswer {
+    pub succeeded: bool,
+    pub index: u64,
+    /// One per op of the branch that ran, with `op` and its fields.
+    #[schema(value_type = Vec<Object>)]
+    pub results: Vec<serde_json::Value>,
+}
+
 /// The seed's `POST /store` body.
 #[derive(Serialize, ToSchema)]
 pub struct SeedSet {
@@ -210,6 +269,10 @@ pub struct Live {
         super::v1::remove_member,
         super::v1::transfer_leader,
         super::v1::digest,
+        super::scan::get,
+        super::scan::delete,
+        super::txn::post,
+        super::watch::stream,
         super::seed::set,
         super::seed::get_key,
         super::seed::delete,

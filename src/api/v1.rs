@@ -22,7 +22,10 @@ use super::keys;
 use super::leader;
 use super::leader::Routed;
 use super::leader::on_leader;
+use super::values::expires_json;
+use super::values::rfc3339_ms;
 use crate::cluster::Consistency;
+use crate::cluster::ReadOutcome;
 use crate::id::NodeId;
 use crate::kv::Command;
 use crate::kv::Response as KvResponse;
@@ -30,7 +33,7 @@ use crate::kv::Ttl;
 use crate::wire::Code;
 use crate::wire::header as h;
 
-type ApiResult = Result<Response, ApiError>;
+pub(super) type ApiResult = Result<Response, ApiError>;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -41,6 +44,9 @@ pub fn routes() -> Router<AppState> {
                 .post(expire_key)
                 .delete(delete_key),
         )
+        .route("/v1/kv", get(super::scan::get).delete(super::scan::delete))
+        .route("/v1/txn", post(super::txn::post))
+        .route("/v1/watch", get(super::watch::stream))
         .route("/v1/status", get(status))
         .route("/v1/cluster", get(cluster_status))
         .route("/v1/cluster/members", post(add_member))
@@ -61,6 +67,10 @@ struct KvQuery {
     expire_at: Option<u64>,
     keepttl: bool,
     persist: bool,
+    /// Blocking query: return once the key changed after this index.
+    index: Option<u64>,
+    /// How long a blocking query may wait, in ms.
+    wait_ms: Option<u64>,
 }
 
 fn kv_query(raw: &Raw) -> Result<KvQuery, ApiError> {
@@ -80,6 +90,8 @@ fn kv_query(raw: &Raw) -> Result<KvQuery, ApiError> {
             "expire_at" => q.expire_at = Some(keys::parse_deadline("expire_at", &v)?),
             "keepttl" => q.keepttl = keys::parse_flag("keepttl", &v)?,
             "persist" => q.persist = keys::parse_flag("persist", &v)?,
+            "index" => q.index = Some(super::watch::parse_index(&v)?),
+            "wait" => q.wait_ms = Some(super::watch::parse_wait(&v)?),
             // `redirect` is handled by the forwarder; others are ignored,
             // as etcd and Consul do.
             _ => {}
@@ -98,13 +110,6 @@ fn header_u64(h: &mut HeaderMap, name: &'static str, v: u64) {
     h.insert(name, HeaderValue::from(v));
 }
 
-/// A deadline (ms since the epoch) as RFC 3339 with milliseconds, UTC.
-fn rfc3339_ms(ms: u64) -> String {
-    chrono::DateTime::from_timestamp_millis(i64::try_from(ms).unwrap_or(i64::MAX))
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
-
 /// `X-Dcache-Expires-At` and `X-Dcache-TTL-Ms` for a key with a deadline.
 fn ttl_headers(h: &mut HeaderMap, expires_at: u64, now_ms: u64) {
     if expires_at == 0 {
@@ -114,15 +119,6 @@ fn ttl_headers(h: &mut HeaderMap, expires_at: u64, now_ms: u64) {
         h.insert(h::EXPIRES_AT, v);
     }
     header_u64(h, h::TTL_MS, expires_at.saturating_sub(now_ms));
-}
-
-/// The deadline fields of a JSON answer: `expires_at` (RFC 3339 or null).
-fn expires_json(expires_at: u64) -> serde_json::Value {
-    if expires_at == 0 {
-        serde_json::Value::Null
-    } else {
-        rfc3339_ms(expires_at).into()
-    }
 }
 
 pub(super) fn out_of_memory(needed: u64, max: u64) -> ApiError {
@@ -151,7 +147,9 @@ fn cas_failed(current: u64, raft_index: u64) -> ApiError {
 #[utoipa::path(get, path = "/v1/kv/{key}", tag = "kv",
     params(("key" = String, Path, description = "The key (UTF-8; may contain `/`; percent-encode other reserved characters)"),
         ("consistency" = Option<super::openapi::Consistency>, Query, description = "`linearizable` (default) or `stale` (this node's state, may lag)"),
-        ("redirect" = Option<bool>, Query, description = "On a follower, answer 307 to the leader instead of forwarding")),
+        ("redirect" = Option<bool>, Query, description = "On a follower, answer 307 to the leader instead of forwarding"),
+        ("index" = Option<u64>, Query, description = "Blocking query: answer once this node has applied a change after this Raft index (or when `wait` ends)"),
+        ("wait" = Option<String>, Query, description = "Longest wait of a blocking query (default 5m, at most 10m, plus up to 1/16 jitter)")),
     responses(
         (status = 200, description = "The value", content_type = "application/octet-stream", body = String,
             headers(("x-dcache-index" = u64, description = "The key's modify index"), ("x-dcache-raft-index" = u64, description = "The Raft index the answer was served at"),
@@ -162,11 +160,21 @@ fn cas_failed(current: u64, raft_index: u64) -> ApiError {
         super::openapi::Errors))]
 pub(super) async fn get_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
     let (key, q) = kv_request(&state, &raw)?;
+    if let Some(index) = q.index {
+        let out = super::watch::blocking_key(&state, &key, index, q.wait_ms).await?;
+        return key_response(out);
+    }
     let level = q.consistency.unwrap_or(Consistency::Linearizable);
     let out = match leader::read(&state, &raw, &key, level).await? {
         Routed::Forwarded(resp) => return Ok(resp),
         Routed::Here(out) => out,
     };
+    key_response(out)
+}
+
+/// A key read's answer: the raw value with the index and TTL headers, or
+/// 404.
+fn key_response(out: ReadOutcome) -> ApiResult {
     let Some(e) = out.entry else {
         return Err(ApiError::new(Code::KeyNotFound, "key not found")
             .with_header(h::RAFT_INDEX, out.raft_index));
@@ -326,7 +334,7 @@ pub(super) async fn delete_key(State(state): State<AppState>, raw: Raw) -> ApiRe
     }
 }
 
-fn unexpected(r: KvResponse) -> ApiError {
+pub(super) fn unexpected(r: KvResponse) -> ApiError {
     tracing::error!(response = ?r, "state machine returned an unexpected response");
     ApiError::new(Code::Internal, "unexpected state machine response")
 }

@@ -174,28 +174,47 @@ impl Evictor {
         if self.max_memory == 0 {
             return (0, victims);
         }
-        let (key, new_cost) = match cmd {
+        // The keys the write changes (never victims), the largest cost it
+        // may need on its own, and the bytes it adds.
+        let (keys, new_cost, delta): (Vec<&str>, u64, u64) = match cmd {
             Command::Set {
                 key, value, ttl, ..
             } => {
                 let keeps =
                     *ttl == Ttl::Keep && cache.get_item(key).is_some_and(|it| it.expires_at() != 0);
                 let has_ttl = matches!(ttl, Ttl::In(_) | Ttl::At(_)) || keeps;
-                (key, entry_cost(key.len(), value.len(), has_ttl))
+                let new_cost = entry_cost(key.len(), value.len(), has_ttl);
+                (
+                    vec![key],
+                    new_cost,
+                    new_cost.saturating_sub(cost_of(cache, key)),
+                )
             }
             Command::Expire { key, ttl } => match cache.get_item(key) {
-                Some(it) => (
-                    key,
-                    entry_cost(key.len(), it.value().len(), *ttl != Ttl::Clear),
-                ),
+                Some(it) => {
+                    let new_cost = entry_cost(key.len(), it.value().len(), *ttl != Ttl::Clear);
+                    (
+                        vec![key],
+                        new_cost,
+                        new_cost.saturating_sub(cost_of(cache, key)),
+                    )
+                }
                 None => return (0, victims),
             },
-            Command::Delete { .. } | Command::Tick { .. } => return (0, victims),
+            // Either branch may run: plan for the larger.
+            Command::Txn {
+                success, failure, ..
+            } => {
+                let growth = cache.txn_growth(success).max(cache.txn_growth(failure));
+                let keys = success.iter().chain(failure).filter_map(Command::key);
+                (keys.collect(), growth, growth)
+            }
+            Command::Delete { .. }
+            | Command::Tick { .. }
+            | Command::Get { .. }
+            | Command::Range { .. }
+            | Command::DeletePrefix { .. } => return (0, victims),
         };
-        let old_cost = cache.get_item(key).map_or(0, |it| {
-            entry_cost(it.key().len(), it.value().len(), it.expires_at() != 0)
-        });
-        let delta = new_cost.saturating_sub(old_cost);
         let net = i64::try_from(delta).unwrap_or(i64::MAX);
         let pending = self.pending.load(Ordering::Relaxed);
         let used = (cache.mem_bytes() + delta).saturating_add_signed(pending);
@@ -210,7 +229,7 @@ impl Evictor {
         let mut freed = 0;
         let mut misses = 0;
         while freed < need && victims.len() < MAX_VICTIMS && misses < 8 {
-            let exclude = |k: &[u8]| k == key.as_bytes() || doomed.contains(k);
+            let exclude = |k: &[u8]| keys.iter().any(|w| w.as_bytes() == k) || doomed.contains(k);
             match self.choose(cache, now_ms, &mut rng, &exclude) {
                 Some(c) => {
                     freed += c.cost;
@@ -264,6 +283,13 @@ impl Evictor {
                 .max_by_key(|c| c.score),
         }
     }
+}
+
+/// The accounted cost of `key` now (0 when absent).
+fn cost_of(cache: &Cache, key: &str) -> u64 {
+    cache.get_item(key).map_or(0, |it| {
+        entry_cost(it.key().len(), it.value().len(), it.expires_at() != 0)
+    })
 }
 
 /// Up to `n` distinct eligible items found by random probes: of the key

@@ -30,7 +30,9 @@
 mod evict;
 mod expiry;
 mod membership;
+mod scan;
 mod status;
+pub mod watch;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -48,12 +50,15 @@ use openraft::errors::RaftError;
 use tokio::time::Instant;
 
 pub use self::evict::Evictor;
+pub use self::scan::Scan;
+pub use self::scan::ScanOutcome;
 pub use self::status::CacheStatus;
 pub use self::status::Member;
 pub use self::status::Readiness;
 pub use self::status::Role;
 pub use self::status::Stats;
 pub use self::status::Status;
+pub use self::watch::WatchHub;
 use crate::config::ReadPolicy;
 use crate::error::Error;
 use crate::error::Leader;
@@ -133,6 +138,7 @@ pub struct Cluster {
     id: NodeId,
     cfg: ServiceConfig,
     probe: reqwest::Client,
+    watch: Arc<WatchHub>,
 }
 
 /// This node's wall clock (ms since the epoch).
@@ -156,6 +162,7 @@ impl Cluster {
         id: NodeId,
         cfg: ServiceConfig,
         contact: Arc<LeaderContact>,
+        watch: Arc<WatchHub>,
     ) -> Self {
         let probe = crate::net::http_client(
             crate::net::HttpClientOptions::default().timeout(Duration::from_secs(3)),
@@ -173,7 +180,13 @@ impl Cluster {
             id,
             cfg,
             probe,
+            watch,
         }
+    }
+
+    /// The watch history this node's state machine feeds.
+    pub fn watch(&self) -> &Arc<WatchHub> {
+        &self.watch
     }
 
     pub fn id(&self) -> &NodeId {
@@ -407,6 +420,32 @@ impl Cluster {
         }
     }
 
+    /// On the leader, confirm leadership (ReadIndex, or the lease) and wait
+    /// until the local state machine has applied the read index: a local
+    /// read after this is linearizable.
+    async fn linearize(&self, deadline: Instant) -> Result<()> {
+        let start = Instant::now();
+        self.lead(deadline).await?;
+        let linearizer = self
+            .confirm_leadership(self.cfg.read_policy, deadline)
+            .await?;
+        match until(deadline, linearizer.await_ready(&self.raft)).await {
+            None => Err(Error::Timeout(start.elapsed())),
+            Some(Err(f)) => Err(Error::Unavailable(f.to_string())),
+            Some(Ok(_)) => Ok(()),
+        }
+    }
+
+    /// Propose an expiry entry now (a read saw a key past its deadline on
+    /// this leader's clock): it advances the replicated clock to this
+    /// node's stamp, so the key is absent for every later read.
+    async fn tick(&self, deadline: Instant) -> Result<()> {
+        let tick = kv::Command::Tick {
+            max: self.cfg.cache.expiry_batch,
+        };
+        self.write(tick, deadline).await.map(drop)
+    }
+
     /// Read a key at the given consistency level.
     ///
     /// A linearizable read runs on the leader. If the key's deadline has
@@ -421,17 +460,8 @@ impl Cluster {
         consistency: Consistency,
         deadline: Instant,
     ) -> Result<ReadOutcome> {
-        let start = Instant::now();
         if consistency == Consistency::Linearizable {
-            self.lead(deadline).await?;
-            let linearizer = self
-                .confirm_leadership(self.cfg.read_policy, deadline)
-                .await?;
-            match until(deadline, linearizer.await_ready(&self.raft)).await {
-                None => return Err(Error::Timeout(start.elapsed())),
-                Some(Err(f)) => return Err(Error::Unavailable(f.to_string())),
-                Some(Ok(_)) => {}
-            }
+            self.linearize(deadline).await?;
         }
         let now = self.stamp();
         let touch = |k: &str| match self.evictor.touch_coin() {
@@ -444,10 +474,7 @@ impl Cluster {
             .as_ref()
             .is_some_and(|e| e.expires_at != 0 && e.expires_at <= now);
         if consistency == Consistency::Linearizable && due {
-            let tick = kv::Command::Tick {
-                max: self.cfg.cache.expiry_batch,
-            };
-            self.write(tick, deadline).await?;
+            self.tick(deadline).await?;
             r = touch(key);
         }
         let counter = if r.entry.is_some() {

@@ -65,6 +65,7 @@ mod error;
 mod layer;
 mod load;
 mod validate;
+mod watch;
 
 #[cfg(test)]
 mod tests;
@@ -73,6 +74,7 @@ pub use cache::{ByteSize, CacheConfig, EvictionPolicy};
 pub use error::ConfigError;
 pub use load::{CLIENT_ENV_VARS, ENV_PREFIX, env_var_for, keys};
 pub use validate::bounds;
+pub use watch::WatchConfig;
 
 use error::invalid;
 use serde::de::Unexpected;
@@ -227,6 +229,7 @@ pub struct Config {
     pub logging: LoggingConfig,
     pub shutdown: ShutdownConfig,
     pub cache: CacheConfig,
+    pub watch: WatchConfig,
 }
 
 /// `node.*`: identity and storage of this node.

@@ -31,6 +31,12 @@ pub mod bounds {
     pub const MAX_LOG_FLUSH_WAIT_US: u64 = 1_000_000;
     /// `cache.expiry_batch`: keys one expiry entry may remove.
     pub const MAX_EXPIRY_BATCH: u64 = 1_000_000;
+    /// `watch.history_events`.
+    pub const MAX_HISTORY_EVENTS: u64 = 100_000_000;
+    /// `watch.history_bytes`: 64 GiB.
+    pub const MAX_HISTORY_BYTES: u64 = 64 << 30;
+    /// `watch.max_watchers`.
+    pub const MAX_WATCHERS: u64 = 1_000_000;
 }
 
 /// A validation failure, plus the other key a cross-key check compared
@@ -140,7 +146,7 @@ impl Config {
         let (h, r) = (&self.http, &self.raft);
         #[rustfmt::skip]
         let c = &self.cache;
-        let ranges: [(&str, u64, u64, u64, &str); 14] = [
+        let ranges: [(&str, u64, u64, u64, &str); 18] = [
             // (key, value, min, max, max in words)
             (
                 "http.max_key_bytes",
@@ -239,6 +245,34 @@ impl Config {
                 1,
                 MAX_EXPIRY_BATCH,
                 "",
+            ),
+            (
+                "watch.history_events",
+                self.watch.history_events,
+                1,
+                MAX_HISTORY_EVENTS,
+                "",
+            ),
+            (
+                "watch.history_bytes",
+                self.watch.history_bytes.0,
+                1024,
+                MAX_HISTORY_BYTES,
+                "64 GiB",
+            ),
+            (
+                "watch.max_watchers",
+                self.watch.max_watchers,
+                0,
+                MAX_WATCHERS,
+                "",
+            ),
+            (
+                "watch.slow_consumer_ms",
+                self.watch.slow_consumer_ms,
+                1,
+                MAX_MS,
+                "one day",
             ),
         ];
         for (key, value, min, max, words) in ranges {

@@ -28,6 +28,8 @@ use std::ops::Bound;
 
 use serde::Serialize;
 
+use super::Change;
+use super::ChangeKind;
 use super::Command;
 use super::EntryMeta;
 use super::Request;
@@ -60,6 +62,21 @@ pub fn entry_cost(key_len: usize, value_len: usize, has_ttl: bool) -> u64 {
 
 fn item_cost(it: &Item) -> u64 {
     entry_cost(it.key().len(), it.value().len(), it.expires_at() != 0)
+}
+
+/// The memory limit a change must respect and the leader's victims that
+/// may make room for it.
+#[derive(Debug, Clone, Copy)]
+pub struct Room<'a> {
+    pub(super) evict: &'a [String],
+    /// 0 = unlimited.
+    pub(super) max: u64,
+}
+
+impl Room<'_> {
+    /// No limit (the ops of a transaction, whose growth was checked as a
+    /// whole).
+    pub(super) const UNLIMITED: Room<'static> = Room { evict: &[], max: 0 };
 }
 
 /// An owned copy of one stored key, for callers outside the lock.
@@ -119,6 +136,9 @@ pub struct Cache {
     evicted_total: u64,
     oom_total: u64,
     capture: Option<Capture>,
+    /// What the applies since the last [`Cache::take_changes`] changed, when
+    /// recording (node-local bookkeeping, not replicated state).
+    changes: Option<Vec<Change>>,
 }
 
 /// FNV-1a of one item's replicated content: fixed, dependency-free, and
@@ -184,6 +204,20 @@ impl Cache {
         c
     }
 
+    /// Record what every apply changes, for [`Cache::take_changes`].
+    pub fn record_changes(&mut self) {
+        self.changes.get_or_insert_with(Vec::new);
+    }
+
+    /// What the applies since the last call changed, in order (empty when
+    /// not recording).
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        self.changes
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
     /// Restore the counters a snapshot carries.
     pub fn set_totals(&mut self, expired: u64, evicted: u64, oom: u64) {
         self.expired_total = expired;
@@ -195,14 +229,15 @@ impl Cache {
         self.clock_ms
     }
 
-    fn live(&self, it: &Item) -> bool {
+    /// Whether `it` has not expired on the replicated clock.
+    pub fn is_live(&self, it: &Item) -> bool {
         it.expires_at() == 0 || it.expires_at() > self.clock_ms
     }
 
     /// The item under `key`, if present and not expired on the replicated
     /// clock.
     pub fn get_item(&self, key: &str) -> Option<&Item> {
-        self.items.get(key.as_bytes()).filter(|it| self.live(it))
+        self.items.get(key.as_bytes()).filter(|it| self.is_live(it))
     }
 
     pub fn get(&self, key: &str) -> Option<Entry> {
@@ -260,6 +295,14 @@ impl Cache {
         self.items.range::<[u8], _>((lower, Bound::Unbounded))
     }
 
+    /// Items from `lower` on, in key order.
+    pub fn items_from_bound<'a>(
+        &'a self,
+        lower: Bound<&[u8]>,
+    ) -> impl Iterator<Item = &'a Item> + 'a {
+        self.items.range::<[u8], _>((lower, Bound::Unbounded))
+    }
+
     /// Keys with a deadline, earliest first.
     pub fn deadlines(&self) -> impl Iterator<Item = (u64, &[u8])> {
         self.expiry.iter().map(|(d, k)| (*d, &**k))
@@ -297,6 +340,15 @@ impl Cache {
 
     fn insert(&mut self, it: Item) -> Option<Item> {
         self.note(it.key());
+        if let Some(changes) = &mut self.changes {
+            changes.push(Change {
+                kind: ChangeKind::Put,
+                key: String::from_utf8_lossy(it.key()).into_owned(),
+                value: it.value().to_vec(),
+                meta: it.meta(),
+                expires_at: it.expires_at(),
+            });
+        }
         let (cost, hash, deadline) = (item_cost(&it), item_hash(&it), it.expires_at());
         let key: Option<Box<[u8]>> = (deadline != 0).then(|| it.key().into());
         let old = self.items.replace(it);
@@ -312,10 +364,20 @@ impl Cache {
         old
     }
 
-    fn remove(&mut self, key: &[u8]) -> Option<Item> {
+    /// Remove `key`; `kind` says why (for watchers).
+    pub(super) fn remove(&mut self, key: &[u8], kind: ChangeKind) -> Option<Item> {
         self.note(key);
         let old = self.items.take(key)?;
         self.forget(&old);
+        if let Some(changes) = &mut self.changes {
+            changes.push(Change {
+                kind,
+                key: String::from_utf8_lossy(key).into_owned(),
+                value: Vec::new(),
+                meta: old.meta(),
+                expires_at: 0,
+            });
+        }
         Some(old)
     }
 
@@ -330,13 +392,13 @@ impl Cache {
     }
 
     /// Remove `key` if its deadline has passed; true if it did.
-    fn expire_if_due(&mut self, key: &[u8]) -> bool {
+    pub(super) fn expire_if_due(&mut self, key: &[u8]) -> bool {
         let due = self
             .items
             .get(key)
             .is_some_and(|it| it.expires_at() != 0 && it.expires_at() <= self.clock_ms);
         if due {
-            self.remove(key);
+            self.remove(key, ChangeKind::Expire);
             self.expired_total += 1;
         }
         due
@@ -347,16 +409,33 @@ impl Cache {
     /// Apply one request that was committed at log index `index`.
     pub fn apply(&mut self, index: u64, req: &Request) -> Response {
         self.clock_ms = self.clock_ms.max(req.now_ms);
-        if let Some(k) = req.cmd.key() {
+        let room = Room {
+            evict: &req.evict,
+            max: req.max_memory,
+        };
+        let mut budget = super::txn::MAX_RESULT_BYTES;
+        self.exec(index, &req.cmd, room, &mut budget)
+    }
+
+    /// Run one command (a request's, or an op of a transaction) at
+    /// `index`. `budget`: the bytes reads may still return.
+    pub(super) fn exec(
+        &mut self,
+        index: u64,
+        cmd: &Command,
+        room: Room<'_>,
+        budget: &mut u64,
+    ) -> Response {
+        if let Some(k) = cmd.key() {
             self.expire_if_due(k.as_bytes());
         }
-        match &req.cmd {
+        match cmd {
             Command::Set {
                 key,
                 value,
                 cas,
                 ttl,
-            } => self.set(index, req, key, value, *cas, *ttl),
+            } => self.set(index, room, key, value, *cas, *ttl),
             Command::Delete { key, cas } => {
                 let current = self
                     .items
@@ -368,7 +447,7 @@ impl Cache {
                     return Response::CasFailed { current };
                 }
                 Response::Deleted {
-                    existed: self.remove(key.as_bytes()).is_some(),
+                    existed: self.remove(key.as_bytes(), ChangeKind::Delete).is_some(),
                 }
             }
             Command::Expire { key, ttl } => {
@@ -382,7 +461,7 @@ impl Cache {
                 if deadline != it.expires_at() {
                     let new = it.with_expiry(deadline);
                     let (old_cost, new_cost) = (item_cost(it), item_cost(&new));
-                    if let Err(full) = self.make_room(req, key, old_cost, new_cost) {
+                    if let Err(full) = self.make_room(room, key, old_cost, new_cost) {
                         return full;
                     }
                     self.insert(new);
@@ -401,13 +480,38 @@ impl Cache {
                     .map(|(_, k)| k.clone())
                     .collect();
                 for k in &due {
-                    self.remove(k);
+                    self.remove(k, ChangeKind::Expire);
                 }
                 self.expired_total += due.len() as u64;
                 Response::Ticked {
                     removed: due.len() as u64,
                 }
             }
+            Command::Get { key } => {
+                let kv = self.get_item(key).map(|it| super::txn::Kv::of(it, false));
+                if let Some(kv) = &kv {
+                    *budget = budget.saturating_sub(kv.size());
+                }
+                Response::Value { kv }
+            }
+            Command::Range {
+                range,
+                limit,
+                keys_only,
+            } => {
+                let limit = (*limit).min(super::txn::MAX_RANGE_LIMIT) as usize;
+                let page = self.range(range, None, limit, *keys_only, budget);
+                Response::Range {
+                    kvs: page.kvs,
+                    more: page.more,
+                }
+            }
+            Command::DeletePrefix { prefix } => self.delete_prefix(prefix),
+            Command::Txn {
+                compare,
+                success,
+                failure,
+            } => self.apply_txn(index, compare, success, failure, room),
         }
     }
 
@@ -416,30 +520,45 @@ impl Cache {
     /// gone, and evict them only then. `Err` is the refusal.
     fn make_room(
         &mut self,
-        req: &Request,
+        room: Room<'_>,
         key: &str,
         old_cost: u64,
         new_cost: u64,
     ) -> Result<(), Response> {
-        if req.max_memory == 0 || new_cost <= old_cost {
+        self.make_room_for(room, &[key], new_cost.saturating_sub(old_cost), new_cost)
+    }
+
+    /// Before changes of `keys` that add at most `growth` bytes: check they
+    /// fit under the room's limit once its victims (other than `keys`) are
+    /// gone, and evict them only then. `Err` is the refusal, reporting
+    /// `needed` bytes.
+    pub(super) fn make_room_for(
+        &mut self,
+        room: Room<'_>,
+        keys: &[&str],
+        growth: u64,
+        needed: u64,
+    ) -> Result<(), Response> {
+        if room.max == 0 || growth == 0 {
             return Ok(());
         }
-        let freed: u64 = req
+        let victim = |k: &&String| !keys.contains(&k.as_str());
+        let freed: u64 = room
             .evict
             .iter()
-            .filter(|k| k.as_str() != key)
+            .filter(victim)
             .filter_map(|k| self.items.get(k.as_bytes()))
             .map(item_cost)
             .sum();
-        if self.mem_bytes - freed - old_cost + new_cost > req.max_memory {
+        if (self.mem_bytes - freed).saturating_add(growth) > room.max {
             self.oom_total += 1;
             return Err(Response::OutOfMemory {
-                needed: new_cost,
-                max: req.max_memory,
+                needed,
+                max: room.max,
             });
         }
-        for k in &req.evict {
-            if k != key && self.remove(k.as_bytes()).is_some() {
+        for k in room.evict.iter().filter(victim) {
+            if self.remove(k.as_bytes(), ChangeKind::Evict).is_some() {
                 self.evicted_total += 1;
             }
         }
@@ -461,7 +580,7 @@ impl Cache {
     fn set(
         &mut self,
         index: u64,
-        req: &Request,
+        room: Room<'_>,
         key: &str,
         value: &[u8],
         cas: Option<u64>,
@@ -491,7 +610,7 @@ impl Cache {
         let expires_at = self.deadline(ttl, current.map_or(0, Item::expires_at));
         let new_cost = entry_cost(key.len(), value.len(), expires_at != 0);
         let old_cost = current.map_or(0, item_cost);
-        if let Err(full) = self.make_room(req, key, old_cost, new_cost) {
+        if let Err(full) = self.make_room(room, key, old_cost, new_cost) {
             return full;
         }
         let access = Access::new(self.clock_ms).0;

@@ -8,6 +8,9 @@
 //!   stamped into it by the proposer. Applying the same request at the same
 //!   log index to the same state gives the same result on every replica.
 //! - Nothing here depends on tokio or openraft; the module is plain data.
+//! - Applies can report what they changed ([`Cache::take_changes`], for
+//!   watchers): node-local bookkeeping, the same on every replica for the
+//!   same entry, never part of the replicated state or its digest.
 //! - Older log entries (without `ttl`, `evict`, `max_memory`) still decode:
 //!   new fields have serde defaults.
 //!
@@ -24,6 +27,7 @@
 
 pub mod cache;
 pub mod item;
+pub mod txn;
 
 use std::fmt;
 
@@ -35,6 +39,11 @@ pub use cache::CacheStats;
 pub use cache::Entry;
 pub use item::Access;
 pub use item::Item;
+pub use txn::CmpOp;
+pub use txn::Compare;
+pub use txn::KeyRange;
+pub use txn::Kv;
+pub use txn::Target;
 
 /// Longest TTL accepted: ten years, in milliseconds.
 pub const MAX_TTL_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
@@ -111,6 +120,28 @@ pub enum Command {
     /// clock (the leader proposes it when a deadline passes on its own
     /// clock, stamping its time, which advances the replicated clock).
     Tick { max: u32 },
+    // Variants below were added after the first release: appended, so older
+    // log entries decode as before.
+    /// Read `key` (inside a transaction; a read through the log otherwise).
+    Get { key: String },
+    /// Read up to `limit` keys of `range` in key order (inside a
+    /// transaction; scans read the local state instead).
+    Range {
+        range: KeyRange,
+        limit: u32,
+        #[serde(default)]
+        keys_only: bool,
+    },
+    /// Remove the keys starting with `prefix`, at most
+    /// [`txn::MAX_DELETE_PREFIX`] per entry.
+    DeletePrefix { prefix: String },
+    /// If every compare holds, run `success`, else `failure`: atomically, at
+    /// this entry's index (see [`txn`]).
+    Txn {
+        compare: Vec<Compare>,
+        success: Vec<Command>,
+        failure: Vec<Command>,
+    },
 }
 
 impl Command {
@@ -119,8 +150,54 @@ impl Command {
         match self {
             Command::Set { key, .. }
             | Command::Delete { key, .. }
-            | Command::Expire { key, .. } => Some(key),
-            Command::Tick { .. } => None,
+            | Command::Expire { key, .. }
+            | Command::Get { key } => Some(key),
+            Command::Tick { .. }
+            | Command::Range { .. }
+            | Command::DeletePrefix { .. }
+            | Command::Txn { .. } => None,
+        }
+    }
+}
+
+impl Command {
+    /// Roughly the bytes the command carries (keys, values, nested ops):
+    /// for the log's in-memory cache accounting.
+    pub fn payload_bytes(&self) -> usize {
+        match self {
+            Command::Set { key, value, .. } => key.len() + value.len(),
+            Command::Delete { key, .. } | Command::Expire { key, .. } | Command::Get { key } => {
+                key.len()
+            }
+            Command::Tick { .. } => 0,
+            Command::Range { range, .. } => match range {
+                KeyRange::Prefix { prefix } => prefix.len(),
+                KeyRange::Between { start, end } => {
+                    start.len() + end.as_ref().map_or(0, String::len)
+                }
+            },
+            Command::DeletePrefix { prefix } => prefix.len(),
+            Command::Txn {
+                compare,
+                success,
+                failure,
+            } => {
+                let c: usize = compare
+                    .iter()
+                    .map(|c| {
+                        c.key.len()
+                            + match &c.target {
+                                Target::Value { value } => value.len(),
+                                _ => 8,
+                            }
+                    })
+                    .sum();
+                c + success
+                    .iter()
+                    .chain(failure)
+                    .map(|op| op.payload_bytes() + 16)
+                    .sum::<usize>()
+            }
         }
     }
 }
@@ -141,6 +218,20 @@ impl fmt::Display for Request {
             Command::Delete { key, cas } => write!(f, "delete({key:?}, cas={cas:?})")?,
             Command::Expire { key, ttl } => write!(f, "expire({key:?}, {ttl:?})")?,
             Command::Tick { max } => write!(f, "tick(max={max})")?,
+            Command::Get { key } => write!(f, "get({key:?})")?,
+            Command::Range { range, limit, .. } => write!(f, "range({range:?}, limit={limit})")?,
+            Command::DeletePrefix { prefix } => write!(f, "delete_prefix({prefix:?})")?,
+            Command::Txn {
+                compare,
+                success,
+                failure,
+            } => write!(
+                f,
+                "txn({} compares, {} success ops, {} failure ops)",
+                compare.len(),
+                success.len(),
+                failure.len()
+            )?,
         }
         if !self.evict.is_empty() {
             write!(f, " evict {} keys", self.evict.len())?;
@@ -173,6 +264,52 @@ pub enum Response {
     /// The write would take the accounted memory past `max` even after the
     /// leader's evictions: not applied.
     OutOfMemory { needed: u64, max: u64 },
+    // Variants below were added after the first release (appended).
+    /// A `Get`: the key, or `None` when absent.
+    Value { kv: Option<Kv> },
+    /// A `Range`: keys in order; `more` when the range holds more after the
+    /// last one (limit or byte budget reached).
+    Range { kvs: Vec<Kv>, more: bool },
+    /// A `DeletePrefix` removed `deleted` keys; `more` when keys with the
+    /// prefix are left (over [`txn::MAX_DELETE_PREFIX`]).
+    DeletedPrefix { deleted: u64, more: bool },
+    /// A transaction: which branch ran, and each of its ops' responses.
+    Txn {
+        succeeded: bool,
+        results: Vec<Response>,
+    },
+    /// A malformed command reached the log (the proposer checks first, so
+    /// this is a bug or an old proposer): nothing was applied. `op` names
+    /// the part at fault.
+    Invalid { op: String, reason: String },
+}
+
+/// Why a key changed (for watchers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// Written (a set, or a new deadline).
+    Put,
+    /// Deleted by a client (a delete, a prefix delete, a txn).
+    Delete,
+    /// Removed because its deadline passed.
+    Expire,
+    /// Evicted to make room.
+    Evict,
+}
+
+/// One key changed by an applied entry, as [`Cache::take_changes`]
+/// reports it: every replica reports the same changes for the same entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub kind: ChangeKind,
+    pub key: String,
+    /// The new value (`Put`); empty otherwise.
+    pub value: Vec<u8>,
+    /// The key's metadata after a `Put`, before a removal.
+    pub meta: EntryMeta,
+    /// The deadline after a `Put` (0 = none).
+    pub expires_at: u64,
 }
 
 /// Per-key metadata, etcd style.

@@ -10,7 +10,7 @@
 //! Shutdown order ([`Node::shutdown`]): stop the join loop → if leader, hand
 //! leadership to the most up-to-date live voter while still serving (so
 //! requests arriving meanwhile are forwarded, not refused) → stop accepting
-//! client connections and drain in-flight requests (bounded) → stop Raft →
+//! client connections, end watch streams and drain in-flight requests (bounded) → stop Raft →
 //! stop the Raft listener → fsync the log.
 //!
 //! Every start-up failure is an [`Error::Startup`] naming what failed
@@ -197,12 +197,14 @@ impl Node {
         )
         .map_err(|e| Error::Startup(format!("cannot open the raft log: {e}")))?;
         let snap_dir = data_dir.join("snapshots");
-        let sm = raft::state_machine::StateMachine::open(&snap_dir).map_err(|e| {
-            Error::Startup(format!(
-                "cannot open the snapshots in {}: {e}",
-                snap_dir.display()
-            ))
-        })?;
+        let watch = crate::cluster::WatchHub::new(cfg.watch.clone());
+        let sm = raft::state_machine::StateMachine::open_with_sink(&snap_dir, watch.clone())
+            .map_err(|e| {
+                Error::Startup(format!(
+                    "cannot open the snapshots in {}: {e}",
+                    snap_dir.display()
+                ))
+            })?;
         let reader = sm.reader();
         let network = raft::network::PeerNetwork::new(
             local_ip(raft_bound),
@@ -242,6 +244,7 @@ impl Node {
             id.clone(),
             service_cfg,
             contact.clone(),
+            watch,
         ));
 
         let leader_log = tokio::spawn(cluster.clone().log_leader_changes());
@@ -376,6 +379,7 @@ impl Node {
     pub fn abort(&self) {
         self.join_stop.cancel();
         self.http_stop.cancel();
+        self.cluster.watch().close();
         self.raft_stop.cancel();
         self.http_task.abort();
         self.raft_task.abort();
@@ -395,6 +399,9 @@ impl Node {
             self.cluster.handover().await;
         }
         self.http_stop.cancel();
+        // Watch streams never finish on their own: end them (each with a
+        // final event) so the drain does not wait for them.
+        self.cluster.watch().close();
         // Graceful: wait for the drain (bounded by drain_timeout inside).
         // Abrupt: idle connections close at once; give in-flight ones a
         // moment, then drop them.

@@ -155,12 +155,7 @@ impl raft_log::Types for WalTypes {
         match &payload.0.payload {
             openraft::EntryPayload::Normal(req) => {
                 let evicted: usize = req.evict.iter().map(|k| k.len() + 8).sum();
-                let cmd = match &req.cmd {
-                    crate::kv::Command::Set { key, value, .. } => key.len() + value.len(),
-                    crate::kv::Command::Delete { key, .. }
-                    | crate::kv::Command::Expire { key, .. } => key.len(),
-                    crate::kv::Command::Tick { .. } => 0,
-                };
+                let cmd = req.cmd.payload_bytes();
                 (cmd + evicted + 48) as u64
             }
             _ => 64,

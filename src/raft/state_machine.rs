@@ -58,8 +58,28 @@ struct SmState {
     cache: Cache,
 }
 
+/// Where the state machine reports what each applied entry changed (the
+/// watch history, owned by `cluster`). Called in log order, under the state
+/// lock, before the entry's index becomes visible to readers.
+pub trait ChangeSink: Send + Sync + 'static {
+    /// Entry `index` was applied and changed `changes` (often none).
+    fn applied(&self, index: u64, changes: Vec<crate::kv::Change>);
+    /// The state was replaced by a snapshot at `index` (or loaded from one
+    /// at start): what changed up to it is not known.
+    fn reset(&self, index: u64);
+}
+
+/// A sink that drops everything (tests of the state machine alone).
+pub struct NoSink;
+
+impl ChangeSink for NoSink {
+    fn applied(&self, _: u64, _: Vec<crate::kv::Change>) {}
+    fn reset(&self, _: u64) {}
+}
+
 struct Shared {
     state: RwLock<SmState>,
+    sink: Arc<dyn ChangeSink>,
     /// Path and meta of the newest durable snapshot.
     current: Mutex<Option<(typ::SnapshotMeta, PathBuf)>>,
     dir: PathBuf,
@@ -88,8 +108,15 @@ fn lock_poisoned() -> io::Error {
 }
 
 impl StateMachine {
-    /// Open the state machine, restoring the newest snapshot in `dir`.
+    /// Open the state machine, restoring the newest snapshot in `dir`, with
+    /// no change sink.
     pub fn open(dir: &Path) -> io::Result<Self> {
+        Self::open_with_sink(dir, Arc::new(NoSink))
+    }
+
+    /// Open the state machine, restoring the newest snapshot in `dir`;
+    /// report changes to `sink`.
+    pub fn open_with_sink(dir: &Path, sink: Arc<dyn ChangeSink>) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let (state, current) = match snapshot::latest(dir)? {
             Some(path) => {
@@ -115,10 +142,14 @@ impl StateMachine {
                 None,
             ),
         };
+        let mut state = state;
+        state.cache.record_changes();
+        sink.reset(state.last_applied.as_ref().map_or(0, |l| l.index));
         let clock_ms = state.cache.clock_ms();
         Ok(Self {
             shared: Arc::new(Shared {
                 state: RwLock::new(state),
+                sink,
                 current: Mutex::new(current),
                 dir: dir.to_path_buf(),
                 build: tokio::sync::Mutex::new(()),
@@ -180,6 +211,14 @@ impl StateReader {
             applied_index: st.last_applied.as_ref().map_or(0, |l| l.index),
             clock_ms: st.cache.clock_ms(),
         }
+    }
+
+    /// Run `f` on the cache under the read lock, with the applied index of
+    /// the state it saw (keep it short: apply waits).
+    pub fn inspect_at<T>(&self, f: impl FnOnce(&Cache) -> T) -> (T, u64) {
+        let st = self.read();
+        let index = st.last_applied.as_ref().map_or(0, |l| l.index);
+        (f(&st.cache), index)
     }
 
     /// Run `f` on the cache under the read lock (keep it short: apply waits).
@@ -310,7 +349,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let response = {
                 let mut st = self.shared.state.write().map_err(|_| lock_poisoned())?;
                 st.last_applied = Some(entry.log_id.clone());
-                match entry.payload {
+                let response = match entry.payload {
                     EntryPayload::Blank => Response::Empty,
                     EntryPayload::Normal(ref req) => {
                         let r = st.cache.apply(entry.log_id.index, req);
@@ -324,7 +363,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             typ::StoredMembership::new(Some(entry.log_id.clone()), m.clone());
                         Response::Empty
                     }
-                }
+                };
+                // Under the lock: the history never lags what readers see.
+                let changes = st.cache.take_changes();
+                self.shared.sink.applied(entry.log_id.index, changes);
+                response
             };
             if let Some(r) = responder {
                 r.send(response);
@@ -348,7 +391,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let shared = self.shared.clone();
         let meta2 = meta.clone();
         let (cache, path) = tokio::task::spawn_blocking(move || -> io::Result<(Cache, PathBuf)> {
-            let (_, cache) = snapshot::load(&snapshot.path)?;
+            let (_, mut cache) = snapshot::load(&snapshot.path)?;
+            cache.record_changes();
             let path = if snapshot.path.parent() == Some(shared.dir.as_path())
                 && snapshot
                     .path
@@ -372,6 +416,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.shared
                 .clock_ms
                 .store(cache.clock_ms(), Ordering::Relaxed);
+            self.shared
+                .sink
+                .reset(meta.last_log_id.as_ref().map_or(0, |l| l.index));
             std::mem::replace(&mut st.cache, cache)
         };
         // Free the old state outside the lock (a big map takes a while).

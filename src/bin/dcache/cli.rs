@@ -536,7 +536,9 @@ impl Cli {
             base.push_str("&consistency=stale");
         }
         if count {
-            let v = self.json(Method::GET, &format!("{base}&count=true"), None).await?;
+            let v = self
+                .json(Method::GET, &format!("{base}&count=true"), None)
+                .await?;
             let n = v["count"].as_u64().unwrap_or(0);
             return Ok(Done::new(format!("{n}\n"), v));
         }
@@ -578,8 +580,9 @@ impl Cli {
         let body = match file.as_deref() {
             None => read_stdin()?,
             Some(p) if p.as_os_str() == "-" => read_stdin()?,
-            Some(p) => std::fs::read(p)
-                .map_err(|e| local(format!("reading {}: {e}", p.display())))?,
+            Some(p) => {
+                std::fs::read(p).map_err(|e| local(format!("reading {}: {e}", p.display())))?
+            }
         };
         let a = self
             .call(Method::POST, "/v1/txn", Some(Bytes::from(body)))
@@ -601,7 +604,12 @@ impl Cli {
     /// Follow `GET /v1/watch`, printing each change as it comes; on a lost
     /// connection or a `cut`, resume after the last index seen, on the
     /// next endpoint.
-    async fn watch(&self, prefix: &str, since: Option<u64>, count: Option<u64>) -> Result<Done, Failed> {
+    async fn watch(
+        &self,
+        prefix: &str,
+        since: Option<u64>,
+        count: Option<u64>,
+    ) -> Result<Done, Failed> {
         use futures_util::StreamExt as _;
         let http = dcache::net::http_client(
             dcache::net::HttpClientOptions::default().connect_timeout(self.connect_timeout),
@@ -743,7 +751,9 @@ impl Sse {
                 self.line.push(b);
                 continue;
             }
-            let line = String::from_utf8_lossy(&self.line).trim_end_matches('\r').to_string();
+            let line = String::from_utf8_lossy(&self.line)
+                .trim_end_matches('\r')
+                .to_string();
             self.line.clear();
             if line.is_empty() {
                 let ev = std::mem::take(&mut self.cur);
