@@ -88,11 +88,18 @@ async fn a_follower_that_missed_many_writes_catches_up_by_snapshot() {
     for t in tasks {
         t.await.unwrap();
     }
-    let st = c.node(leader).cluster.status();
-    let purged = st
-        .purged_index
-        .expect("leader purged its log after snapshots");
-    assert!(purged > 100, "purged {purged}");
+    // Snapshots are built and the log purged in the background, after the
+    // writes are acknowledged (openraft also defers a purge while an
+    // append to the stopped follower is in flight): wait for it.
+    wait_for(
+        "the leader to purge its log past index 100",
+        WAIT,
+        || async {
+            let purged = c.node(leader).cluster.status().purged_index;
+            purged.is_some_and(|p| p > 100).then_some(())
+        },
+    )
+    .await;
     c.restart(follower).await;
     c.wait_ready(follower).await;
     let leader_summary = c.node(leader).cluster.digest();
