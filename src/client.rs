@@ -379,6 +379,21 @@ impl Client {
         serde_json::from_slice(&body).map_err(|e| ClientError::Transport(format!("{path}: {e}")))
     }
 
+    /// `POST /v1/txn` with a JSON body (README "Transactions"): the answer
+    /// (`succeeded`, `index`, `results`).
+    pub async fn txn(&self, addr: &str, body: &Json) -> Result<Json, ClientError> {
+        let req = self
+            .http
+            .post(format!("http://{addr}/v1/txn"))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        let (status, headers, body) = self.send(req).await?;
+        if !status.is_success() {
+            return Err(Self::failure_of(status, &headers, &body));
+        }
+        serde_json::from_slice(&body).map_err(|e| ClientError::Transport(format!("txn: {e}")))
+    }
+
     /// Whether `/readyz` answers 200; `Err` only when it could not be asked.
     pub async fn ready(&self, addr: &str) -> Result<bool, ClientError> {
         let (status, _, _) = self

@@ -355,6 +355,19 @@ impl Api {
         }
     }
 
+    /// `POST /v1/txn`: the answer, or what the failure means for the
+    /// history (`Fail`: not applied; `Indeterminate`: outcome unknown).
+    pub async fn txn(
+        &self,
+        addr: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, Outcome> {
+        self.client
+            .txn(addr, body)
+            .await
+            .map_err(|e| write_failure(&e))
+    }
+
     pub async fn json(&self, addr: &str, path: &str) -> Option<serde_json::Value> {
         self.client.json(addr, path).await.ok()
     }

@@ -7,7 +7,9 @@
 //!   expiry as a model transition), per key, within a [`Budget`];
 //!   [`Report::ok`] is the pass/fail answer. [`checker::ttl`] checks the
 //!   wall-clock side of TTLs (late reads, changed deadlines, expired keys
-//!   left behind).
+//!   left behind). [`checker::bank`] checks the bank workload's reads of
+//!   all accounts (totals conserved, no negative balance, one state per
+//!   index).
 
 pub mod checker;
 pub mod history;

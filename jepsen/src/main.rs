@@ -1,12 +1,13 @@
 //! `dcache-jepsen`: run a dcache cluster in network namespaces under a
-//! seeded fault schedule with a concurrent register workload and a TTL
-//! workload, then check the history for linearizability (with expiry in the
-//! model), the TTL deadlines against the nodes' clocks, and the replicas for
-//! convergence.
+//! seeded fault schedule with a concurrent register workload, a TTL
+//! workload and a bank workload (transactions), then check the history for
+//! linearizability (with expiry in the model), the TTL deadlines against
+//! the nodes' clocks, the bank's totals, and the replicas for convergence.
 //!
 //! Needs root (ip netns, nft). Prints the seed first so a failing run can
 //! be replayed with `--seed`. Exit status 0 only if every check passed.
 
+mod bank;
 mod client;
 mod db;
 mod faketime;
@@ -69,7 +70,8 @@ struct Args {
     #[arg(long)]
     no_faults: bool,
     /// register: reads, writes and CAS on `--keys` keys; ttl: the TTL
-    /// workload on `--ttl-keys` keys; mixed: both at once.
+    /// workload on `--ttl-keys` keys; bank: transfers between `--accounts`
+    /// accounts in transactions; mixed: all three at once.
     #[arg(long, value_enum, default_value_t = Workload::Mixed)]
     workload: Workload,
     /// Keys of the register workload.
@@ -85,6 +87,12 @@ struct Args {
     /// Clients of the TTL workload (each paces itself: 10-60 ms between ops).
     #[arg(long, default_value_t = 4)]
     ttl_clients: usize,
+    /// Accounts of the bank workload.
+    #[arg(long, default_value_t = 5)]
+    accounts: usize,
+    /// Clients of the bank workload.
+    #[arg(long, default_value_t = 2)]
+    bank_clients: usize,
     #[arg(long, default_value_t = 50)]
     snapshot_threshold: u64,
     /// read_index or lease.
@@ -102,6 +110,7 @@ struct Args {
 enum Workload {
     Register,
     Ttl,
+    Bank,
     Mixed,
 }
 
@@ -111,6 +120,9 @@ impl Workload {
     }
     fn ttl(self) -> bool {
         matches!(self, Workload::Ttl | Workload::Mixed)
+    }
+    fn bank(self) -> bool {
+        matches!(self, Workload::Bank | Workload::Mixed)
     }
 }
 
@@ -207,6 +219,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     println!("dcache-jepsen: seed {seed} (replay with --seed {seed})");
     if args.nodes < 3 {
         bail!("--nodes must be at least 3");
+    }
+    if args.workload.bank() && args.accounts < 2 {
+        bail!("--accounts must be at least 2");
     }
     let bin = std::fs::canonicalize(&args.bin)
         .with_context(|| format!("binary {}", args.bin.display()))?;
@@ -344,6 +359,21 @@ async fn run_with(
     }
     println!("dcache-jepsen: cluster of {n} formed");
 
+    let bank = Arc::new(bank::Bank {
+        api: api.clone(),
+        n,
+        accounts: args.accounts,
+        reads: std::sync::Mutex::new(Vec::new()),
+        tally: bank::Tally::default(),
+    });
+    if args.workload.bank() {
+        bank.setup().await?;
+        println!(
+            "dcache-jepsen: bank of {} accounts x {} created",
+            args.accounts,
+            bank::INITIAL
+        );
+    }
     let rec = Arc::new(Recorder {
         start: Instant::now(),
         events: std::sync::Mutex::new(Vec::new()),
@@ -386,6 +416,15 @@ async fn run_with(
                 ctx.clone(),
                 c,
                 schedule::stream_seed(seed, schedule::TTL_CLIENT_STREAM + c as u64),
+                until,
+            )));
+        }
+    }
+    if args.workload.bank() {
+        for c in 0..args.bank_clients {
+            tasks.push(tokio::spawn(bank::bank_loop(
+                bank.clone(),
+                schedule::stream_seed(seed, schedule::BANK_CLIENT_STREAM + c as u64),
                 until,
             )));
         }
@@ -478,6 +517,9 @@ async fn run_with(
     // linearizable read of the TTL keys, which would tick them away itself).
     let mut other_keys: Vec<String> = (0..register_keys).map(|k| format!("k{k}")).collect();
     other_keys.push("final".into());
+    if args.workload.bank() {
+        other_keys.extend(bank.keys());
+    }
     let after = if all_ttl_keys.is_empty() {
         TtlAfter::default()
     } else {
@@ -545,6 +587,20 @@ async fn run_with(
     })
     .await;
     let last_digests = last_digests.lock().expect("digests").clone();
+    let bank_report = if args.workload.bank() {
+        bank.final_reads().await;
+        let reads = bank.reads.lock().expect("bank reads").clone();
+        Some(checker::bank::check_bank(
+            &reads,
+            args.accounts,
+            bank.total(),
+        ))
+    } else {
+        None
+    };
+    if let Some(r) = &bank_report {
+        println!("dcache-jepsen: bank: {r}");
+    }
 
     let history = History {
         events: rec.events.lock().expect("events").clone(),
@@ -617,6 +673,9 @@ async fn run_with(
     if !converged {
         anomalies.push(format!("replicas did not converge: {last_digests:?}"));
     }
+    if let Some(r) = &bank_report {
+        anomalies.extend(r.violations.iter().map(|v| format!("bank: {v}")));
+    }
     anomalies.extend(crashed.iter().cloned());
     anomalies.extend(violations.lock().expect("violations").iter().cloned());
     // The run must prove its faults happened.
@@ -679,6 +738,16 @@ async fn run_with(
             _ => String::new(),
         }
     ));
+    if let Some(r) = &bank_report {
+        lines.push(format!(
+            "bank: {} accounts, total {}; {}; {} reads of all accounts, {} violations",
+            args.accounts,
+            bank.total(),
+            bank.tally.line(),
+            r.reads,
+            r.violations.len()
+        ));
+    }
     lines.push(format!(
         "recovery: all ready {all_ready}, final write {final_ok}, converged {converged}"
     ));

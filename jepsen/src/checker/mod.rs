@@ -62,6 +62,7 @@
 //! out yields [`Verdict::Unknown`], which is a failure (see `report.rs` for
 //! why). The search algorithm and its shortcuts are described in `search.rs`.
 
+pub mod bank;
 mod model;
 mod report;
 mod search;
