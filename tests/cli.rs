@@ -202,6 +202,13 @@ async fn cluster_membership_and_leadership_through_the_cli() {
     })
     .await;
 
+    // Promote: a voter already is one; a stranger is not a member (exit 3).
+    let r = cli(&via, &["member", "promote", c.id(gone)]).await;
+    assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
+    assert_eq!(r.stdout, format!("{} is already a voter\n", c.id(gone)));
+    let r = cli(&via, &["member", "promote", "nobody"]).await;
+    assert_eq!(r.code, 3, "{} {}", r.stdout, r.stderr);
+
     // Completions for a shell.
     let r = cli(&via, &["completions", "bash"]).await;
     assert_eq!(r.code, 0);

@@ -1,5 +1,7 @@
 //! The command-line client: `dcache get|put|del|scan|watch|txn|cluster|
-//! member|leader|completions`.
+//! member|leader|completions`. This file: the commands, the endpoint loop,
+//! exit codes and the key commands; `watch` (SSE) and the admin commands
+//! are in the submodules.
 //!
 //! Every command talks HTTP to the nodes named by `--endpoints` (tried in
 //! order: the next one only when a node cannot be reached at all; a node
@@ -11,6 +13,9 @@
 //!
 //! Uses: `dcache::client` (the one HTTP client), `dcache::wire` (codes and
 //! their classes). Not here: retries beyond trying the next endpoint.
+
+mod admin;
+mod watch;
 
 use std::io::Read as _;
 use std::io::Write as _;
@@ -28,7 +33,6 @@ use dcache::client::Client;
 use dcache::client::ClientError;
 use dcache::client::Put;
 use dcache::client::Read;
-use dcache::client::encode_key;
 use dcache::client::encode_query;
 use dcache::wire::Class;
 use dcache::wire::Code;
@@ -157,7 +161,7 @@ pub enum Command {
         #[command(subcommand)]
         cmd: ClusterCmd,
     },
-    /// Membership: list, add, remove.
+    /// Membership: list, add, promote, remove.
     Member {
         #[command(subcommand)]
         cmd: MemberCmd,
@@ -188,6 +192,9 @@ pub enum MemberCmd {
         /// The node's Raft address, host:port.
         raft_addr: String,
     },
+    /// Make a learner (a node whose join did not finish catching up) a
+    /// voter.
+    Promote { id: String },
     /// Remove a member.
     Remove { id: String },
 }
@@ -401,24 +408,11 @@ impl Cli {
             Command::Txn { file } => self.txn(file).await,
             Command::Cluster {
                 cmd: ClusterCmd::Status,
-            } => {
-                let v = self.json(Method::GET, "/v1/cluster", None).await?;
-                Ok(Done::new(cluster_text(&v), v))
-            }
+            } => self.cluster_status().await,
             Command::Member { cmd } => self.member(cmd).await,
             Command::Leader {
                 cmd: LeaderCmd::Transfer { to },
-            } => {
-                let body = to.map(|t| json!({ "to": t }));
-                let v = self
-                    .json(Method::POST, "/v1/cluster/transfer-leader", body)
-                    .await?;
-                let text = match v["leader"].as_str().or(v["to"].as_str()) {
-                    Some(l) => format!("leadership handed to {l}\n"),
-                    None => "leadership handed over\n".to_string(),
-                };
-                Ok(Done::new(text, v))
-            }
+            } => self.transfer_leader(to).await,
             Command::Completions { .. } => unreachable!("handled before dispatch"),
         }
     }
@@ -600,123 +594,6 @@ impl Cli {
         }
         Ok(Done::new(text, v))
     }
-
-    /// Follow `GET /v1/watch`, printing each change as it comes; on a lost
-    /// connection or a `cut`, resume after the last index seen, on the
-    /// next endpoint.
-    async fn watch(
-        &self,
-        prefix: &str,
-        since: Option<u64>,
-        count: Option<u64>,
-    ) -> Result<Done, Failed> {
-        use futures_util::StreamExt as _;
-        let http = dcache::net::http_client(
-            dcache::net::HttpClientOptions::default().connect_timeout(self.connect_timeout),
-        );
-        let (mut last, mut seen, mut failures) = (since, 0u64, 0usize);
-        let mut endpoints = self.endpoints.iter().cycle();
-        loop {
-            let addr = endpoints.next().ok_or_else(|| local("no endpoint"))?;
-            let mut url = format!("http://{addr}/v1/watch?prefix={}", encode_query(prefix));
-            if let Some(n) = last {
-                url.push_str(&format!("&since={n}"));
-            }
-            let resp = match http.get(&url).send().await {
-                Ok(r) if r.status().is_success() => r,
-                Ok(r) => {
-                    let (status, headers) = (r.status(), r.headers().clone());
-                    let body = r.bytes().await.unwrap_or_default();
-                    return Err(Client::failure_of(status, &headers, &body).into());
-                }
-                Err(e) => {
-                    failures += 1;
-                    if failures >= self.endpoints.len() * 3 {
-                        return Err(Failed {
-                            exit: Exit::Unreachable,
-                            message: format!("no endpoint serves the watch ({addr}: {e})"),
-                            code: None,
-                        });
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
-            failures = 0;
-            let mut sse = Sse::default();
-            let mut body = resp.bytes_stream();
-            while let Some(chunk) = body.next().await {
-                let Ok(chunk) = chunk else { break };
-                for ev in sse.feed(&chunk) {
-                    if ev.event == "cut" {
-                        if let Some(n) = serde_json::from_str::<Json>(&ev.data)
-                            .ok()
-                            .and_then(|v| v["last_index"].as_u64())
-                        {
-                            last = Some(n);
-                        }
-                        continue;
-                    }
-                    if let Some(id) = ev.id {
-                        last = Some(id);
-                    }
-                    let Ok(data) = serde_json::from_str::<Json>(&ev.data) else {
-                        continue;
-                    };
-                    for change in data["events"].as_array().into_iter().flatten() {
-                        self.print_change(&data["index"], change);
-                        seen += 1;
-                        if count.is_some_and(|c| seen >= c) {
-                            return Ok(Done::printed());
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    fn print_change(&self, index: &Json, change: &Json) {
-        let mut out = std::io::stdout().lock();
-        let _ = match self.output {
-            Output::Json => {
-                let mut c = change.clone();
-                c["index"] = index.clone();
-                writeln!(out, "{c}")
-            }
-            Output::Text => {
-                let kind = change["type"].as_str().unwrap_or("?");
-                let key = change["key"].as_str().unwrap_or("?");
-                match (change["value"].as_str(), change["value_base64"].as_str()) {
-                    (Some(v), _) => writeln!(out, "{index} {kind} {key} {v}"),
-                    (None, Some(b)) => writeln!(out, "{index} {kind} {key} base64:{b}"),
-                    _ => writeln!(out, "{index} {kind} {key}"),
-                }
-            }
-        };
-        let _ = out.flush();
-    }
-
-    async fn member(&self, cmd: MemberCmd) -> Result<Done, Failed> {
-        match cmd {
-            MemberCmd::List => {
-                let v = self.json(Method::GET, "/v1/cluster", None).await?;
-                let members = v["members"].clone();
-                Ok(Done::new(members_text(&v), members))
-            }
-            MemberCmd::Add { id, raft_addr } => {
-                let body = json!({ "id": id, "addr": raft_addr });
-                let v = self
-                    .json(Method::POST, "/v1/cluster/members", Some(body))
-                    .await?;
-                Ok(Done::new(format!("{id} is a voter\n"), v))
-            }
-            MemberCmd::Remove { id } => {
-                let path = format!("/v1/cluster/members/{}", encode_key(&id));
-                let v = self.json(Method::DELETE, &path, None).await?;
-                Ok(Done::new(format!("{id} removed\n"), v))
-            }
-        }
-    }
 }
 
 fn read_stdin() -> Result<Vec<u8>, Failed> {
@@ -725,126 +602,4 @@ fn read_stdin() -> Result<Vec<u8>, Failed> {
         .read_to_end(&mut buf)
         .map_err(|e| local(format!("reading stdin: {e}")))?;
     Ok(buf)
-}
-
-/// One Server-Sent Event.
-#[derive(Debug, Default, PartialEq)]
-struct Event {
-    id: Option<u64>,
-    event: String,
-    data: String,
-}
-
-/// An incremental Server-Sent Events parser (lines `id:`, `event:`,
-/// `data:`; an empty line ends an event; `:` lines are comments).
-#[derive(Default)]
-struct Sse {
-    line: Vec<u8>,
-    cur: Event,
-}
-
-impl Sse {
-    fn feed(&mut self, bytes: &[u8]) -> Vec<Event> {
-        let mut done = Vec::new();
-        for &b in bytes {
-            if b != b'\n' {
-                self.line.push(b);
-                continue;
-            }
-            let line = String::from_utf8_lossy(&self.line)
-                .trim_end_matches('\r')
-                .to_string();
-            self.line.clear();
-            if line.is_empty() {
-                let ev = std::mem::take(&mut self.cur);
-                if !ev.data.is_empty() || !ev.event.is_empty() {
-                    done.push(ev);
-                }
-                continue;
-            }
-            let (field, value) = line.split_once(':').unwrap_or((&line, ""));
-            let value = value.strip_prefix(' ').unwrap_or(value);
-            match field {
-                "id" => self.cur.id = value.parse().ok(),
-                "event" => self.cur.event = value.to_string(),
-                "data" => {
-                    if !self.cur.data.is_empty() {
-                        self.cur.data.push('\n');
-                    }
-                    self.cur.data.push_str(value);
-                }
-                _ => {}
-            }
-        }
-        done
-    }
-}
-
-fn members_text(v: &Json) -> String {
-    let mut out = format!(
-        "{:<12} {:<8} {:<22} {:<22} {}\n",
-        "ID", "ROLE", "RAFT", "HTTP", "MATCHED"
-    );
-    let leader = v["leader_id"].as_str();
-    for m in v["members"].as_array().into_iter().flatten() {
-        let id = m["id"].as_str().unwrap_or("?");
-        let role = match (m["role"].as_str().unwrap_or("?"), Some(id) == leader) {
-            (_, true) => "leader",
-            (r, false) => r,
-        };
-        let matched = m["matched_index"]
-            .as_u64()
-            .map_or("-".to_string(), |i| i.to_string());
-        out.push_str(&format!(
-            "{:<12} {:<8} {:<22} {:<22} {}\n",
-            id,
-            role,
-            m["raft_addr"].as_str().unwrap_or("?"),
-            m["http_addr"].as_str().unwrap_or("?"),
-            matched
-        ));
-    }
-    out
-}
-
-fn cluster_text(v: &Json) -> String {
-    let leader = v["leader_id"].as_str().unwrap_or("(none)");
-    format!(
-        "node {} ({}), leader {leader}, term {}\ncommit {} applied {} last log {}\n\n{}",
-        v["node_id"].as_str().unwrap_or("?"),
-        v["raft_state"].as_str().unwrap_or("?"),
-        v["term"],
-        v["commit_index"],
-        v["applied_index"],
-        v["last_log_index"],
-        members_text(v)
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sse_events_are_parsed_across_chunk_boundaries() {
-        let mut p = Sse::default();
-        let mut all = p.feed(b": keepalive\n\nid: 58\nevent: kv\nda");
-        assert!(all.is_empty());
-        all.extend(p.feed(b"ta: {\"index\":58}\r\n\nevent: cut\ndata: {}\n\n"));
-        assert_eq!(
-            all,
-            vec![
-                Event {
-                    id: Some(58),
-                    event: "kv".into(),
-                    data: "{\"index\":58}".into()
-                },
-                Event {
-                    id: None,
-                    event: "cut".into(),
-                    data: "{}".into()
-                }
-            ]
-        );
-    }
 }
