@@ -12,7 +12,7 @@
 //! - fsync failure (libfiu's `fiu-run`/`fiu-ctrl`, Debian package
 //!   `fiu-utils`): after fsync starts failing no write is acknowledged.
 //!   Without those tools the test is skipped loudly, or fails when
-//!   `DCACHE_REQUIRE_FAULT_TOOLS=1` (CI).
+//!   `TESTKIT_REQUIRE_TOOLS=1` (CI).
 //!
 //! The WAL-level tests open damaged copies of a real node's raft-log with
 //! `LogStore` directly, so every truncation point and many flipped bytes can

@@ -4,7 +4,7 @@
 //! wait      wait_for / wait_ok: a condition under a deadline (the one poll loop)
 //! ports     free loopback ports below the ephemeral range
 //! seed      the run's seed (DCACHE_TEST_SEED) and seeded RNGs; printed on panic
-//! tools     external tools a test needs (DCACHE_REQUIRE_FAULT_TOOLS)
+//! tools     external tools a test needs (TESTKIT_REQUIRE_TOOLS)
 //! http      the test HTTP client (dcache::net::http_client) and a read response
 //! raw       raw HTTP/1.1 over TCP, for requests a client library will not send
 //! proc      the real binary as child processes (Proc kills on drop), Spec

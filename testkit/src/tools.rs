@@ -3,7 +3,7 @@
 //!
 //! A test that cannot run without one must not pass silently. When it is
 //! missing:
-//! - with `DCACHE_REQUIRE_FAULT_TOOLS=1` (CI sets it; `.ci/run` installs
+//! - with `TESTKIT_REQUIRE_TOOLS=1` (CI sets it; `.ci/run` installs
 //!   every tool) the test fails, naming the tool and its package;
 //! - otherwise the test is skipped loudly: a `SKIPPED` line on stderr names
 //!   the tool and how to install it, and the caller returns.
@@ -12,7 +12,7 @@ use std::process::Command;
 use std::process::Stdio;
 
 /// Set to `1` to make a missing tool a failure instead of a skip.
-pub const REQUIRE_VAR: &str = "DCACHE_REQUIRE_FAULT_TOOLS";
+pub const REQUIRE_VAR: &str = "TESTKIT_REQUIRE_TOOLS";
 
 /// Whether missing tools are failures in this run.
 pub fn required() -> bool {
@@ -30,7 +30,7 @@ pub fn on_path(program: &str) -> bool {
 }
 
 /// `true` if every program in `programs` is on `PATH`. Otherwise fail
-/// (`DCACHE_REQUIRE_FAULT_TOOLS=1`) or print a loud skip line and return
+/// (`TESTKIT_REQUIRE_TOOLS=1`) or print a loud skip line and return
 /// `false`; `install` says how to get them (e.g. "apt-get install
 /// fiu-utils").
 #[must_use = "the test must return when its tools are missing"]
