@@ -66,12 +66,16 @@ pub(crate) struct Bank {
     pub(crate) accounts: usize,
     pub(crate) reads: std::sync::Mutex<Vec<BankRead>>,
     pub(crate) tally: Tally,
+    /// The index of the entry that created the accounts (set by `setup`).
+    pub(crate) created_at: AtomicU64,
 }
 
 /// A read of every account and each one's modify index.
 struct Snapshot {
     read: BankRead,
     modify_index: Vec<u64>,
+    /// The lowest create index among the accounts found (0: none found).
+    created_at: u64,
 }
 
 impl Bank {
@@ -99,6 +103,7 @@ impl Bank {
             if let Some(s) = self.read_txn(&Db::http(1)).await
                 && s.read.balances.iter().all(Option::is_some)
             {
+                self.created_at.store(s.created_at, Ordering::Relaxed);
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -126,6 +131,11 @@ impl Bank {
             .iter()
             .map(|r| r["modify_index"].as_u64().unwrap_or(0))
             .collect();
+        let created_at = results
+            .iter()
+            .filter_map(|r| r["create_index"].as_u64())
+            .min()
+            .unwrap_or(0);
         Some(Snapshot {
             read: BankRead {
                 how: format!("txn via {addr}"),
@@ -133,6 +143,7 @@ impl Bank {
                 balances,
             },
             modify_index,
+            created_at,
         })
     }
 

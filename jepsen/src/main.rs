@@ -365,6 +365,7 @@ async fn run_with(
         accounts: args.accounts,
         reads: std::sync::Mutex::new(Vec::new()),
         tally: bank::Tally::default(),
+        created_at: Default::default(),
     });
     if args.workload.bank() {
         bank.setup().await?;
@@ -594,6 +595,7 @@ async fn run_with(
             &reads,
             args.accounts,
             bank.total(),
+            bank.created_at.load(std::sync::atomic::Ordering::Relaxed),
         ))
     } else {
         None
