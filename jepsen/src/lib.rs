@@ -9,7 +9,9 @@
 //!   wall-clock side of TTLs (late reads, changed deadlines, expired keys
 //!   left behind). [`checker::bank`] checks the bank workload's reads of
 //!   all accounts (totals conserved, no negative balance, one state per
-//!   index).
+//!   index). [`checker::counter`] checks keys changed only by increments
+//!   (Redis `INCR`): values within the real-time bounds, no repeated
+//!   result, no read going down.
 
 pub mod checker;
 pub mod history;

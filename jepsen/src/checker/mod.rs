@@ -63,6 +63,7 @@
 //! why). The search algorithm and its shortcuts are described in `search.rs`.
 
 pub mod bank;
+pub mod counter;
 mod model;
 mod report;
 mod search;
