@@ -131,12 +131,18 @@ codes! {
     Compacted = ("compacted", 410, NotApplied),
     /// This node already serves `watch.max_watchers` watch streams.
     TooManyWatchers = ("too_many_watchers", 503, NotApplied),
+    /// The request lacks the credential the route needs (the cluster secret
+    /// on membership routes); refused before its body is read.
+    Unauthorized = ("unauthorized", 401, NotApplied),
+    /// This client IP is over `http.rate_limit_per_ip`; `Retry-After` says
+    /// when to try again.
+    RateLimited = ("rate_limited", 429, NotApplied),
 }
 
 impl Code {
     /// Whether responses with this code carry `Retry-After`.
     pub const fn retry_after(self) -> bool {
-        self.status() == 503
+        matches!(self.status(), 503 | 429)
     }
 
     /// The code of a response, from its [`header::ERROR`] value.
@@ -188,6 +194,9 @@ pub mod header {
     /// request budget, so the whole request stays within one
     /// `http.request_timeout_ms`.
     pub const BUDGET_MS: &str = "x-dcache-budget-ms";
+    /// The cluster secret (`cluster.secret`), on every Raft RPC, the join
+    /// probe and membership requests. Never logged.
+    pub const CLUSTER_SECRET: &str = "x-dcache-cluster-secret";
 }
 
 #[cfg(test)]

@@ -16,8 +16,11 @@ const RULES: &[(&str, &[&str])] = &[
     ("telemetry", &["config"]),
     ("kv", &[]),
     ("client", &["wire", "net"]),
-    ("raft", &["kv", "id", "net"]),
-    ("cluster", &["raft", "kv", "id", "error", "net", "config"]),
+    ("raft", &["kv", "id", "net", "wire"]),
+    (
+        "cluster",
+        &["raft", "kv", "id", "error", "net", "config", "wire"],
+    ),
     ("api", &["cluster", "kv", "id", "error", "net", "wire"]),
     (
         "node",

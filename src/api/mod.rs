@@ -24,6 +24,7 @@ pub mod admin;
 pub mod body;
 pub mod error;
 pub mod forward;
+pub mod guard;
 pub mod keys;
 pub mod leader;
 pub mod metrics;
@@ -75,9 +76,20 @@ impl Limits {
     }
 }
 
+/// Who may do what, and what the operator should be told about it.
+#[derive(Debug, Clone, Default)]
+pub struct Protection {
+    /// The cluster secret membership requests must carry (see [`guard`]).
+    pub cluster_secret: Option<crate::net::ClusterSecret>,
+    /// Configuration weaknesses, shown in `/health` `warnings` (e.g. no
+    /// cluster secret on a non-loopback Raft listener).
+    pub warnings: Vec<String>,
+}
+
 struct Inner {
     cluster: Arc<Cluster>,
     limits: Limits,
+    protection: Protection,
     metrics: Arc<Metrics>,
     forwarder: reqwest::Client,
     node_id: String,
@@ -88,13 +100,14 @@ struct Inner {
 pub struct AppState(Arc<Inner>);
 
 impl AppState {
-    pub fn new(cluster: Arc<Cluster>, limits: Limits) -> Self {
+    pub fn new(cluster: Arc<Cluster>, limits: Limits, protection: Protection) -> Self {
         // No whole-request timeout: each forwarded request carries its own.
         let forwarder = crate::net::http_client(crate::net::HttpClientOptions::default());
         let node_id = cluster.id().0.clone();
         Self(Arc::new(Inner {
             cluster,
             limits,
+            protection,
             metrics: Arc::new(Metrics::new()),
             forwarder,
             node_id,
@@ -107,6 +120,14 @@ impl AppState {
 
     pub fn limits(&self) -> &Limits {
         &self.0.limits
+    }
+
+    pub fn cluster_secret(&self) -> Option<&crate::net::ClusterSecret> {
+        self.0.protection.cluster_secret.as_ref()
+    }
+
+    pub fn warnings(&self) -> &[String] {
+        &self.0.protection.warnings
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -134,6 +155,11 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(admin::not_found)
         .method_not_allowed_fallback(admin::method_not_allowed)
+        // Before routing and body extraction (see `guard`).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::require_secret,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }

@@ -242,6 +242,9 @@ pub struct Health {
     pub raft_state: crate::cluster::Role,
     pub term: u64,
     pub applied_index: u64,
+    /// Configuration weaknesses the operator should fix (e.g. no cluster
+    /// secret on a non-loopback Raft listener); empty when none.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -4,13 +4,17 @@
 //! Invariants:
 //! - A node is added only after its Raft address answered `GET /raft/info`
 //!   with the id it claims (no ghost voters), and only the address the
-//!   joiner presented is contacted.
+//!   joiner presented is contacted: once, no redirects, within
+//!   [`PROBE_TIMEOUT`], reading at most [`PROBE_MAX_BYTES`] of answer, and
+//!   presenting the cluster secret (so a joiner whose Raft listener does
+//!   not hold the same secret is refused).
 //! - Joining an existing voter with the same addresses and incarnation is a
 //!   no-op `Ok` (a restarted node may ask again); a member whose data dir
 //!   is a new incarnation (it lost its Raft state) is refused until removed.
 //! - The last voter cannot be removed.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use openraft::ChangeMembers;
 use tokio::time::Instant;
@@ -23,15 +27,29 @@ use crate::id::NodeId;
 use crate::raft::Node;
 use crate::raft::rpc;
 
+/// Bound on the whole join probe (connect, request, answer).
+pub(super) const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Largest `/raft/info` answer read; a real one is a few hundred bytes.
+pub(super) const PROBE_MAX_BYTES: usize = 64 * 1024;
+
 impl Cluster {
     /// Ask the node listening on `raft_addr` who it is.
     async fn probe(&self, raft_addr: &str) -> Result<rpc::NodeInfo> {
         let unreachable = |msg: String| Error::MemberUnreachable(msg);
         let url = format!("http://{raft_addr}{}", rpc::INFO);
-        let resp =
-            self.probe.get(&url).send().await.map_err(|e| {
-                unreachable(format!("cannot reach a dcache node at {raft_addr}: {e}"))
-            })?;
+        let mut req = self.probe.get(&url);
+        if let Some(s) = &self.cfg.secret {
+            req = req.header(crate::wire::header::CLUSTER_SECRET, s.header_value());
+        }
+        let mut resp = req
+            .send()
+            .await
+            .map_err(|e| unreachable(format!("cannot reach a dcache node at {raft_addr}: {e}")))?;
+        if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(Error::Conflict(format!(
+                "the node at {raft_addr} refused this cluster's secret (its cluster.secret differs)"
+            )));
+        }
         if !resp.status().is_success() {
             return Err(unreachable(format!(
                 "{raft_addr} answered {} to {}",
@@ -39,10 +57,20 @@ impl Cluster {
                 rpc::INFO
             )));
         }
-        let bytes = resp
-            .bytes()
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .map_err(|e| unreachable(format!("reading from {raft_addr}: {e}")))?;
+            .map_err(|e| unreachable(format!("reading from {raft_addr}: {e}")))?
+        {
+            if bytes.len() + chunk.len() > PROBE_MAX_BYTES {
+                return Err(unreachable(format!(
+                    "{raft_addr} answered more than {PROBE_MAX_BYTES} bytes to {}: not a dcache Raft listener",
+                    rpc::INFO
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         serde_json::from_slice(&bytes)
             .map_err(|e| unreachable(format!("{raft_addr} is not a dcache Raft listener: {e}")))
     }

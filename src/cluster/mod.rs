@@ -25,7 +25,7 @@
 //! holds the original request); openraft types in the public surface (they
 //! stay in `raft` and inside this module).
 //!
-//! Uses: `raft`, `kv`, `id`, `error`, `net`, `config`. Used by: `api`, `node`.
+//! Uses: `raft`, `kv`, `id`, `error`, `net`, `config`, `wire` (header names). Used by: `api`, `node`.
 
 mod evict;
 mod expiry;
@@ -113,6 +113,8 @@ pub struct ServiceConfig {
     /// leader for this long stops routing to it; a leader whose lease has
     /// lapsed gets this long to confirm leadership with a quorum.
     pub election_timeout: Duration,
+    /// The cluster secret the join probe presents (None: none configured).
+    pub secret: Option<crate::net::ClusterSecret>,
 }
 
 /// Where a leader-only request should run, as this node sees it now.
@@ -165,7 +167,9 @@ impl Cluster {
         watch: Arc<WatchHub>,
     ) -> Self {
         let probe = crate::net::http_client(
-            crate::net::HttpClientOptions::default().timeout(Duration::from_secs(3)),
+            crate::net::HttpClientOptions::default()
+                .timeout(membership::PROBE_TIMEOUT)
+                .connect_timeout(membership::PROBE_TIMEOUT),
         );
         let evictor = Evictor::new(cfg.cache.eviction_policy, cfg.cache.max_memory.0);
         Self {

@@ -64,6 +64,7 @@ mod cache;
 mod error;
 mod layer;
 mod load;
+mod secret;
 mod validate;
 mod watch;
 
@@ -73,6 +74,7 @@ mod tests;
 pub use cache::{ByteSize, CacheConfig, EvictionPolicy};
 pub use error::ConfigError;
 pub use load::{CLIENT_ENV_VARS, ENV_PREFIX, env_var_for, keys};
+pub use secret::{MIN_SECRET_BYTES, Secret};
 pub use validate::bounds;
 pub use watch::WatchConfig;
 
@@ -274,7 +276,17 @@ pub struct HttpConfig {
     /// How long a request may wait for Raft before it fails.
     pub request_timeout_ms: u64,
     /// Maximum concurrent connections (1 ..= [`bounds::MAX_CONNECTIONS`]).
+    /// Past it, the oldest idle keep-alive connection is closed to make room.
     pub max_connections: usize,
+    /// Maximum concurrent connections from one client IP
+    /// (1 ..= [`bounds::MAX_CONNECTIONS`]).
+    pub max_connections_per_ip: usize,
+    /// Requests per second one client IP may make (token bucket refill);
+    /// 0 = no rate limit. Over it: 429 `rate_limited` with `Retry-After`.
+    pub rate_limit_per_ip: u32,
+    /// Requests one client IP may make in a burst above the rate
+    /// (the bucket's size; 1 ..= [`bounds::MAX_RATE`]).
+    pub rate_limit_burst: u32,
 }
 
 impl Default for HttpConfig {
@@ -287,6 +299,9 @@ impl Default for HttpConfig {
             max_value_bytes: 1024 * 1024,
             request_timeout_ms: 10_000,
             max_connections: 1024,
+            max_connections_per_ip: 256,
+            rate_limit_per_ip: 0,
+            rate_limit_burst: 100,
         }
     }
 }
@@ -347,6 +362,13 @@ pub struct ClusterConfig {
     pub join_addr: String,
     /// Cap of the exponential backoff between join attempts.
     pub join_retry_max_ms: u64,
+    /// Shared secret every Raft RPC and join/leave request must carry
+    /// (header `x-dcache-cluster-secret`); empty = none (peers are not
+    /// authenticated). At least [`MIN_SECRET_BYTES`] visible ASCII bytes.
+    pub secret: Secret,
+    /// File holding the cluster secret (read at start; one trailing newline
+    /// dropped); empty = none. At most one of `secret` and `secret_file`.
+    pub secret_file: PathBuf,
 }
 
 impl Default for ClusterConfig {
@@ -354,6 +376,8 @@ impl Default for ClusterConfig {
         ClusterConfig {
             join_addr: String::new(),
             join_retry_max_ms: 5000,
+            secret: Secret::default(),
+            secret_file: PathBuf::new(),
         }
     }
 }

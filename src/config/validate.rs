@@ -37,6 +37,8 @@ pub mod bounds {
     pub const MAX_HISTORY_BYTES: u64 = 64 << 30;
     /// `watch.max_watchers`.
     pub const MAX_WATCHERS: u64 = 1_000_000;
+    /// `http.rate_limit_per_ip` and `http.rate_limit_burst`.
+    pub const MAX_RATE: u64 = 1_000_000;
 }
 
 /// A validation failure, plus the other key a cross-key check compared
@@ -107,6 +109,19 @@ impl Config {
             return Err(related(e, "http.bind_addr"));
         }
 
+        let c = &self.cluster;
+        if !c.secret.is_empty() {
+            if !c.secret_file.as_os_str().is_empty() {
+                let e = invalid(
+                    "cluster.secret_file",
+                    c.secret_file.display(),
+                    "set only one of cluster.secret and cluster.secret_file",
+                );
+                return Err(related(e, "cluster.secret"));
+            }
+            super::secret::check_secret("cluster.secret", c.secret.expose())?;
+        }
+
         if self.node.data_dir.as_os_str().is_empty() {
             return Err(invalid("node.data_dir", "", "must not be empty").into());
         }
@@ -146,7 +161,7 @@ impl Config {
         let (h, r) = (&self.http, &self.raft);
         #[rustfmt::skip]
         let c = &self.cache;
-        let ranges: [(&str, u64, u64, u64, &str); 18] = [
+        let ranges: [(&str, u64, u64, u64, &str); 21] = [
             // (key, value, min, max, max in words)
             (
                 "http.max_key_bytes",
@@ -174,6 +189,27 @@ impl Config {
                 h.max_connections as u64,
                 1,
                 MAX_CONNECTIONS as u64,
+                "",
+            ),
+            (
+                "http.max_connections_per_ip",
+                h.max_connections_per_ip as u64,
+                1,
+                MAX_CONNECTIONS as u64,
+                "",
+            ),
+            (
+                "http.rate_limit_per_ip",
+                u64::from(h.rate_limit_per_ip),
+                0,
+                MAX_RATE,
+                "",
+            ),
+            (
+                "http.rate_limit_burst",
+                u64::from(h.rate_limit_burst),
+                1,
+                MAX_RATE,
                 "",
             ),
             (

@@ -5,16 +5,19 @@
 //!   graceful drain, used by the client API and the Raft peer listener;
 //! - [`http_client`]: the one place a `reqwest::Client` is built (forwarding,
 //!   peer RPCs, the join probe, the join loop, the client library);
-//! - [`Backoff`]: capped exponential backoff for retry loops.
+//! - [`Backoff`]: capped exponential backoff for retry loops;
+//! - [`ClusterSecret`]: the peers' shared secret, compared in constant time.
 //!
 //! Uses: nothing in the crate (a leaf).
 
 mod backoff;
 mod http_client;
+mod secret;
 pub mod serve;
 
 pub use backoff::Backoff;
 pub use http_client::HttpClientOptions;
 pub use http_client::http_client;
+pub use secret::ClusterSecret;
 pub use serve::ServeOptions;
 pub use serve::serve;

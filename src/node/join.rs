@@ -3,8 +3,10 @@
 //! exponential backoff, until it is added, finds itself already a voter,
 //! is told no for good, or the node stops.
 //!
+//! The request carries the cluster secret when one is configured.
+//!
 //! Refusals that retrying cannot fix (bad input, a conflicting id or
-//! address, a `join_addr` that is not a dcache node) end the loop with an
+//! address, a wrong cluster secret, a `join_addr` that is not a dcache node) end the loop with an
 //! error naming the reason, and the node exits non-zero; anything else
 //! (no leader yet, the leader cannot reach us yet, a member not up yet) is
 //! retried.
@@ -32,7 +34,13 @@ const JOIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
 fn is_permanent(code: Option<Code>) -> bool {
     matches!(
         code,
-        Some(Code::InvalidInput | Code::Conflict | Code::NoRoute | Code::MethodNotAllowed)
+        Some(
+            Code::InvalidInput
+                | Code::Conflict
+                | Code::NoRoute
+                | Code::MethodNotAllowed
+                | Code::Unauthorized
+        )
     )
 }
 
@@ -42,6 +50,7 @@ pub async fn run(
     join_addr: String,
     me: raft::Node,
     max_backoff: Duration,
+    secret: Option<crate::net::ClusterSecret>,
     stop: CancellationToken,
 ) -> Result<(), Error> {
     let client = crate::net::http_client(
@@ -55,9 +64,11 @@ pub async fn run(
             tracing::info!(node_id = %id, "already a voter; not joining");
             return Ok(());
         }
-        let attempt = client
-            .post(&url)
-            .header("content-type", "application/json")
+        let mut attempt = client.post(&url).header("content-type", "application/json");
+        if let Some(s) = &secret {
+            attempt = attempt.header(header::CLUSTER_SECRET, s.header_value());
+        }
+        let attempt = attempt
             .body(json!({ "id": id.0, "addr": me.raft_addr }).to_string())
             .send();
         let outcome = tokio::select! {
@@ -103,6 +114,7 @@ mod tests {
     fn only_unfixable_refusals_are_final() {
         assert!(is_permanent(Some(Code::Conflict)));
         assert!(is_permanent(Some(Code::InvalidInput)));
+        assert!(is_permanent(Some(Code::Unauthorized)));
         assert!(!is_permanent(Some(Code::NoLeader)));
         assert!(!is_permanent(Some(Code::MemberUnreachable)));
         assert!(!is_permanent(None));

@@ -141,6 +141,17 @@ fn local_ip(bound: SocketAddr) -> Option<IpAddr> {
     (!ip.is_unspecified()).then_some(ip)
 }
 
+/// What an operator should fix, said loudly at start and in `/health`.
+fn security_warnings(has_secret: bool, raft_bound: SocketAddr) -> Vec<String> {
+    let mut w = Vec::new();
+    if !has_secret && !raft_bound.ip().is_loopback() {
+        w.push(format!(
+            "no cluster secret (cluster.secret) and the Raft listener is on {raft_bound}, not loopback: anyone who can reach it can act as a peer (append, vote, install snapshots, join); set cluster.secret or firewall the Raft port"
+        ));
+    }
+    w
+}
+
 fn raft_config(cfg: &config::RaftConfig) -> Result<openraft::Config> {
     let c = openraft::Config {
         cluster_name: "dcache".into(),
@@ -187,6 +198,14 @@ impl Node {
         } else {
             cfg.node.id.clone()
         });
+        let secret = cfg
+            .cluster_secret()
+            .map_err(|e| Error::Startup(e.to_string()))?
+            .map(|s| crate::net::ClusterSecret::new(s.expose()));
+        let warnings = security_warnings(secret.is_some(), raft_bound);
+        for w in &warnings {
+            tracing::warn!(node_id = %id, "SECURITY: {w}");
+        }
         let data_dir = cfg.node.data_dir.clone();
         let found = identity::check(&data_dir, &id)?;
         let ran_before = found.ran_before;
@@ -210,6 +229,7 @@ impl Node {
             local_ip(raft_bound),
             PEER_CONNECT_TIMEOUT,
             Duration::from_millis(cfg.raft.rpc_timeout_ms),
+            secret.clone(),
         );
         let raft_cfg = Arc::new(raft_config(&cfg.raft)?);
         let raft = raft::Raft::new(id.clone(), raft_cfg, network, log.clone(), sm)
@@ -235,6 +255,7 @@ impl Node {
             cache: cfg.cache.clone(),
             catch_up_timeout: request_timeout.max(CATCH_UP_TIMEOUT),
             election_timeout: Duration::from_millis(cfg.raft.election_timeout_max_ms),
+            secret: secret.clone(),
         };
         let contact = Arc::new(LeaderContact::default());
         let cluster = Arc::new(Cluster::new(
@@ -260,7 +281,13 @@ impl Node {
         };
         let raft_task = tokio::spawn(crate::net::serve(
             raft_listener,
-            raft::rpc::router(raft.clone(), info, contact, snap_dir.clone()),
+            raft::rpc::router(
+                raft.clone(),
+                info,
+                contact,
+                snap_dir.clone(),
+                secret.clone(),
+            ),
             raft_stop.clone(),
             ServeOptions {
                 name: "raft",
@@ -275,7 +302,11 @@ impl Node {
             max_value_bytes: cfg.http.max_value_bytes,
             request_timeout,
         };
-        let state = AppState::new(cluster.clone(), limits);
+        let protection = api::Protection {
+            cluster_secret: secret.clone(),
+            warnings,
+        };
+        let state = AppState::new(cluster.clone(), limits, protection);
         let http_stop = CancellationToken::new();
         let http_task = tokio::spawn(crate::net::serve(
             http,
@@ -320,6 +351,7 @@ impl Node {
                 cfg.cluster.join_addr.clone(),
                 me,
                 Duration::from_millis(cfg.cluster.join_retry_max_ms),
+                secret.clone(),
                 join_stop.clone(),
             )));
         }

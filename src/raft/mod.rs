@@ -11,7 +11,7 @@
 //! - A [`Node`] carries both addresses a peer needs: where to send Raft RPCs
 //!   and where to forward client requests. Both are advertised addresses.
 //!
-//! Uses: `kv`, `id`, `net`. Used by: `cluster`, `node`.
+//! Uses: `kv`, `id`, `net`, `wire` (header names). Used by: `cluster`, `node`.
 
 pub mod contact;
 pub mod log_store;

@@ -10,6 +10,7 @@
 //!   to openraft's `Unreachable` (openraft backs off before trying that peer
 //!   again); an error the peer answered with, or a body that does not
 //!   decode, maps to `Network`. None of them panics.
+//! - Every RPC carries the cluster secret when one is configured.
 //! - Outgoing connections are bound to the node's own Raft IP when that IP is
 //!   a specific address, so per-address network faults cut what they say.
 
@@ -32,6 +33,7 @@ use super::SnapshotData;
 use super::TypeConfig;
 use super::rpc;
 use super::typ;
+use crate::net::ClusterSecret;
 
 /// Creates one [`PeerClient`] per target.
 #[derive(Clone)]
@@ -39,18 +41,26 @@ pub struct PeerNetwork {
     local_ip: Option<IpAddr>,
     connect_timeout: Duration,
     rpc_timeout: Duration,
+    secret: Option<ClusterSecret>,
 }
 
 impl PeerNetwork {
     /// `local_ip`: bind outgoing connections to this address (None: let the
     /// kernel choose). `connect_timeout`: TCP connect bound. `rpc_timeout`:
     /// upper bound of one append/vote RPC (`raft.rpc_timeout_ms`); openraft's
-    /// own per-call deadline applies when it is shorter.
-    pub fn new(local_ip: Option<IpAddr>, connect_timeout: Duration, rpc_timeout: Duration) -> Self {
+    /// own per-call deadline applies when it is shorter. `secret`: sent
+    /// with every RPC (`cluster.secret`).
+    pub fn new(
+        local_ip: Option<IpAddr>,
+        connect_timeout: Duration,
+        rpc_timeout: Duration,
+        secret: Option<ClusterSecret>,
+    ) -> Self {
         Self {
             local_ip,
             connect_timeout,
             rpc_timeout,
+            secret,
         }
     }
 
@@ -73,6 +83,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             base: format!("http://{}", node.raft_addr),
             http: self.client(),
             rpc_timeout: self.rpc_timeout,
+            secret: self.secret.clone(),
         }
     }
 }
@@ -85,6 +96,7 @@ pub struct PeerClient {
     base: String,
     http: reqwest::Client,
     rpc_timeout: Duration,
+    secret: Option<ClusterSecret>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,12 +147,16 @@ impl PeerClient {
     ) -> Result<Resp, CallError> {
         let url = format!("{}{}", self.base, path);
         let fut = async {
-            let resp = self
+            let mut req = self
                 .http
                 .post(&url)
                 .header("content-type", rpc::CONTENT_TYPE)
                 .header(rpc::TO_HEADER, self.target.as_str())
-                .header(rpc::INCARNATION_HEADER, self.incarnation)
+                .header(rpc::INCARNATION_HEADER, self.incarnation);
+            if let Some(s) = &self.secret {
+                req = req.header(crate::wire::header::CLUSTER_SECRET, s.header_value());
+            }
+            let resp = req
                 .body(body)
                 .send()
                 .await

@@ -7,6 +7,10 @@
 //! it says.
 //!
 //! Invariants:
+//! - With a cluster secret configured, every request (any route, any
+//!   method) without the secret in `x-dcache-cluster-secret` is answered
+//!   401 by the outermost layer, before routing and before any body byte is
+//!   read; the comparison is constant-time (`net::ClusterSecret`).
 //! - Malformed bodies are answered with 400 and never reach Raft.
 //! - Body sizes are bounded (snapshots get a larger bound than other RPCs).
 //! - An AppendEntries that a current leader sent touches [`LeaderContact`].
@@ -38,6 +42,7 @@ use super::LeaderContact;
 use super::NodeId;
 use super::Raft;
 use super::typ;
+use crate::net::ClusterSecret;
 
 pub const CONTENT_TYPE: &str = "application/msgpack";
 pub const APPEND: &str = "/raft/append";
@@ -149,12 +154,14 @@ struct RpcState {
     snapshot_dir: PathBuf,
 }
 
-/// The router for the Raft listener.
+/// The router for the Raft listener. `secret`: the cluster secret every
+/// request must carry (None: peers are not authenticated).
 pub fn router(
     raft: Raft,
     info: NodeInfo,
     contact: Arc<LeaderContact>,
     snapshot_dir: PathBuf,
+    secret: Option<ClusterSecret>,
 ) -> Router {
     let me = Target {
         id: info.id.clone(),
@@ -176,6 +183,35 @@ pub fn router(
             contact,
             snapshot_dir,
         })
+        // Outermost: runs before routing, extractors and body limits, so a
+        // peer without the secret never gets a byte of its body read.
+        .layer(axum::middleware::from_fn_with_state(secret, require_secret))
+}
+
+/// 401 unless the request carries the cluster secret (when one is set).
+async fn require_secret(
+    State(secret): State<Option<ClusterSecret>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match &secret {
+        Some(s)
+            if !s.matches(
+                req.headers()
+                    .get(crate::wire::header::CLUSTER_SECRET)
+                    .map(|v| v.as_bytes()),
+            ) =>
+        {
+            // Close the connection: the body (if any) stays unread.
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::CONNECTION, "close")],
+                "this Raft listener requires the cluster secret (cluster.secret)",
+            )
+                .into_response()
+        }
+        _ => next.run(req).await,
+    }
 }
 
 async fn append(

@@ -2,6 +2,7 @@
 //! legacy keys and the shipped files. Error messages are in `errors`.
 
 mod errors;
+mod security;
 
 use super::*;
 use std::io::Write;
