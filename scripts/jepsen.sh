@@ -7,7 +7,8 @@
 # Runs the release build, as users do. Each run fails if a fault kind was
 # never injected or a node exited on its own.
 #
-#   scripts/jepsen.sh            the bounded CI version: 3 nodes x 100 s + 5 nodes x 80 s, all faults
+#   scripts/jepsen.sh            the bounded CI version: 3 nodes x 100 s + 5 nodes x 80 s, all faults;
+#                                the 5-node run with a cluster secret (peer authentication on)
 #   JEPSEN_LONG=1 scripts/jepsen.sh   the pre-release run: 5 nodes x 30 min, all faults
 #   JEPSEN_SEED=123 ...          replay a seed (printed by every run)
 set -euo pipefail
@@ -21,5 +22,6 @@ if [[ -n "${JEPSEN_LONG:-}" ]]; then
   "$harness" --bin "$bin" --nodes 5 --duration 1800 "${seed_arg[@]}"
 else
   "$harness" --bin "$bin" --nodes 3 --duration 100 "${seed_arg[@]}"
-  "$harness" --bin "$bin" --nodes 5 --duration 80 "${seed_arg[@]}"
+  secret=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+  "$harness" --bin "$bin" --nodes 5 --duration 80 --cluster-secret "$secret" "${seed_arg[@]}"
 fi

@@ -30,10 +30,17 @@ impl Run {
 /// Run `dcache ARGS` against `endpoints`, with `stdin` piped in. Blocking:
 /// call from `spawn_blocking` so the in-process nodes keep running.
 fn dcache(endpoints: &str, args: &[&str], stdin: Option<&str>) -> Run {
+    dcache_env(endpoints, args, stdin, &[])
+}
+
+/// [`dcache`] with extra environment variables.
+fn dcache_env(endpoints: &str, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dcache"))
         .args(["--endpoints", endpoints, "--timeout", "20s"])
         .args(args)
         .env_remove("DCACHE_ENDPOINTS")
+        .env_remove("DCACHE_CLUSTER_SECRET")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -322,5 +329,46 @@ async fn scans_prefix_deletes_transactions_and_watch_through_the_cli() {
         .map(|c| c["index"].as_u64().unwrap())
         .collect();
     assert!(indexes.windows(2).all(|w| w[0] < w[1]), "{indexes:?}");
+    c.shutdown_all().await;
+}
+
+/// With `cluster.secret` set, membership changes through the CLI need the
+/// secret (`DCACHE_CLUSTER_SECRET` or `--cluster-secret`); without it the
+/// node refuses with `unauthorized` and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn membership_through_the_cli_needs_the_cluster_secret() {
+    const SECRET: &str = "cli-test-cluster-secret-0123456789";
+    let c = TestCluster::start(3, |cfg| {
+        cfg.cluster.secret = dcache::config::Secret::new(SECRET)
+    })
+    .await;
+    let leader = c.leader().await;
+    let via = c.nodes[leader].http.to_string();
+    let gone = (0..3).find(|&i| i != leader).unwrap();
+    let remove = ["--output", "json", "member", "remove", c.id(gone)];
+
+    let r = cli(&via, &remove).await;
+    assert_eq!(r.code, 5, "refused, not applied: {} {}", r.stdout, r.stderr);
+    assert_eq!(r.json()["code"], "unauthorized", "{}", r.stdout);
+    assert!(!r.stderr.contains(SECRET) && !r.stdout.contains(SECRET));
+    let r = cli(&via, &["--output", "json", "member", "list"]).await;
+    assert_eq!(r.json().as_array().map(Vec::len), Some(3), "{}", r.stdout);
+
+    let (v, a, id) = (
+        via.clone(),
+        remove.map(str::to_string),
+        c.id(gone).to_string(),
+    );
+    let r = tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        dcache_env(&v, &a, None, &[("DCACHE_CLUSTER_SECRET", SECRET)])
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
+    let raft = c.nodes[gone].raft.to_string();
+    let add = ["--cluster-secret", SECRET, "member", "add", &id, &raft];
+    let r = cli(&via, &add).await;
+    assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
     c.shutdown_all().await;
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 const RULES: &[(&str, &[&str])] = &[
     ("id", &[]),
     ("wire", &[]),
-    ("net", &[]),
+    ("net", &["wire"]),
     ("config", &[]),
     ("error", &["id"]),
     ("telemetry", &["config"]),

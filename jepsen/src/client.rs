@@ -157,10 +157,13 @@ fn write_failure(e: &ClientError) -> Outcome {
 }
 
 impl Api {
-    pub fn new(timeout: Duration) -> Api {
+    /// `secret`: the cluster secret, sent with every request (membership
+    /// changes need it when the nodes have one).
+    pub fn new(timeout: Duration, secret: Option<&str>) -> Api {
         Api {
             client: Client::with_options(dcache::net::HttpClientOptions {
                 timeout: Some(timeout),
+                cluster_secret: secret.map(dcache::net::ClusterSecret::new),
                 connect_timeout: Duration::from_millis(500),
                 pool_idle_timeout: Duration::from_secs(2),
                 ..Default::default()

@@ -393,6 +393,8 @@ pub struct Db {
     pub libfaketime: Option<PathBuf>,
     /// Every start with its skew.
     pub skews: SkewLog,
+    /// `cluster.secret` of every node (`--cluster-secret`), if any.
+    pub cluster_secret: Option<String>,
 }
 
 impl Db {
@@ -414,6 +416,7 @@ impl Db {
             read_policy,
             libfaketime,
             skews: SkewLog::default(),
+            cluster_secret: None,
         }
     }
 
@@ -465,6 +468,9 @@ impl Db {
                 bail!("n{i}: clock skew requested without libfaketime");
             };
             cmd.envs(crate::faketime::env(lib, secs));
+        }
+        if let Some(secret) = &self.cluster_secret {
+            cmd.env("DCACHE_CLUSTER_SECRET", secret);
         }
         cmd.env("DCACHE_NODE_ID", Self::id(i))
             .env("DCACHE_NODE_DATA_DIR", self.data_dir(i))

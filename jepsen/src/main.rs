@@ -98,6 +98,10 @@ struct Args {
     /// read_index or lease.
     #[arg(long, default_value = "read_index")]
     read_policy: String,
+    /// Run the nodes with this `cluster.secret` (peer authentication); the
+    /// harness's membership changes carry it.
+    #[arg(long)]
+    cluster_secret: Option<String>,
     /// Where logs and the history go (default: a new dir under /tmp).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -274,14 +278,16 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     }
 
     let topo = net::Topology::create(args.nodes)?;
-    let db = Arc::new(Mutex::new(Db::new(
+    let mut db = Db::new(
         topo,
         bin,
         out.clone(),
         args.snapshot_threshold,
         args.read_policy.clone(),
         libfaketime,
-    )));
+    );
+    db.cluster_secret = args.cluster_secret.clone();
+    let db = Arc::new(Mutex::new(db));
     // SIGINT/SIGTERM (e.g. a CI timeout) still removes the namespaces and
     // kills the nodes: stop the run and fall through to the teardown.
     let interrupted = async {
@@ -333,7 +339,7 @@ async fn run_with(
     db: Arc<Mutex<Db>>,
     out: &std::path::Path,
 ) -> anyhow::Result<Summary> {
-    let api = Api::new(Duration::from_secs(4));
+    let api = Api::new(Duration::from_secs(4), args.cluster_secret.as_deref());
     let n = args.nodes;
     // Form the cluster: n1 bootstraps, the others join through it.
     db.lock().await.start(1, None, None)?;

@@ -8,7 +8,7 @@
 //! - [`Backoff`]: capped exponential backoff for retry loops;
 //! - [`ClusterSecret`]: the peers' shared secret, compared in constant time.
 //!
-//! Uses: nothing in the crate (a leaf).
+//! Uses: `wire` (the secret's header name); nothing else in the crate.
 
 mod backoff;
 mod http_client;

@@ -82,6 +82,16 @@ pub struct Global {
     /// Give up on a request after this long (humantime: `5s`, `500ms`).
     #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// The cluster secret (`cluster.secret` of the nodes), sent with every
+    /// request; membership changes need it when the cluster has one. Prefer
+    /// the environment variable: a command line is visible to other users.
+    #[arg(
+        long,
+        global = true,
+        env = "DCACHE_CLUSTER_SECRET",
+        hide_env_values = true
+    )]
+    pub cluster_secret: Option<String>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,7 +286,14 @@ pub async fn run(global: Global, cmd: Command) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let cli = Cli {
-        client: Client::new(global.timeout),
+        client: Client::with_options(dcache::net::HttpClientOptions {
+            timeout: Some(global.timeout),
+            cluster_secret: global
+                .cluster_secret
+                .as_deref()
+                .map(dcache::net::ClusterSecret::new),
+            ..Default::default()
+        }),
         endpoints: global.endpoints.clone(),
         output: global.output,
         connect_timeout: global.timeout,
