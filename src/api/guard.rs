@@ -1,6 +1,5 @@
 //! Who may make a request, decided before the request's body is read: the
-//! cluster secret on membership routes, and (later layers) per-client rate
-//! limits.
+//! cluster secret on membership routes, and per-client-IP rate limits.
 //!
 //! Invariants:
 //! - With `cluster.secret` set, a membership request (`POST /join`,
@@ -10,11 +9,24 @@
 //!   that runs before routing, so no body byte is read; the comparison is
 //!   constant-time.
 //! - The secret itself is never logged or echoed.
+//! - With `http.rate_limit_per_ip` set, each client IP has a token bucket
+//!   (that rate, `http.rate_limit_burst` deep); a request finding it empty
+//!   is answered 429 `rate_limited` with `Retry-After` (whole seconds until
+//!   a token is back, at least 1), unread. The buckets of IPs that have
+//!   been quiet long enough to be full again are dropped now and then, so
+//!   their memory is bounded by the clients of the last few seconds.
 //!
 //! Not here: the Raft listener's own check (`raft::rpc`), where the secret
 //! comes from (`node`).
 
+use std::net::IpAddr;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::extract::Request;
 use axum::extract::State;
 use axum::http::HeaderValue;
@@ -29,6 +41,78 @@ use super::error::ApiError;
 use super::seed;
 use crate::wire::Code;
 use crate::wire::header as h;
+
+/// Per-client-IP request rate limit.
+pub struct RateLimit {
+    limiter: governor::DefaultKeyedRateLimiter<IpAddr>,
+    checks: AtomicU64,
+}
+
+/// Checks between two sweeps of full buckets.
+const SWEEP_EVERY: u64 = 4096;
+
+impl RateLimit {
+    /// `per_second` requests a second with bursts of `burst`; None when
+    /// `per_second` is 0 (no limit).
+    pub fn new(per_second: u32, burst: u32) -> Option<Self> {
+        let rate = NonZeroU32::new(per_second)?;
+        let burst = NonZeroU32::new(burst).unwrap_or(rate);
+        let quota = governor::Quota::per_second(rate).allow_burst(burst);
+        Some(RateLimit {
+            limiter: governor::RateLimiter::dashmap(quota),
+            checks: AtomicU64::new(0),
+        })
+    }
+
+    /// Ok, or how long until `ip` may try again.
+    pub fn check(&self, ip: IpAddr) -> Result<(), std::time::Duration> {
+        use governor::clock::Clock;
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.limiter.retain_recent();
+        }
+        self.limiter
+            .check_key(&ip)
+            .map_err(|not_until| not_until.wait_time_from(self.limiter.clock().now()))
+    }
+}
+
+impl std::fmt::Debug for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RateLimit")
+    }
+}
+
+/// The layer: 429 for a client IP over its rate.
+pub async fn rate_limit(State(state): State<AppState>, req: Request<Body>, next: Next) -> Response {
+    let (Some(limit), Some(ConnectInfo(peer))) = (
+        state.rate_limit(),
+        req.extensions().get::<ConnectInfo<SocketAddr>>(),
+    ) else {
+        return next.run(req).await;
+    };
+    match limit.check(peer.ip()) {
+        Ok(()) => next.run(req).await,
+        Err(wait) => {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let err = ApiError::new(
+                Code::RateLimited,
+                format!(
+                    "too many requests from {}: over http.rate_limit_per_ip; retry in {secs} s",
+                    peer.ip()
+                ),
+            )
+            .with_header("retry-after", secs.max(1));
+            let mut resp = if req.uri().path().starts_with("/v1/") {
+                err.into_response()
+            } else {
+                seed::render(err, "rate limited")
+            };
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            resp
+        }
+    }
+}
 
 /// Whether a request changes membership (and so needs the cluster secret).
 pub fn is_membership(method: &Method, path: &str) -> bool {
@@ -71,6 +155,21 @@ pub async fn require_secret(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_limit_refuses_past_the_burst_and_says_when() {
+        assert!(RateLimit::new(0, 10).is_none());
+        let l = RateLimit::new(1, 3).unwrap();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        for _ in 0..3 {
+            l.check(a).unwrap();
+        }
+        let wait = l.check(a).unwrap_err();
+        assert!(wait > std::time::Duration::ZERO && wait <= std::time::Duration::from_secs(1));
+        // Another IP has its own bucket.
+        l.check(b).unwrap();
+    }
 
     #[test]
     fn membership_routes() {

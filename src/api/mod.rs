@@ -84,6 +84,8 @@ pub struct Protection {
     /// Configuration weaknesses, shown in `/health` `warnings` (e.g. no
     /// cluster secret on a non-loopback Raft listener).
     pub warnings: Vec<String>,
+    /// Per-client-IP request rate (None: unlimited).
+    pub rate_limit: Option<Arc<guard::RateLimit>>,
 }
 
 struct Inner {
@@ -126,6 +128,10 @@ impl AppState {
         self.0.protection.cluster_secret.as_ref()
     }
 
+    pub fn rate_limit(&self) -> Option<&guard::RateLimit> {
+        self.0.protection.rate_limit.as_deref()
+    }
+
     pub fn warnings(&self) -> &[String] {
         &self.0.protection.warnings
     }
@@ -159,6 +165,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::require_secret,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::rate_limit,
         ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

@@ -1,8 +1,9 @@
 //! Plumbing shared by every listener and every outgoing HTTP call, with no
 //! knowledge of Raft, the cache or the API:
 //!
-//! - [`serve`]: the accept loop with a connection cap, header timeout and
-//!   graceful drain, used by the client API and the Raft peer listener;
+//! - [`serve`]: the accept loop with a connection cap (idle connections
+//!   make room for new ones), a per-IP cap, header timeout and graceful
+//!   drain, used by the client API and the Raft peer listener;
 //! - [`http_client`]: the one place a `reqwest::Client` is built (forwarding,
 //!   peer RPCs, the join probe, the join loop, the client library);
 //! - [`Backoff`]: capped exponential backoff for retry loops;
@@ -11,6 +12,7 @@
 //! Uses: `wire` (the secret's header name); nothing else in the crate.
 
 mod backoff;
+mod conns;
 mod http_client;
 mod secret;
 pub mod serve;

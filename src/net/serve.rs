@@ -1,20 +1,36 @@
 //! The accept loop shared by the client API and Raft peer listeners.
 //!
 //! Invariants:
-//! - At most `max_connections` connections are served at once; further
-//!   clients wait in the kernel's backlog, so a flood cannot exhaust memory
-//!   or file descriptors.
+//! - At most `max_connections` connections are served at once. Past that,
+//!   a new connection takes the place of the one idle the longest (see
+//!   `conns`: waiting for headers, or kept alive between requests), which
+//!   is closed; only when every connection is busy does the new one wait
+//!   (in the kernel's backlog: the loop holds one accepted connection at
+//!   most), so idle connections can never lock clients out and a flood
+//!   cannot exhaust memory or file descriptors.
+//! - At most `max_connections_per_ip` connections per client IP: past it,
+//!   that IP's longest-idle connection is closed for the new one, or, if
+//!   all of them are busy, the new one is closed at once.
 //! - A client must finish sending request headers within `header_timeout`
 //!   (slowloris defence); bodies are bounded by the handlers.
+//! - Every request carries the client's address as an
+//!   `axum::extract::ConnectInfo<SocketAddr>` extension (per-IP limits).
 //! - On shutdown the listener closes at once, idle connections are closed,
 //!   in-flight requests finish, and the function returns when all
 //!   connections are gone or `drain_timeout` has passed.
 
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Context;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
+use axum::body::Bytes;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::rt::TokioTimer;
 use hyper_util::service::TowerToHyperService;
@@ -22,11 +38,20 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use super::conns::Busy;
+use super::conns::Table;
+
+/// How long the loop waits for an evicted connection to free its slot
+/// before closing the next idle one.
+const EVICT_RETRY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub name: &'static str,
     pub max_connections: usize,
+    pub max_connections_per_ip: usize,
     pub header_timeout: Duration,
     pub drain_timeout: Duration,
 }
@@ -42,14 +67,11 @@ pub async fn serve(
     // server.
     let mut conns = JoinSet::new();
     let permits = Arc::new(Semaphore::new(opts.max_connections));
+    let table = Table::new();
     loop {
-        let permit = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
-            p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
-        };
-        let (stream, _peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -60,8 +82,45 @@ pub async fn serve(
                 }
             },
         };
+        let ip = peer.ip();
+        if table.count(ip) >= opts.max_connections_per_ip && !table.evict_oldest_idle(Some(ip)) {
+            tracing::debug!(listener = opts.name, %ip, "per-IP connection cap: refused");
+            drop(stream);
+            continue;
+        }
+        // At the cap: make room by closing the longest-idle connection(s);
+        // with none idle, wait for a slot.
+        let permit = loop {
+            if let Ok(p) = permits.clone().try_acquire_owned() {
+                break Some(p);
+            }
+            let evicted = table.evict_oldest_idle(None);
+            let wait = permits.clone().acquire_owned();
+            tokio::select! {
+                _ = shutdown.cancelled() => break None,
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                p = wait => break Some(p.expect("semaphore never closed")),
+                _ = tokio::time::sleep(EVICT_RETRY), if evicted => {}
+            }
+        };
+        let Some(permit) = permit else { break };
         let _ = stream.set_nodelay(true);
-        let svc = TowerToHyperService::new(router.clone());
+        let slot = table.insert(ip);
+        let activity = slot.activity.clone();
+        let router = router.clone();
+        let svc = tower::service_fn(move |mut req: axum::http::Request<Incoming>| {
+            let busy = activity.busy();
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let router = router.clone();
+            async move {
+                let resp = router.oneshot(req).await?;
+                // Busy until the body is sent, too (streams).
+                Ok::<_, std::convert::Infallible>(
+                    resp.map(|body| Body::new(Tracked { body, _busy: busy })),
+                )
+            }
+        });
+        let svc = TowerToHyperService::new(svc);
         let shutdown = shutdown.clone();
         let header_timeout = opts.header_timeout;
         conns.spawn(async move {
@@ -81,11 +140,16 @@ pub async fn serve(
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 }
+                // Idle (nothing in flight): dropping it loses nothing.
+                _ = slot.evict.cancelled() => {
+                    tracing::debug!(%peer, "closed an idle connection to make room");
+                }
                 _ = shutdown.cancelled() => {
                     conn.as_mut().graceful_shutdown();
                     let _ = conn.await;
                 }
             }
+            drop(slot);
         });
     }
     drop(listener);
@@ -102,4 +166,31 @@ pub async fn serve(
         conns.shutdown().await;
     }
     Ok(())
+}
+
+/// A response body that keeps its connection busy until it is sent (or
+/// dropped).
+struct Tracked {
+    body: Body,
+    _busy: Busy,
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }

@@ -292,6 +292,7 @@ impl Node {
             ServeOptions {
                 name: "raft",
                 max_connections: RAFT_MAX_CONNECTIONS,
+                max_connections_per_ip: RAFT_MAX_CONNECTIONS,
                 header_timeout: tuning.header_timeout,
                 drain_timeout: Duration::from_secs(1),
             },
@@ -305,6 +306,11 @@ impl Node {
         let protection = api::Protection {
             cluster_secret: secret.clone(),
             warnings,
+            rate_limit: api::guard::RateLimit::new(
+                cfg.http.rate_limit_per_ip,
+                cfg.http.rate_limit_burst,
+            )
+            .map(Arc::new),
         };
         let state = AppState::new(cluster.clone(), limits, protection);
         let http_stop = CancellationToken::new();
@@ -315,6 +321,7 @@ impl Node {
             ServeOptions {
                 name: "http",
                 max_connections: cfg.http.max_connections,
+                max_connections_per_ip: cfg.http.max_connections_per_ip,
                 header_timeout: tuning.header_timeout,
                 drain_timeout: Duration::from_millis(cfg.shutdown.drain_timeout_ms),
             },

@@ -1,0 +1,289 @@
+//! Limits that hold under abuse: idle connections make room for new
+//! clients, a per-IP connection cap, per-IP request rate limits, and a
+//! flood of junk and slow connections on both ports while a normal client
+//! keeps being served with bounded memory.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+use std::time::Instant;
+
+use dcache::net::HttpClientOptions;
+use dcache::wire::Code;
+use dcache_testkit::WAIT;
+use dcache_testkit::cluster::TestCluster;
+use dcache_testkit::http::send;
+use dcache_testkit::raw;
+use dcache_testkit::wait_for;
+use rand::Rng;
+use tokio::io::AsyncReadExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpSocket;
+use tokio::net::TcpStream;
+
+/// The tests here run one at a time: the flood test measures the
+/// process's memory, which the others would disturb.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// "Promptly", generously: a new client is answered within this.
+const PROMPT: Duration = Duration::from_secs(2);
+
+/// A client that opens a fresh connection per request (so no pooled idle
+/// connection of its own is evicted under it).
+fn fresh_client() -> reqwest::Client {
+    dcache_testkit::http::client_with(HttpClientOptions {
+        pool_max_idle_per_host: Some(0),
+        ..HttpClientOptions::default()
+    })
+}
+
+async fn connect_from(local: &str, to: SocketAddr) -> TcpStream {
+    let s = TcpSocket::new_v4().unwrap();
+    s.bind(format!("{local}:0").parse().unwrap()).unwrap();
+    s.connect(to).await.unwrap()
+}
+
+/// Whether the server closed `s` within `within` (EOF or reset).
+async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+/// cap + 50 idle connections (half never sent a byte, half kept alive
+/// after a request): a new client's `/livez` still answers promptly, and
+/// the oldest idle connections were closed to make room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_connections_do_not_lock_out_new_clients() {
+    let _serial = SERIAL.lock().await;
+    const CAP: usize = 64;
+    let c = TestCluster::start(1, |cfg| cfg.http.max_connections = CAP).await;
+    let http = c.nodes[0].http;
+    let mut idle = Vec::new();
+    for i in 0..CAP + 50 {
+        let mut s = TcpStream::connect(http).await.unwrap();
+        if i % 2 == 1 {
+            // A kept-alive connection: one request answered, then idle.
+            s.write_all(b"GET /livez HTTP/1.1\r\nhost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let mut buf = vec![0u8; 4096];
+            let mut got = Vec::new();
+            let t = Instant::now();
+            while !raw::complete(&got) && t.elapsed() < WAIT {
+                match tokio::time::timeout(WAIT, s.read(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+                    _ => break,
+                }
+            }
+            assert_eq!(raw::status(&got), Some(200), "keep-alive request {i}");
+        }
+        idle.push(s);
+    }
+    let client = fresh_client();
+    let t = Instant::now();
+    let r = tokio::time::timeout(PROMPT, send(client.get(c.url(0, "/livez"))))
+        .await
+        .expect("/livez answered promptly with cap + 50 idle connections");
+    assert_eq!(r.status, 200);
+    eprintln!(
+        "/livez with {} idle connections: {:?}",
+        CAP + 50,
+        t.elapsed()
+    );
+    // The first connection (idle the longest) was closed to make room.
+    assert!(
+        closed_within(&mut idle[0], PROMPT).await,
+        "the oldest idle connection is still open"
+    );
+    drop(idle);
+    c.shutdown_all().await;
+}
+
+/// `http.max_connections_per_ip`: one more connection from an IP at its
+/// cap closes that IP's longest-idle connection; other IPs are untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn per_ip_connection_cap() {
+    let _serial = SERIAL.lock().await;
+    const PER_IP: usize = 4;
+    let c = TestCluster::start(1, |cfg| cfg.http.max_connections_per_ip = PER_IP).await;
+    let http = c.nodes[0].http;
+    let mut other = connect_from("127.0.0.3", http).await;
+    let mut conns = Vec::new();
+    for _ in 0..PER_IP {
+        conns.push(connect_from("127.0.0.2", http).await);
+    }
+    // The server has registered them once it answers a request after them.
+    assert_eq!(c.req(0, "GET", "/livez", "").await.status, 200);
+    let mut extra = connect_from("127.0.0.2", http).await;
+    assert!(
+        closed_within(&mut conns[0], PROMPT).await,
+        "the oldest connection of the IP at its cap is still open"
+    );
+    extra
+        .write_all(b"GET /livez HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(PROMPT, extra.read_to_end(&mut got)).await;
+    assert_eq!(
+        raw::status(&got),
+        Some(200),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    // The other IP's connection was not touched.
+    assert!(!closed_within(&mut other, Duration::from_millis(200)).await);
+    c.shutdown_all().await;
+}
+
+/// `http.rate_limit_per_ip`: past the burst, 429 `rate_limited` with
+/// `Retry-After`, on native and seed routes; later, served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rate_limit_per_ip() {
+    let _serial = SERIAL.lock().await;
+    const BURST: u32 = 5;
+    let c = TestCluster::start(1, |cfg| {
+        cfg.http.rate_limit_per_ip = 2;
+        cfg.http.rate_limit_burst = BURST;
+    })
+    .await;
+    // The cluster start used part of the bucket: drain it and count.
+    let mut limited = None;
+    for i in 0..BURST + 1 {
+        let r = c.req(0, "GET", "/v1/kv/k", "").await;
+        if r.status == 429 {
+            limited = Some((i, r));
+            break;
+        }
+        assert_eq!(r.status, 404, "{}", r.text());
+    }
+    let (_, r) = limited.expect("a 429 within burst + 1 requests");
+    r.assert_error(Code::RateLimited);
+    let secs: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=1).contains(&secs), "Retry-After {secs}");
+    let r = c.req(0, "GET", "/store/k", "").await;
+    r.assert_seed_error(429, Code::RateLimited);
+    // Tokens come back at 2/s.
+    wait_for("served again", WAIT, || async {
+        (c.req(0, "GET", "/v1/kv/k", "").await.status == 404).then_some(())
+    })
+    .await;
+    c.shutdown_all().await;
+}
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS");
+    kb * 1024
+}
+
+/// A flood on both ports: connections sending junk, connections dripping
+/// partial headers, connections declaring huge bodies; a normal client
+/// keeps getting answers, and the process's memory stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn flood_of_junk_and_slow_connections() {
+    let _serial = SERIAL.lock().await;
+    const FLOODERS: usize = 120;
+    const REQUESTS: usize = 40;
+    let mut rng = dcache_testkit::seed::rng("flood_of_junk_and_slow_connections");
+    let c = TestCluster::start_tuned(
+        1,
+        dcache::node::Tuning {
+            header_timeout: Duration::from_secs(3),
+        },
+        |cfg| cfg.http.max_connections = 64,
+    )
+    .await;
+    let (http, raft) = (c.nodes[0].http, c.nodes[0].raft);
+    let rss_before = rss_bytes();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut flood = tokio::task::JoinSet::new();
+    for i in 0..FLOODERS {
+        let to = if i % 2 == 0 { http } else { raft };
+        let kind = i % 3;
+        let seed: u64 = rng.r#gen();
+        let stop = stop.clone();
+        flood.spawn(async move {
+            let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+            // Bounded: each flooder reconnects at most 200 times.
+            for _ in 0..200 {
+                if stop.is_cancelled() {
+                    return;
+                }
+                let Ok(mut s) = TcpStream::connect(to).await else {
+                    continue;
+                };
+                let junk: Vec<u8> = match kind {
+                    0 => (0..64 * 1024).map(|_| rng.r#gen::<u8>()).collect(),
+                    1 => b"POST /raft/append HTTP/1.1\r\nhost: x\r\ncontent-length: 99999999999\r\n\r\n"
+                        .to_vec(),
+                    _ => b"GET /livez HTTP/1.1\r\nhost: x\r\nx-slow: aaaaaaaaaaaaaaaaaaaaaaa".to_vec(),
+                };
+                let every = if kind == 2 {
+                    Duration::from_millis(50)
+                } else {
+                    Duration::ZERO
+                };
+                for chunk in junk.chunks(if kind == 2 { 1 } else { 8192 }) {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        r = s.write_all(chunk) => if r.is_err() { break },
+                    }
+                    if !every.is_zero() {
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            _ = tokio::time::sleep(every) => {}
+                        }
+                    }
+                }
+                let mut buf = [0u8; 4096];
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)) => {}
+                }
+            }
+        });
+    }
+    let client = fresh_client();
+    let mut ok = 0;
+    let mut worst = Duration::ZERO;
+    for i in 0..REQUESTS {
+        let t = Instant::now();
+        let req = if i % 2 == 0 {
+            client.put(c.url(0, &format!("/v1/kv/f{i}"))).body("v")
+        } else {
+            client.get(c.url(0, &format!("/v1/kv/f{}", i - 1)))
+        };
+        if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(5), req.send()).await
+            && r.status().is_success()
+        {
+            ok += 1;
+            worst = worst.max(t.elapsed());
+        }
+    }
+    stop.cancel();
+    while flood.join_next().await.is_some() {}
+    let rss_after = rss_bytes();
+    let grew = rss_after.saturating_sub(rss_before);
+    eprintln!(
+        "flood: {ok}/{REQUESTS} normal requests served, slowest {worst:?}; RSS {} -> {} MiB",
+        rss_before >> 20,
+        rss_after >> 20
+    );
+    assert_eq!(ok, REQUESTS, "normal requests failed under the flood");
+    assert!(worst < Duration::from_secs(5), "slowest {worst:?}");
+    assert!(grew < 100 << 20, "RSS grew by {} MiB", grew >> 20);
+    assert!(c.node(0).cluster.is_leader());
+    c.shutdown_all().await;
+}
