@@ -20,9 +20,13 @@ const RULES: &[(&str, &[&str])] = &[
     ("cluster", &["raft", "kv", "id", "error", "net", "config"]),
     ("api", &["cluster", "kv", "id", "error", "net", "wire"]),
     (
+        "resp",
+        &["cluster", "kv", "wire", "error", "id", "net", "config"],
+    ),
+    (
         "node",
         &[
-            "api", "cluster", "raft", "kv", "config", "error", "id", "net", "wire",
+            "api", "resp", "cluster", "raft", "kv", "config", "error", "id", "net", "wire",
         ],
     ),
 ];

@@ -49,6 +49,7 @@ pub(super) async fn health(State(state): State<AppState>) -> Response {
             "raft_state": st.raft_state,
             "term": st.term,
             "applied_index": st.applied_index,
+            "redis_addr": st.redis_addr,
         }),
     )
 }

@@ -24,6 +24,7 @@ pub mod admin;
 pub mod body;
 pub mod error;
 pub mod forward;
+pub mod internal;
 pub mod keys;
 pub mod leader;
 pub mod metrics;
@@ -128,6 +129,7 @@ pub fn router(state: AppState) -> Router {
         .merge(seed::routes())
         .merge(v1::routes())
         .merge(admin::routes())
+        .route("/internal/kv", axum::routing::post(internal::kv))
         .route(
             "/v1/openapi.json",
             axum::routing::get(openapi::openapi_json),

@@ -242,6 +242,9 @@ pub struct Health {
     pub raft_state: crate::cluster::Role,
     pub term: u64,
     pub applied_index: u64,
+    /// This node's Redis protocol address; null when the Redis listener is
+    /// disabled.
+    pub redis_addr: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -18,3 +18,4 @@ pub use http_client::HttpClientOptions;
 pub use http_client::http_client;
 pub use serve::ServeOptions;
 pub use serve::serve;
+pub use serve::serve_with;

@@ -1,4 +1,5 @@
-//! The accept loop shared by the client API and Raft peer listeners.
+//! The accept loop shared by the client API, Raft peer and Redis listeners
+//! ([`serve`] for HTTP, [`serve_with`] for any protocol).
 //!
 //! Invariants:
 //! - At most `max_connections` connections are served at once; further
@@ -19,6 +20,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::rt::TokioTimer;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +39,50 @@ pub async fn serve(
     shutdown: CancellationToken,
     opts: ServeOptions,
 ) -> io::Result<()> {
+    let header_timeout = opts.header_timeout;
+    serve_with(listener, shutdown, opts, move |stream, shutdown| {
+        let svc = TowerToHyperService::new(router.clone());
+        async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                // A client may shut down its write side after sending the
+                // request and wait for the answer; without this hyper would
+                // drop the request in flight on that EOF.
+                .half_close(true)
+                .serve_connection(TokioIo::new(stream), svc);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                }
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// The accept loop with any protocol: `handle` serves one connection and
+/// must finish promptly once the token it gets is cancelled (finish the
+/// request in flight, then close). The connection cap and the drain
+/// (`opts.drain_timeout`, then the rest are dropped) are as for [`serve`];
+/// `opts.header_timeout` is the handler's business.
+pub async fn serve_with<H, F>(
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    opts: ServeOptions,
+    handle: H,
+) -> io::Result<()>
+where
+    H: Fn(TcpStream, CancellationToken) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
     // A JoinSet, not detached tasks: dropping it (deadline passed, or this
     // future aborted) aborts every connection, so nothing outlives the
     // server.
@@ -61,31 +107,10 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let svc = TowerToHyperService::new(router.clone());
-        let shutdown = shutdown.clone();
-        let header_timeout = opts.header_timeout;
+        let conn = handle(stream, shutdown.clone());
         conns.spawn(async move {
             let _permit = permit;
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                // A client may shut down its write side after sending the
-                // request and wait for the answer; without this hyper would
-                // drop the request in flight on that EOF.
-                .half_close(true)
-                .serve_connection(TokioIo::new(stream), svc);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                }
-                _ = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
+            conn.await;
         });
     }
     drop(listener);
