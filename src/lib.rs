@@ -7,6 +7,7 @@
 //! ```text
 //! node      composition root: storage, Raft, listeners, join, shutdown
 //! api       client HTTP API: seed + /v1 routes, forwarding, errors, metrics
+//! resp      Redis protocol (RESP2/RESP3) listener: parse, commands, replies
 //! cluster   the one door to Raft: write, read at a consistency, membership
 //! raft      openraft types, log store, state machine, snapshots, peer RPC
 //! kv        the replicated vocabulary and the deterministic cache
@@ -27,5 +28,6 @@ pub mod kv;
 pub mod net;
 pub mod node;
 pub mod raft;
+pub mod resp;
 pub mod telemetry;
 pub mod wire;

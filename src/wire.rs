@@ -162,6 +162,10 @@ impl fmt::Display for Code {
 #[error("unknown error code {0:?}")]
 pub struct UnknownCode(pub String);
 
+/// The media type of `POST /internal/kv` bodies and answers (a follower's
+/// forwarded Redis command, MessagePack).
+pub const MSGPACK: &str = "application/msgpack";
+
 /// Seconds a client should wait before retrying a 503.
 pub const RETRY_AFTER_SECS: u64 = 1;
 

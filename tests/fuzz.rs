@@ -611,6 +611,7 @@ fn model_apply(model: &mut Model, cmd: &Command, index: u64, now: u64) {
             }
         }
         Command::Tick { .. } | Command::Get { .. } | Command::Range { .. } => {}
+        Command::Rmw(_) | Command::Multi { .. } => unreachable!("not generated"),
     }
 }
 

@@ -23,9 +23,13 @@ const RULES: &[(&str, &[&str])] = &[
     ),
     ("api", &["cluster", "kv", "id", "error", "net", "wire"]),
     (
+        "resp",
+        &["cluster", "kv", "wire", "error", "id", "net", "config"],
+    ),
+    (
         "node",
         &[
-            "api", "cluster", "raft", "kv", "config", "error", "id", "net", "wire",
+            "api", "resp", "cluster", "raft", "kv", "config", "error", "id", "net", "wire",
         ],
     ),
 ];

@@ -50,6 +50,7 @@ pub(super) async fn health(State(state): State<AppState>) -> Response {
             "term": st.term,
             "applied_index": st.applied_index,
             "warnings": state.warnings(),
+            "redis_addr": st.redis_addr,
         }),
     )
 }

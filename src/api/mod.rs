@@ -25,6 +25,7 @@ pub mod body;
 pub mod error;
 pub mod forward;
 pub mod guard;
+pub mod internal;
 pub mod keys;
 pub mod leader;
 pub mod metrics;
@@ -155,6 +156,7 @@ pub fn router(state: AppState) -> Router {
         .merge(seed::routes())
         .merge(v1::routes())
         .merge(admin::routes())
+        .route("/internal/kv", axum::routing::post(internal::kv))
         .route(
             "/v1/openapi.json",
             axum::routing::get(openapi::openapi_json),

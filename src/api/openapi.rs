@@ -245,6 +245,9 @@ pub struct Health {
     /// Configuration weaknesses the operator should fix (e.g. no cluster
     /// secret on a non-loopback Raft listener); empty when none.
     pub warnings: Vec<String>,
+    /// This node's Redis protocol address; null when the Redis listener is
+    /// disabled.
+    pub redis_addr: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -209,6 +209,22 @@ impl Evictor {
                 let keys = success.iter().chain(failure).filter_map(Command::key);
                 (keys.collect(), growth, growth)
             }
+            Command::Rmw(op) => {
+                let growth = op.growth_bound(cache);
+                (op.keys(), growth, growth)
+            }
+            Command::Multi { ops, .. } => {
+                let writes = ops.iter().filter_map(|op| match op {
+                    crate::kv::redis::MultiOp::Write(w) => Some(w),
+                    _ => None,
+                });
+                let growth = writes.clone().map(|w| w.growth_bound(cache)).sum();
+                (
+                    writes.flat_map(crate::kv::redis::Rmw::keys).collect(),
+                    growth,
+                    growth,
+                )
+            }
             Command::Delete { .. }
             | Command::Tick { .. }
             | Command::Get { .. }

@@ -141,6 +141,9 @@ pub struct Cluster {
     cfg: ServiceConfig,
     probe: reqwest::Client,
     watch: Arc<WatchHub>,
+    /// This node's advertised Redis protocol address, once its listener is
+    /// bound (unset: no Redis listener).
+    redis_addr: std::sync::OnceLock<String>,
 }
 
 /// This node's wall clock (ms since the epoch).
@@ -185,7 +188,18 @@ impl Cluster {
             cfg,
             probe,
             watch,
+            redis_addr: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Record the advertised address of this node's Redis listener (once).
+    pub fn set_redis_addr(&self, addr: String) {
+        let _ = self.redis_addr.set(addr);
+    }
+
+    /// This node's advertised Redis protocol address, if it serves one.
+    pub fn redis_addr(&self) -> Option<&str> {
+        self.redis_addr.get().map(String::as_str)
     }
 
     /// The watch history this node's state machine feeds.
@@ -492,6 +506,23 @@ impl Cluster {
             raft_index: r.applied_index,
             now_ms: now,
         })
+    }
+
+    /// Evaluate a Redis read ([`kv::redis::Query`]) linearizably: on the
+    /// leader, after ReadIndex and after any deadline that has passed on
+    /// the leader's clock was applied (as [`Cluster::read`] does), under
+    /// one read lock (so a multi-key read is atomic).
+    pub async fn query(&self, q: &kv::redis::Query, deadline: Instant) -> Result<kv::redis::Reply> {
+        self.linearize(deadline).await?;
+        let now = self.stamp();
+        let due = self
+            .reader
+            .inspect(|c| c.deadline_range().is_some_and(|(first, _)| first <= now));
+        if due {
+            self.tick(deadline).await?;
+        }
+        let now = self.stamp();
+        Ok(self.reader.inspect(|c| c.query(q, now)))
     }
 
     /// Applied index, key count, memory and a digest of the local state,

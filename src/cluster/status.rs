@@ -91,6 +91,10 @@ pub struct Status {
     /// incarnation of it: it lost its data and must be removed, then join
     /// again (README "A member that lost its data").
     pub refused_rpcs: u64,
+    /// This node's Redis protocol address (`redis.bind_addr`, or the bound
+    /// port when it is 0); absent when the Redis listener is disabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_addr: Option<String>,
 }
 
 /// Readiness: each check and whether it passes.
@@ -191,6 +195,7 @@ impl Cluster {
                 && membership.get_joint_config().len() == 1,
             fatal: m.running_state.as_ref().err().map(|e| e.to_string()),
             refused_rpcs: self.contact.refused(),
+            redis_addr: self.redis_addr().map(str::to_string),
         }
     }
 

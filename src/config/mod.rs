@@ -232,6 +232,7 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub cache: CacheConfig,
     pub watch: WatchConfig,
+    pub redis: RedisConfig,
 }
 
 /// `node.*`: identity and storage of this node.
@@ -378,6 +379,25 @@ impl Default for ClusterConfig {
             join_retry_max_ms: 5000,
             secret: Secret::default(),
             secret_file: PathBuf::new(),
+        }
+    }
+}
+
+/// `redis.*`: the Redis protocol (RESP2/RESP3) listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// Address the Redis protocol listener binds; empty = no Redis
+    /// listener. The default port is 6380 so that a local Redis on 6379
+    /// does not clash.
+    #[serde(deserialize_with = "de_string_or_null")]
+    pub bind_addr: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            bind_addr: "localhost:6380".to_string(),
         }
     }
 }

@@ -109,6 +109,25 @@ impl Config {
             return Err(related(e, "http.bind_addr"));
         }
 
+        if !self.redis.bind_addr.is_empty() {
+            check_addr("redis.bind_addr", &self.redis.bind_addr, AddrUse::Bind)?;
+            for (other, addr) in [
+                ("http.bind_addr", &self.http.bind_addr),
+                ("raft.bind_addr", &self.raft.bind_addr),
+            ] {
+                if self.redis.bind_addr.eq_ignore_ascii_case(addr)
+                    && !self.redis.bind_addr.ends_with(":0")
+                {
+                    let e = invalid(
+                        "redis.bind_addr",
+                        &self.redis.bind_addr,
+                        format!("must differ from {other}"),
+                    );
+                    return Err(related(e, other));
+                }
+            }
+        }
+
         let c = &self.cluster;
         if !c.secret.is_empty() {
             if !c.secret_file.as_os_str().is_empty() {

@@ -60,7 +60,7 @@ pub fn entry_cost(key_len: usize, value_len: usize, has_ttl: bool) -> u64 {
     }
 }
 
-fn item_cost(it: &Item) -> u64 {
+pub(super) fn item_cost(it: &Item) -> u64 {
     entry_cost(it.key().len(), it.value().len(), it.expires_at() != 0)
 }
 
@@ -338,7 +338,7 @@ impl Cache {
         }
     }
 
-    fn insert(&mut self, it: Item) -> Option<Item> {
+    pub(super) fn insert(&mut self, it: Item) -> Option<Item> {
         self.note(it.key());
         if let Some(changes) = &mut self.changes {
             changes.push(Change {
@@ -512,6 +512,8 @@ impl Cache {
                 success,
                 failure,
             } => self.apply_txn(index, compare, success, failure, room),
+            Command::Rmw(op) => self.apply_rmw(index, op, room),
+            Command::Multi { watch, ops } => self.apply_multi(index, watch, ops, room),
         }
     }
 
@@ -566,7 +568,7 @@ impl Cache {
     }
 
     /// The deadline a TTL gives at the current replicated time.
-    fn deadline(&self, ttl: Ttl, current: u64) -> u64 {
+    pub(super) fn deadline(&self, ttl: Ttl, current: u64) -> u64 {
         match ttl {
             Ttl::Clear => 0,
             Ttl::Keep => current,
@@ -577,7 +579,7 @@ impl Cache {
         }
     }
 
-    fn set(
+    pub(super) fn set(
         &mut self,
         index: u64,
         room: Room<'_>,

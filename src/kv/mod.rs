@@ -26,7 +26,9 @@
 #![allow(clippy::mutable_key_type)]
 
 pub mod cache;
+pub mod glob;
 pub mod item;
+pub mod redis;
 pub mod txn;
 
 use std::fmt;
@@ -142,6 +144,15 @@ pub enum Command {
         success: Vec<Command>,
         failure: Vec<Command>,
     },
+    /// A Redis read-modify-write command, atomic at this entry's index
+    /// (see [`redis`]).
+    Rmw(redis::Rmw),
+    /// A MULTI/EXEC batch: if every watched key still has its modify index,
+    /// every op in order at this index, else nothing.
+    Multi {
+        watch: Vec<redis::Watched>,
+        ops: Vec<redis::MultiOp>,
+    },
 }
 
 impl Command {
@@ -155,7 +166,9 @@ impl Command {
             Command::Tick { .. }
             | Command::Range { .. }
             | Command::DeletePrefix { .. }
-            | Command::Txn { .. } => None,
+            | Command::Txn { .. }
+            | Command::Rmw(_)
+            | Command::Multi { .. } => None,
         }
     }
 }
@@ -198,6 +211,17 @@ impl Command {
                     .map(|op| op.payload_bytes() + 16)
                     .sum::<usize>()
             }
+            Command::Rmw(op) => op.payload_bytes(),
+            Command::Multi { watch, ops } => {
+                watch.iter().map(|w| w.key.len() + 8).sum::<usize>()
+                    + ops
+                        .iter()
+                        .map(|op| match op {
+                            redis::MultiOp::Write(w) => w.payload_bytes() + 16,
+                            _ => 64,
+                        })
+                        .sum::<usize>()
+            }
         }
     }
 }
@@ -232,6 +256,10 @@ impl fmt::Display for Request {
                 success.len(),
                 failure.len()
             )?,
+            Command::Rmw(op) => write!(f, "rmw({op:?})")?,
+            Command::Multi { watch, ops } => {
+                write!(f, "multi({} watched, {} ops)", watch.len(), ops.len())?
+            }
         }
         if !self.evict.is_empty() {
             write!(f, " evict {} keys", self.evict.len())?;
@@ -282,6 +310,11 @@ pub enum Response {
     /// this is a bug or an old proposer): nothing was applied. `op` names
     /// the part at fault.
     Invalid { op: String, reason: String },
+    /// A Redis command's reply ([`Command::Rmw`]).
+    Reply(redis::Reply),
+    /// A MULTI/EXEC batch: `None` when a watched key had changed (nothing
+    /// ran), else each op's response.
+    Multi { results: Option<Vec<Response>> },
 }
 
 /// Why a key changed (for watchers).

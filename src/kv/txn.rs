@@ -275,7 +275,7 @@ fn check_op(cmd: &Command) -> Result<u64, String> {
         }
         Command::DeletePrefix { prefix } => Ok(prefix.len() as u64),
         Command::Txn { .. } => Err("a txn cannot contain a txn".into()),
-        Command::Expire { .. } | Command::Tick { .. } => {
+        Command::Expire { .. } | Command::Tick { .. } | Command::Rmw(_) | Command::Multi { .. } => {
             Err("only put, delete, delete_prefix, get and range are allowed in a txn".into())
         }
     }

@@ -23,3 +23,4 @@ pub use http_client::http_client;
 pub use secret::ClusterSecret;
 pub use serve::ServeOptions;
 pub use serve::serve;
+pub use serve::serve_with;

@@ -1,4 +1,5 @@
-//! The accept loop shared by the client API and Raft peer listeners.
+//! The accept loop shared by the client API, Raft peer and Redis listeners
+//! ([`serve`] for HTTP, [`serve_with`] for any protocol).
 //!
 //! Invariants:
 //! - At most `max_connections` connections are served at once. Past that,
@@ -11,8 +12,12 @@
 //! - At most `max_connections_per_ip` connections per client IP: past it,
 //!   that IP's longest-idle connection is closed for the new one, or, if
 //!   all of them are busy, the new one is closed at once.
-//! - A client must finish sending request headers within `header_timeout`
-//!   (slowloris defence); bodies are bounded by the handlers.
+//! - An HTTP client must finish sending request headers within
+//!   `header_timeout` (slowloris defence); bodies are bounded by the
+//!   handlers. Another protocol's handler bounds its own reads.
+//! - A connection is idle unless its handler holds a [`Busy`] guard
+//!   (HTTP: a request or its response body in flight); an idle connection
+//!   chosen to make room is closed by dropping its handler.
 //! - Every request carries the client's address as an
 //!   `axum::extract::ConnectInfo<SocketAddr>` extension (per-IP limits).
 //! - On shutdown the listener closes at once, idle connections are closed,
@@ -20,6 +25,7 @@
 //!   connections are gone or `drain_timeout` has passed.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Context;
@@ -35,12 +41,14 @@ use hyper_util::rt::TokioIo;
 use hyper_util::rt::TokioTimer;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use super::conns::Busy;
+pub use super::conns::Activity;
+pub use super::conns::Busy;
 use super::conns::Table;
 
 /// How long the loop waits for an evicted connection to free its slot
@@ -56,12 +64,77 @@ pub struct ServeOptions {
     pub drain_timeout: Duration,
 }
 
+/// Serve HTTP/1.1 with `router` (see the module's invariants).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
     opts: ServeOptions,
 ) -> io::Result<()> {
+    let header_timeout = opts.header_timeout;
+    serve_with(
+        listener,
+        shutdown,
+        opts,
+        move |stream, peer, activity, shutdown| {
+            let router = router.clone();
+            let svc = tower::service_fn(move |mut req: axum::http::Request<Incoming>| {
+                let busy = activity.busy();
+                req.extensions_mut().insert(ConnectInfo(peer));
+                let router = router.clone();
+                async move {
+                    let resp = router.oneshot(req).await?;
+                    // Busy until the body is sent, too (streams).
+                    Ok::<_, std::convert::Infallible>(
+                        resp.map(|body| Body::new(Tracked { body, _busy: busy })),
+                    )
+                }
+            });
+            let svc = TowerToHyperService::new(svc);
+            async move {
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    // A client may shut down its write side after sending the
+                    // request and wait for the answer; without this hyper would
+                    // drop the request in flight on that EOF.
+                    .half_close(true)
+                    .serve_connection(TokioIo::new(stream), svc);
+                let mut conn = std::pin::pin!(conn);
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    }
+                    _ = shutdown.cancelled() => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
+                }
+            }
+        },
+    )
+    .await
+}
+
+/// The accept loop with any protocol: `handle(stream, peer, activity,
+/// shutdown)` serves one connection. It holds `activity.busy()` while a
+/// request is in flight (an idle connection may be closed, by dropping the
+/// handler, to make room) and must finish promptly once `shutdown` is
+/// cancelled (the request in flight, then close). Caps, eviction and the
+/// drain (`opts.drain_timeout`, then the rest are dropped) as for
+/// [`serve`]; `opts.header_timeout` is the handler's business.
+pub async fn serve_with<H, F>(
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    opts: ServeOptions,
+    handle: H,
+) -> io::Result<()>
+where
+    H: Fn(TcpStream, SocketAddr, Arc<Activity>, CancellationToken) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
     // A JoinSet, not detached tasks: dropping it (deadline passed, or this
     // future aborted) aborts every connection, so nothing outlives the
     // server.
@@ -106,47 +179,15 @@ pub async fn serve(
         let Some(permit) = permit else { break };
         let _ = stream.set_nodelay(true);
         let slot = table.insert(ip);
-        let activity = slot.activity.clone();
-        let router = router.clone();
-        let svc = tower::service_fn(move |mut req: axum::http::Request<Incoming>| {
-            let busy = activity.busy();
-            req.extensions_mut().insert(ConnectInfo(peer));
-            let router = router.clone();
-            async move {
-                let resp = router.oneshot(req).await?;
-                // Busy until the body is sent, too (streams).
-                Ok::<_, std::convert::Infallible>(
-                    resp.map(|body| Body::new(Tracked { body, _busy: busy })),
-                )
-            }
-        });
-        let svc = TowerToHyperService::new(svc);
-        let shutdown = shutdown.clone();
-        let header_timeout = opts.header_timeout;
+        let conn = handle(stream, peer, slot.activity.clone(), shutdown.clone());
+        let name = opts.name;
         conns.spawn(async move {
             let _permit = permit;
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                // A client may shut down its write side after sending the
-                // request and wait for the answer; without this hyper would
-                // drop the request in flight on that EOF.
-                .half_close(true)
-                .serve_connection(TokioIo::new(stream), svc);
-            let mut conn = std::pin::pin!(conn);
             tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                }
+                _ = conn => {}
                 // Idle (nothing in flight): dropping it loses nothing.
                 _ = slot.evict.cancelled() => {
-                    tracing::debug!(%peer, "closed an idle connection to make room");
-                }
-                _ = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+                    tracing::debug!(listener = name, %peer, "closed an idle connection to make room");
                 }
             }
             drop(slot);

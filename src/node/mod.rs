@@ -102,6 +102,10 @@ pub struct Node {
     leader_log: JoinHandle<()>,
     expiry_stop: CancellationToken,
     expiry_task: JoinHandle<()>,
+    /// Actual bound Redis address (`None`: `redis.bind_addr` is empty).
+    pub redis_addr: Option<SocketAddr>,
+    redis_stop: CancellationToken,
+    redis_task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 /// Bind both listeners from the config.
@@ -303,6 +307,40 @@ impl Node {
             max_value_bytes: cfg.http.max_value_bytes,
             request_timeout,
         };
+        let redis_stop = CancellationToken::new();
+        let mut redis_addr = None;
+        let mut redis_task = None;
+        if !cfg.redis.bind_addr.is_empty() {
+            let listener = TcpListener::bind(&cfg.redis.bind_addr).await.map_err(|e| {
+                Error::Startup(format!(
+                    "cannot listen on redis.bind_addr {}: {e}",
+                    cfg.redis.bind_addr
+                ))
+            })?;
+            let bound = listener.local_addr()?;
+            redis_addr = Some(bound);
+            cluster.set_redis_addr(advertise("", &cfg.redis.bind_addr, bound));
+            let server = crate::resp::Server::new(
+                cluster.clone(),
+                crate::resp::RedisLimits {
+                    max_key_bytes: limits.max_key_bytes,
+                    max_value_bytes: limits.max_value_bytes,
+                    request_timeout,
+                },
+            );
+            redis_task = Some(tokio::spawn(crate::resp::serve(
+                listener,
+                server,
+                redis_stop.clone(),
+                ServeOptions {
+                    name: "redis",
+                    max_connections: cfg.http.max_connections,
+                    max_connections_per_ip: cfg.http.max_connections_per_ip,
+                    header_timeout: tuning.header_timeout,
+                    drain_timeout: Duration::from_millis(cfg.shutdown.drain_timeout_ms),
+                },
+            )));
+        }
         let protection = api::Protection {
             cluster_secret: secret.clone(),
             warnings,
@@ -385,6 +423,9 @@ impl Node {
             leader_log,
             expiry_stop,
             expiry_task,
+            redis_addr,
+            redis_stop,
+            redis_task,
         })
     }
 
@@ -418,9 +459,13 @@ impl Node {
     pub fn abort(&self) {
         self.join_stop.cancel();
         self.http_stop.cancel();
+        self.redis_stop.cancel();
         self.cluster.watch().close();
         self.raft_stop.cancel();
         self.http_task.abort();
+        if let Some(t) = &self.redis_task {
+            t.abort();
+        }
         self.raft_task.abort();
         if let Some(t) = &self.join_task {
             t.abort();
@@ -438,6 +483,7 @@ impl Node {
             self.cluster.handover().await;
         }
         self.http_stop.cancel();
+        self.redis_stop.cancel();
         // Watch streams never finish on their own: end them (each with a
         // final event) so the drain does not wait for them.
         self.cluster.watch().close();
@@ -453,6 +499,14 @@ impl Node {
         {
             http_task.abort();
             let _ = http_task.await;
+        }
+        if let Some(mut t) = self.redis_task {
+            if graceful {
+                let _ = t.await;
+            } else if tokio::time::timeout(ABRUPT_DRAIN, &mut t).await.is_err() {
+                t.abort();
+                let _ = t.await;
+            }
         }
         if let Some(t) = self.join_task {
             t.abort();

@@ -52,6 +52,7 @@ pub fn test_config(dir: &Path, i: usize) -> Config {
     // Real ports are chosen by `add` (see `free_listener`).
     cfg.http.bind_addr = "127.0.0.1:0".into();
     cfg.raft.bind_addr = "127.0.0.1:0".into();
+    cfg.redis.bind_addr = "127.0.0.1:0".into();
     cfg.raft.heartbeat_interval_ms = 100;
     cfg.raft.election_timeout_min_ms = 500;
     cfg.raft.election_timeout_max_ms = 1000;

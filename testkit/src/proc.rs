@@ -156,14 +156,17 @@ pub fn unique() -> u32 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// `cmd` with a clean environment (no inherited `DCACHE_*` or `RUST_LOG`),
-/// run in `cwd` with stdin and stdout closed.
+/// `cmd` with a clean environment (no inherited `DCACHE_*` or `RUST_LOG`;
+/// `DCACHE_REDIS_BIND_ADDR=127.0.0.1:0`), run in `cwd` with stdin and stdout closed.
 pub fn isolated(mut cmd: Command, cwd: &Path) -> Command {
     for (k, _) in std::env::vars() {
         if k.starts_with("DCACHE_") || k == "RUST_LOG" {
             cmd.env_remove(k);
         }
     }
+    // Every node gets its own ephemeral Redis port unless the test sets
+    // one (the default, localhost:6380, would clash between nodes).
+    cmd.env("DCACHE_REDIS_BIND_ADDR", "127.0.0.1:0");
     cmd.current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::null());

@@ -502,3 +502,33 @@ fn shipped_configs_parse() {
         );
     }
 }
+
+#[test]
+fn redis_bind_addr_default_env_and_validation() {
+    let c = Config::default();
+    assert_eq!(c.redis.bind_addr, "localhost:6380");
+    let c = Config::load(None, env(&[("DCACHE_REDIS_BIND_ADDR", "127.0.0.1:7000")])).unwrap();
+    assert_eq!(c.redis.bind_addr, "127.0.0.1:7000");
+    // Empty disables the listener.
+    let c = Config::load(None, env(&[("DCACHE_REDIS_BIND_ADDR", "")])).unwrap();
+    assert_eq!(c.redis.bind_addr, "");
+    let c = Config::from_yaml_str("redis:\n  bind_addr: \"[::1]:6390\"\n", "t.yaml").unwrap();
+    assert_eq!(c.redis.bind_addr, "[::1]:6390");
+    let msg = err_env(&[("DCACHE_REDIS_BIND_ADDR", "nope")]);
+    assert_contains(&msg, &["redis.bind_addr", "nope"]);
+    let msg = err_env(&[("DCACHE_REDIS_BIND_ADDR", "localhost:11000")]);
+    assert_contains(
+        &msg,
+        &["redis.bind_addr", "must differ from http.bind_addr"],
+    );
+    // Port 0 everywhere (tests) is three ephemeral ports, not a clash.
+    Config::load(
+        None,
+        env(&[
+            ("DCACHE_REDIS_BIND_ADDR", "127.0.0.1:0"),
+            ("DCACHE_HTTP_BIND_ADDR", "127.0.0.1:0"),
+            ("DCACHE_RAFT_BIND_ADDR", "127.0.0.1:0"),
+        ]),
+    )
+    .unwrap();
+}

@@ -1,0 +1,174 @@
+//! Run a command on the leader, from any node: here if this node leads,
+//! else forwarded once to the leader's `POST /internal/kv` (HTTP port,
+//! MessagePack), so every command is linearizable on every node and clients
+//! never see MOVED. Failures become Redis errors by the error contract's
+//! class.
+//!
+//! Invariants:
+//! - One hop: the forwarded copy carries `X-Dcache-Forwarded-By`, and the
+//!   leader runs it or answers `not_leader` (then we wait for the leadership
+//!   to move and try again, here or at the new leader), within the
+//!   command's deadline.
+//! - Not applied → `-TRYAGAIN ...` (safe to retry); outcome unknown →
+//!   `-ERR ... the outcome is unknown`; a full cache under `noeviction` →
+//!   `-OOM ...` (README "Redis protocol" has the table).
+
+use tokio::time::Instant;
+
+use super::Server;
+use crate::error::Error;
+use crate::error::Leader;
+use crate::kv::Response;
+use crate::kv::redis::Op;
+use crate::wire::Class;
+use crate::wire::Code;
+use crate::wire::header;
+
+/// Local attempts and forwards before giving up while leadership moves.
+const MAX_ATTEMPTS: usize = 5;
+
+/// Redis's out-of-memory error, word for word.
+pub const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
+
+/// A failure, already in Redis's words (the text after `-`).
+pub type Failure = String;
+
+/// The Redis error for an error of the contract.
+pub fn redis_error(code: Code, msg: &str) -> Failure {
+    match (code, code.class()) {
+        (Code::OutOfMemory, _) => OOM.to_string(),
+        (Code::InvalidInput | Code::TooLarge, _) => format!("ERR {msg}"),
+        (_, Class::NotApplied) => format!("TRYAGAIN {msg} (not applied; retry)"),
+        (_, Class::OutcomeUnknown) => {
+            if msg.contains("outcome is unknown") {
+                format!("ERR {msg}")
+            } else {
+                format!("ERR {msg}; the outcome is unknown")
+            }
+        }
+        (_, Class::Answer) => format!("ERR {msg}"),
+    }
+}
+
+fn local_error(e: &Error) -> Failure {
+    let code = match e {
+        Error::NotLeader(_) => Code::NotLeader,
+        Error::NoLeader => Code::NoLeader,
+        Error::Timeout(_) => Code::Timeout,
+        Error::OutcomeUnknown(_) => Code::OutcomeUnknown,
+        Error::InvalidInput(_) => Code::InvalidInput,
+        Error::TooLarge { .. } => Code::TooLarge,
+        Error::Unavailable(_) => Code::Unavailable,
+        Error::Conflict(_) | Error::NotFound(_) | Error::MemberUnreachable(_) => Code::Conflict,
+        Error::Startup(_) | Error::Storage(_) => Code::Internal,
+    };
+    redis_error(code, &e.to_string())
+}
+
+/// What one forward produced.
+enum Forwarded {
+    Done(Result<Response, Failure>),
+    /// Not applied (leader unreachable or no longer leader): try again.
+    Retry(Failure),
+}
+
+impl Server {
+    /// Run `op` on the leader by `deadline`.
+    pub async fn run(&self, op: &Op, deadline: Instant) -> Result<Response, Failure> {
+        let mut last = None;
+        for _ in 0..MAX_ATTEMPTS {
+            let res = match op {
+                Op::Write(cmd) => self
+                    .cluster
+                    .write(cmd.clone(), deadline)
+                    .await
+                    .map(|w| w.response),
+                Op::Read(q) => self.cluster.query(q, deadline).await.map(Response::Reply),
+            };
+            let leader = match res {
+                Ok(r) => return Ok(r),
+                Err(Error::NotLeader(l)) => l,
+                Err(e) => return Err(local_error(&e)),
+            };
+            match self.forward(op, &leader, deadline).await {
+                Forwarded::Done(r) => return r,
+                Forwarded::Retry(e) => last = Some(e),
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            self.cluster.wait_leader_change(&leader.id, deadline).await;
+        }
+        Err(last.unwrap_or_else(|| local_error(&Error::NoLeader)))
+    }
+
+    async fn forward(&self, op: &Op, leader: &Leader, deadline: Instant) -> Forwarded {
+        let body = match rmp_serde::to_vec_named(op) {
+            Ok(b) => b,
+            Err(e) => return Forwarded::Done(Err(format!("ERR cannot encode the command: {e}"))),
+        };
+        let budget = deadline
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(std::time::Duration::from_millis(100));
+        let req = self
+            .forwarder
+            .post(format!("http://{}/internal/kv", leader.http_addr))
+            .header(header::FORWARDED_BY, self.cluster.id().0.as_str())
+            .header(header::BUDGET_MS, budget.as_millis().to_string())
+            .header("content-type", crate::wire::MSGPACK)
+            .timeout(budget + std::time::Duration::from_millis(50))
+            .body(body);
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => {
+                return Forwarded::Retry(redis_error(
+                    Code::LeaderUnreachable,
+                    &format!("leader {} could not be reached", leader.id),
+                ));
+            }
+            Err(e) => {
+                let code = if e.is_timeout() {
+                    Code::Timeout
+                } else {
+                    Code::ForwardOutcomeUnknown
+                };
+                let msg = format!("forwarding to leader {} failed: {e}", leader.id);
+                return Forwarded::Done(Err(redis_error(code, &msg)));
+            }
+        };
+        let code = Code::from_header(
+            resp.headers()
+                .get(header::ERROR)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let status = resp.status();
+        let bytes = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                let msg = format!("reading the leader's answer failed: {e}");
+                return Forwarded::Done(Err(redis_error(Code::ForwardOutcomeUnknown, &msg)));
+            }
+        };
+        if let Some(code) = code {
+            let msg = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .unwrap_or_else(|| code.as_str().to_string());
+            let failure = redis_error(code, &msg);
+            return match code {
+                Code::NotLeader | Code::NoLeader | Code::Unavailable => Forwarded::Retry(failure),
+                _ => Forwarded::Done(Err(failure)),
+            };
+        }
+        if !status.is_success() {
+            let msg = format!("the leader answered HTTP {status}");
+            return Forwarded::Done(Err(redis_error(Code::Internal, &msg)));
+        }
+        Forwarded::Done(rmp_serde::from_slice(&bytes).map_err(|e| {
+            redis_error(
+                Code::Internal,
+                &format!("cannot decode the leader's answer: {e}"),
+            )
+        }))
+    }
+}
