@@ -39,6 +39,7 @@ use crate::net::Topology;
 
 pub const HTTP_PORT: u16 = 11000;
 pub const RAFT_PORT: u16 = 12000;
+pub const REDIS_PORT: u16 = 6380;
 /// The nodes' `cache.expiry_tick_ms` (set explicitly: the TTL checks'
 /// margin depends on it).
 pub const EXPIRY_TICK_MS: u64 = 100;
@@ -428,6 +429,11 @@ impl Db {
         format!("{}:{HTTP_PORT}", Topology::ip(i))
     }
 
+    /// Node i's Redis (RESP) address.
+    pub fn redis(i: usize) -> String {
+        format!("{}:{REDIS_PORT}", Topology::ip(i))
+    }
+
     pub fn id(i: usize) -> String {
         format!("n{i}")
     }
@@ -475,6 +481,7 @@ impl Db {
         cmd.env("DCACHE_NODE_ID", Self::id(i))
             .env("DCACHE_NODE_DATA_DIR", self.data_dir(i))
             .env("DCACHE_HTTP_BIND_ADDR", Self::http(i))
+            .env("DCACHE_REDIS_BIND_ADDR", Self::redis(i))
             .env(
                 "DCACHE_RAFT_BIND_ADDR",
                 format!("{}:{RAFT_PORT}", Topology::ip(i)),
@@ -515,6 +522,38 @@ impl Drop for Db {
     fn drop(&mut self) {
         self.teardown();
     }
+}
+
+/// Form the cluster: n1 bootstraps, the others join through it; returns
+/// once all `n` are voters and the membership has settled.
+pub(crate) async fn form_cluster(
+    db: &std::sync::Arc<tokio::sync::Mutex<Db>>,
+    api: &crate::client::Api,
+    n: usize,
+) -> anyhow::Result<()> {
+    use crate::wait_until;
+    db.lock().await.start(1, None, None)?;
+    let n1 = Db::http(1);
+    if !wait_until(Duration::from_secs(20), || api.ready(&n1)).await {
+        bail!("n1 did not become ready");
+    }
+    for i in 2..=n {
+        db.lock().await.start(i, Some(Db::http(1)), None)?;
+    }
+    let formed = wait_until(Duration::from_secs(60), || async {
+        let Some(v) = api.json(&Db::http(1), "/v1/cluster").await else {
+            return false;
+        };
+        let voters = v["members"]
+            .as_array()
+            .map_or(0, |m| m.iter().filter(|x| x["role"] == "voter").count());
+        voters == n && v["membership_settled"] == true
+    })
+    .await;
+    if !formed {
+        bail!("the cluster did not form with {n} voters");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

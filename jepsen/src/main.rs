@@ -14,6 +14,7 @@ mod faketime;
 mod nemesis;
 mod net;
 mod register;
+mod resp;
 mod schedule;
 mod ttl_workload;
 
@@ -71,7 +72,9 @@ struct Args {
     no_faults: bool,
     /// register: reads, writes and CAS on `--keys` keys; ttl: the TTL
     /// workload on `--ttl-keys` keys; bank: transfers between `--accounts`
-    /// accounts in transactions; mixed: all three at once.
+    /// accounts in transactions; resp: Redis-protocol clients on
+    /// `--resp-keys` register keys and `--resp-counter-keys` INCR counters;
+    /// mixed: all four at once.
     #[arg(long, value_enum, default_value_t = Workload::Mixed)]
     workload: Workload,
     /// Keys of the register workload.
@@ -93,6 +96,15 @@ struct Args {
     /// Clients of the bank workload.
     #[arg(long, default_value_t = 2)]
     bank_clients: usize,
+    /// Register keys of the RESP workload (GET, SET, SET NX, SET GET, DEL).
+    #[arg(long, default_value_t = 3)]
+    resp_keys: usize,
+    /// Counter keys of the RESP workload (INCR and GET).
+    #[arg(long, default_value_t = 2)]
+    resp_counter_keys: usize,
+    /// Clients of the RESP workload.
+    #[arg(long, default_value_t = 3)]
+    resp_clients: usize,
     #[arg(long, default_value_t = 50)]
     snapshot_threshold: u64,
     /// read_index or lease.
@@ -115,6 +127,7 @@ enum Workload {
     Register,
     Ttl,
     Bank,
+    Resp,
     Mixed,
 }
 
@@ -127,6 +140,9 @@ impl Workload {
     }
     fn bank(self) -> bool {
         matches!(self, Workload::Bank | Workload::Mixed)
+    }
+    fn resp(self) -> bool {
+        matches!(self, Workload::Resp | Workload::Mixed)
     }
 }
 
@@ -169,7 +185,7 @@ fn main() -> std::process::ExitCode {
 }
 
 /// Poll `cond` every 100 ms until true or `timeout`.
-async fn wait_until<F, Fut>(timeout: Duration, mut cond: F) -> bool
+pub(crate) async fn wait_until<F, Fut>(timeout: Duration, mut cond: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -341,28 +357,7 @@ async fn run_with(
 ) -> anyhow::Result<Summary> {
     let api = Api::new(Duration::from_secs(4), args.cluster_secret.as_deref());
     let n = args.nodes;
-    // Form the cluster: n1 bootstraps, the others join through it.
-    db.lock().await.start(1, None, None)?;
-    let n1 = Db::http(1);
-    if !wait_until(Duration::from_secs(20), || api.ready(&n1)).await {
-        bail!("n1 did not become ready");
-    }
-    for i in 2..=n {
-        db.lock().await.start(i, Some(Db::http(1)), None)?;
-    }
-    let formed = wait_until(Duration::from_secs(60), || async {
-        let Some(v) = api.json(&Db::http(1), "/v1/cluster").await else {
-            return false;
-        };
-        let voters = v["members"]
-            .as_array()
-            .map_or(0, |m| m.iter().filter(|x| x["role"] == "voter").count());
-        voters == n && v["membership_settled"] == true
-    })
-    .await;
-    if !formed {
-        bail!("the cluster did not form with {n} voters");
-    }
+    db::form_cluster(&db, &api, n).await?;
     println!("dcache-jepsen: cluster of {n} formed");
 
     let bank = Arc::new(bank::Bank {
@@ -436,6 +431,22 @@ async fn run_with(
             )));
         }
     }
+    let resp_ctx = Arc::new(resp::RespCtx {
+        rec: rec.clone(),
+        counters: Default::default(),
+        n,
+        keys: args.resp_keys,
+        counter_keys: args.resp_counter_keys,
+    });
+    if args.workload.resp() {
+        for c in 0..args.resp_clients {
+            tasks.push(tokio::spawn(resp::resp_loop(
+                resp_ctx.clone(),
+                schedule::stream_seed(seed, schedule::RESP_CLIENT_STREAM + c as u64),
+                until,
+            )));
+        }
+    }
     let sampler_task = tokio::spawn(sampler(api.clone(), db.clone(), until, violations.clone()));
     let mut nemesis = Nemesis::new(db.clone(), api.clone(), seed, faults.clone(), rec.start);
     nemesis.run(until).await?;
@@ -485,30 +496,14 @@ async fn run_with(
     })
     .await;
     // Final linearizable reads of every key from every node join the history.
-    let register_keys = if args.workload.register() {
-        args.keys
-    } else {
-        0
-    };
-    for i in 1..=n {
-        for k in 0..register_keys {
-            let key = format!("k{k}");
-            let invoke = rec.now();
-            let r = api.read(&Db::http(i), &key, false).await;
-            let now = rec.now();
-            if !matches!(r.outcome, Outcome::Fail) {
-                rec.record(Event {
-                    client: u64::MAX - i as u64,
-                    key,
-                    op: Op::Read,
-                    invoke_ns: invoke,
-                    complete_ns: Some(now),
-                    outcome: r.outcome,
-                    ttl: None,
-                });
-            }
-        }
+    let mut register_keys: Vec<String> = Vec::new();
+    if args.workload.register() {
+        register_keys.extend((0..args.keys).map(|k| format!("k{k}")));
     }
+    if args.workload.resp() {
+        register_keys.extend((0..args.resp_keys).map(|k| format!("rk{k}")));
+    }
+    register::final_reads(&rec, &api, n, &register_keys).await;
     let ttl_params = TtlParams {
         max_skew_ms: if faults.contains(&Fault::ClockSkew) {
             nemesis::SKEW_SECS.unsigned_abs() * 1000
@@ -522,8 +517,11 @@ async fn run_with(
     let all_ttl_keys = ttl_keys.all();
     // Expired keys are gone from every replica (before any final
     // linearizable read of the TTL keys, which would tick them away itself).
-    let mut other_keys: Vec<String> = (0..register_keys).map(|k| format!("k{k}")).collect();
+    let mut other_keys = register_keys.clone();
     other_keys.push("final".into());
+    if args.workload.resp() {
+        other_keys.extend(resp::keys(0, args.resp_counter_keys));
+    }
     if args.workload.bank() {
         other_keys.extend(bank.keys());
     }
@@ -609,6 +607,15 @@ async fn run_with(
     if let Some(r) = &bank_report {
         println!("dcache-jepsen: bank: {r}");
     }
+    let counter_report = if args.workload.resp() {
+        resp::final_counter_reads(&resp_ctx).await;
+        let events = resp_ctx.counters.lock().expect("counters").clone();
+        let r = checker::counter::check_counters(&events);
+        println!("dcache-jepsen: RESP counters: {r}");
+        Some(r)
+    } else {
+        None
+    };
 
     let history = History {
         events: rec.events.lock().expect("events").clone(),
@@ -684,6 +691,9 @@ async fn run_with(
     if let Some(r) = &bank_report {
         anomalies.extend(r.violations.iter().map(|v| format!("bank: {v}")));
     }
+    if let Some(r) = &counter_report {
+        anomalies.extend(r.violations.iter().map(|v| format!("RESP counter: {v}")));
+    }
     anomalies.extend(crashed.iter().cloned());
     anomalies.extend(violations.lock().expect("violations").iter().cloned());
     // The run must prove its faults happened.
@@ -754,6 +764,13 @@ async fn run_with(
             bank.tally.line(),
             r.reads,
             r.violations.len()
+        ));
+    }
+    if let Some(r) = &counter_report {
+        let line = r.to_string();
+        lines.push(format!(
+            "RESP counters: {}",
+            line.lines().next().unwrap_or("")
         ));
     }
     lines.push(format!(

@@ -161,3 +161,26 @@ pub(crate) async fn client_loop(
         }
     }
 }
+
+/// Final linearizable reads of `keys` from every node, added to the
+/// history (after healing).
+pub(crate) async fn final_reads(rec: &Recorder, api: &Api, n: usize, keys: &[String]) {
+    for i in 1..=n {
+        for key in keys.iter().cloned() {
+            let invoke = rec.now();
+            let r = api.read(&Db::http(i), &key, false).await;
+            let now = rec.now();
+            if !matches!(r.outcome, Outcome::Fail) {
+                rec.record(Event {
+                    client: u64::MAX - i as u64,
+                    key,
+                    op: Op::Read,
+                    invoke_ns: invoke,
+                    complete_ns: Some(now),
+                    outcome: r.outcome,
+                    ttl: None,
+                });
+            }
+        }
+    }
+}

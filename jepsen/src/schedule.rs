@@ -92,12 +92,14 @@ pub fn stream_seed(run_seed: u64, stream: u64) -> u64 {
 }
 
 /// Stream numbers for [`stream_seed`]; clients use `CLIENT_STREAM + i`,
-/// TTL clients `TTL_CLIENT_STREAM + i`, bank clients `BANK_CLIENT_STREAM + i`.
+/// TTL clients `TTL_CLIENT_STREAM + i`, bank clients `BANK_CLIENT_STREAM + i`,
+/// RESP clients `RESP_CLIENT_STREAM + i`.
 pub const SCHEDULE_STREAM: u64 = 1;
 pub const PARAM_STREAM: u64 = 2;
 pub const CLIENT_STREAM: u64 = 1000;
 pub const TTL_CLIENT_STREAM: u64 = 2000;
 pub const BANK_CLIENT_STREAM: u64 = 3000;
+pub const RESP_CLIENT_STREAM: u64 = 4000;
 
 /// The order of fault kinds: cycles of shuffled decks of every enabled kind.
 pub struct Schedule {

@@ -1,0 +1,388 @@
+//! The RESP workload: Redis-protocol clients on every node's Redis port.
+//!
+//! Register keys `rk0..` take `GET`, `SET`, `SET .. NX`, `SET .. GET` and
+//! `DEL` and join the main history, so the linearizability checker checks
+//! them with the HTTP workloads' keys (the key spaces do not overlap; the
+//! final linearizable reads over HTTP see the same store). Counter keys
+//! `ck0..` take only `INCR` and `GET`, checked by [`checker::counter`]
+//! (an `INCR` of unknown outcome has no result the register model could
+//! use).
+//!
+//! How a reply maps onto the history (the error contract, as the RESP
+//! listener states it in README "Redis protocol"):
+//!
+//! | reply | write | read |
+//! |---|---|---|
+//! | the command's normal answer | `Ok(..)` | `Ok(Read(..))` |
+//! | `-TRYAGAIN`, `-READONLY`, `-OOM` (not applied) | `Fail` | dropped |
+//! | any other error, timeout, cut connection after sending | `Indeterminate` | dropped |
+//! | no connection (nothing sent) | `Fail` | dropped |
+//!
+//! [`checker::counter`]: dcache_jepsen::checker::counter
+
+use std::sync::Arc;
+use std::time::Duration;
+use std::time::Instant;
+
+use dcache_jepsen::checker::counter::CounterEvent;
+use dcache_jepsen::checker::counter::CounterOp;
+use dcache_jepsen::history::Event;
+use dcache_jepsen::history::Op;
+use dcache_jepsen::history::Outcome;
+use dcache_jepsen::history::Ret;
+use rand::Rng;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::io::AsyncBufReadExt;
+use tokio::io::AsyncReadExt;
+use tokio::io::AsyncWriteExt;
+use tokio::io::BufReader;
+use tokio::net::TcpStream;
+
+use crate::db::Db;
+use crate::register::Recorder;
+
+/// How long one command may take, connecting included.
+const TIMEOUT: Duration = Duration::from_secs(4);
+/// Largest reply line or bulk the client accepts (the workload's values
+/// are short).
+const MAX_REPLY: usize = 1 << 20;
+
+/// A RESP2 reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reply {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Option<Vec<Reply>>),
+}
+
+/// Why a command got no reply.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    /// No connection: the command was not sent.
+    NotSent,
+    /// Sent, then the connection failed or the time ran out.
+    Lost,
+}
+
+/// One RESP connection (RESP2, no `HELLO`).
+pub(crate) struct Conn {
+    stream: BufReader<TcpStream>,
+}
+
+impl Conn {
+    pub(crate) async fn connect(addr: &str) -> Option<Conn> {
+        let s = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr))
+            .await
+            .ok()?
+            .ok()?;
+        s.set_nodelay(true).ok()?;
+        Some(Conn {
+            stream: BufReader::new(s),
+        })
+    }
+
+    /// Send one command and read its reply, within [`TIMEOUT`].
+    pub(crate) async fn call(&mut self, args: &[&str]) -> Result<Reply, CallError> {
+        let mut buf = format!("*{}\r\n", args.len());
+        for a in args {
+            buf.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        let exchange = async {
+            self.stream.get_mut().write_all(buf.as_bytes()).await?;
+            read_reply(&mut self.stream, 0).await
+        };
+        match tokio::time::timeout(TIMEOUT, exchange).await {
+            Ok(Ok(r)) => Ok(r),
+            _ => Err(CallError::Lost),
+        }
+    }
+}
+
+fn bad(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string())
+}
+
+async fn read_line(r: &mut BufReader<TcpStream>) -> std::io::Result<String> {
+    let mut line = Vec::new();
+    let n = (&mut *r)
+        .take(MAX_REPLY as u64)
+        .read_until(b'\n', &mut line)
+        .await?;
+    if n == 0 || !line.ends_with(b"\r\n") {
+        return Err(bad("reply line cut or too long"));
+    }
+    line.truncate(line.len() - 2);
+    String::from_utf8(line).map_err(|_| bad("reply line not UTF-8"))
+}
+
+fn read_reply(
+    r: &mut BufReader<TcpStream>,
+    depth: usize,
+) -> std::pin::Pin<Box<dyn Future<Output = std::io::Result<Reply>> + Send + '_>> {
+    Box::pin(async move {
+        if depth > 4 {
+            return Err(bad("reply nested too deep"));
+        }
+        let line = read_line(r).await?;
+        let (kind, rest) = line.split_at(line.len().min(1));
+        let num = || rest.parse::<i64>().map_err(|_| bad("bad length"));
+        Ok(match kind {
+            "+" => Reply::Simple(rest.to_string()),
+            "-" => Reply::Error(rest.to_string()),
+            ":" => Reply::Int(num()?),
+            "$" => match num()? {
+                -1 => Reply::Bulk(None),
+                n if n < 0 || n as usize > MAX_REPLY => return Err(bad("bad bulk length")),
+                n => {
+                    let mut b = vec![0; n as usize + 2];
+                    r.read_exact(&mut b).await?;
+                    b.truncate(n as usize);
+                    Reply::Bulk(Some(b))
+                }
+            },
+            "*" => match num()? {
+                -1 => Reply::Array(None),
+                n if !(0..=1024).contains(&n) => return Err(bad("bad array length")),
+                n => {
+                    let mut items = Vec::with_capacity(n as usize);
+                    for _ in 0..n {
+                        items.push(read_reply(r, depth + 1).await?);
+                    }
+                    Reply::Array(Some(items))
+                }
+            },
+            _ => return Err(bad("unknown reply type")),
+        })
+    })
+}
+
+/// Whether an error reply says the command was not applied.
+pub(crate) fn not_applied(err: &str) -> bool {
+    ["TRYAGAIN", "READONLY", "OOM"]
+        .iter()
+        .any(|p| err.starts_with(p))
+}
+
+/// A write's outcome from its reply, given how the normal answer maps.
+fn write_outcome(r: Result<Reply, CallError>, ok: impl FnOnce(Reply) -> Option<Ret>) -> Outcome {
+    match r {
+        Err(CallError::NotSent) => Outcome::Fail,
+        Err(CallError::Lost) => Outcome::Indeterminate,
+        Ok(Reply::Error(e)) if not_applied(&e) => Outcome::Fail,
+        Ok(Reply::Error(_)) => Outcome::Indeterminate,
+        // An answer the command cannot give: record it as unknown, and the
+        // checker will find any effect it had.
+        Ok(reply) => ok(reply).map_or(Outcome::Indeterminate, Outcome::Ok),
+    }
+}
+
+fn bulk_string(r: &Reply) -> Option<Option<String>> {
+    match r {
+        Reply::Bulk(None) => Some(None),
+        Reply::Bulk(Some(b)) => String::from_utf8(b.clone()).ok().map(Some),
+        _ => None,
+    }
+}
+
+/// The counter events the RESP clients recorded.
+pub(crate) type Counters = std::sync::Mutex<Vec<CounterEvent>>;
+
+/// What a RESP client needs.
+pub(crate) struct RespCtx {
+    pub(crate) rec: Arc<Recorder>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) n: usize,
+    pub(crate) keys: usize,
+    pub(crate) counter_keys: usize,
+}
+
+/// A client's connections, one per node, opened on first use and dropped
+/// after any failure.
+struct Conns(Vec<Option<Conn>>);
+
+impl Conns {
+    async fn call(&mut self, node: usize, args: &[&str]) -> Result<Reply, CallError> {
+        let slot = &mut self.0[node - 1];
+        if slot.is_none() {
+            *slot = Conn::connect(&Db::redis(node)).await;
+        }
+        let Some(conn) = slot.as_mut() else {
+            return Err(CallError::NotSent);
+        };
+        let r = conn.call(args).await;
+        if r.is_err() {
+            *slot = None;
+        }
+        r
+    }
+}
+
+/// One RESP client: random commands on random nodes until `until`.
+pub(crate) async fn resp_loop(ctx: Arc<RespCtx>, seed: u64, until: Instant) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut conns = Conns((0..ctx.n).map(|_| None).collect());
+    let rec = &ctx.rec;
+    let mut client = rec.new_client();
+    let mut counter = 0u64;
+    while Instant::now() < until {
+        let node = rng.gen_range(1..=ctx.n);
+        let choice = rng.gen_range(0..10);
+        let invoke = rec.now();
+        let failed = if choice < 3 && ctx.counter_keys > 0 {
+            // A counter: INCR (2 in 3) or GET.
+            let key = format!("ck{}", rng.gen_range(0..ctx.counter_keys));
+            let incr = rng.gen_bool(2.0 / 3.0);
+            let r = conns
+                .call(node, &[if incr { "INCR" } else { "GET" }, &key])
+                .await;
+            let complete = rec.now();
+            let op = match (&r, incr) {
+                (Ok(Reply::Int(v)), true) => Some(CounterOp::IncrOk(*v)),
+                (Ok(Reply::Error(e)), true) if not_applied(e) => Some(CounterOp::IncrFailed),
+                (Err(CallError::NotSent), true) => Some(CounterOp::IncrFailed),
+                (_, true) => Some(CounterOp::IncrUnknown),
+                (Ok(Reply::Bulk(None)), false) => Some(CounterOp::Read(0)),
+                (Ok(reply), false) => bulk_string(reply)
+                    .flatten()
+                    .and_then(|s| s.parse().ok())
+                    .map(CounterOp::Read),
+                (Err(_), false) => None,
+            };
+            let failed = !matches!(op, Some(CounterOp::IncrOk(_) | CounterOp::Read(_)));
+            if let Some(op) = op {
+                let unknown = op == CounterOp::IncrUnknown;
+                ctx.counters.lock().expect("counters").push(CounterEvent {
+                    key,
+                    client,
+                    op,
+                    invoke_ns: invoke,
+                    complete_ns: (!unknown).then_some(complete),
+                });
+                if unknown {
+                    client = rec.new_client();
+                }
+            }
+            failed
+        } else {
+            let key = format!("rk{}", rng.gen_range(0..ctx.keys));
+            counter += 1;
+            let value = format!("r{client}-{counter}");
+            let (op, outcome) = match choice {
+                3..=5 => {
+                    let r = conns.call(node, &["GET", &key]).await;
+                    let outcome = match r.as_ref().ok().and_then(bulk_string) {
+                        Some(v) => Outcome::Ok(Ret::Read(v)),
+                        None => Outcome::Fail,
+                    };
+                    (Op::Read, outcome)
+                }
+                6 => {
+                    let r = conns.call(node, &["SET", &key, &value]).await;
+                    let o = write_outcome(r, |r| {
+                        (r == Reply::Simple("OK".into())).then_some(Ret::Written)
+                    });
+                    (Op::Write(value), o)
+                }
+                7 => {
+                    // SET NX: a CAS from absent.
+                    let r = conns.call(node, &["SET", &key, &value, "NX"]).await;
+                    let o = write_outcome(r, |r| match r {
+                        Reply::Simple(s) if s == "OK" => Some(Ret::Cas(true)),
+                        Reply::Bulk(None) => Some(Ret::Cas(false)),
+                        _ => None,
+                    });
+                    (
+                        Op::Cas {
+                            expected: None,
+                            new: value,
+                        },
+                        o,
+                    )
+                }
+                8 => {
+                    // SET .. GET: a write that reads the value it replaced,
+                    // so a CAS from that value when it answers; a blind
+                    // write when its outcome is unknown.
+                    let r = conns.call(node, &["SET", &key, &value, "GET"]).await;
+                    match r {
+                        Ok(ref reply @ Reply::Bulk(_)) => {
+                            let old = bulk_string(reply).flatten();
+                            let op = Op::Cas {
+                                expected: old,
+                                new: value,
+                            };
+                            (op, Outcome::Ok(Ret::Cas(true)))
+                        }
+                        r => (Op::Write(value), write_outcome(r, |_| None)),
+                    }
+                }
+                _ => {
+                    let r = conns.call(node, &["DEL", &key]).await;
+                    let o = write_outcome(r, |r| {
+                        matches!(r, Reply::Int(0 | 1)).then_some(Ret::Deleted)
+                    });
+                    (Op::Delete, o)
+                }
+            };
+            let failed = !matches!(outcome, Outcome::Ok(_));
+            if op == Op::Read {
+                if !matches!(outcome, Outcome::Fail) {
+                    rec.record(Event {
+                        client,
+                        key,
+                        op,
+                        invoke_ns: invoke,
+                        complete_ns: Some(rec.now()),
+                        outcome,
+                        ttl: None,
+                    });
+                }
+            } else {
+                client = rec.record_write(client, key, op, invoke, outcome);
+            }
+            failed
+        };
+        if failed {
+            tokio::time::sleep(Duration::from_millis(rng.gen_range(10..50))).await;
+        }
+    }
+}
+
+/// Final linearizable `GET`s of every counter key through every node's
+/// Redis port (after healing), added to the counter events.
+pub(crate) async fn final_counter_reads(ctx: &RespCtx) {
+    for node in 1..=ctx.n {
+        let mut conns = Conns((0..ctx.n).map(|_| None).collect());
+        for k in 0..ctx.counter_keys {
+            let key = format!("ck{k}");
+            let invoke = ctx.rec.now();
+            let r = conns.call(node, &["GET", &key]).await;
+            let value = match r {
+                Ok(Reply::Bulk(None)) => Some(0),
+                Ok(reply) => bulk_string(&reply).flatten().and_then(|s| s.parse().ok()),
+                Err(_) => None,
+            };
+            if let Some(v) = value {
+                ctx.counters.lock().expect("counters").push(CounterEvent {
+                    key,
+                    client: u64::MAX - node as u64,
+                    op: CounterOp::Read(v),
+                    invoke_ns: invoke,
+                    complete_ns: Some(ctx.rec.now()),
+                });
+            }
+        }
+    }
+}
+
+/// The keys the RESP workload writes (for the after-run checks that must
+/// know every key).
+pub(crate) fn keys(keys: usize, counter_keys: usize) -> Vec<String> {
+    (0..keys)
+        .map(|k| format!("rk{k}"))
+        .chain((0..counter_keys).map(|k| format!("ck{k}")))
+        .collect()
+}
