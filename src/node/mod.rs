@@ -60,6 +60,14 @@ const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 60_000;
 /// Cap on log entries kept after a snapshot, so a briefly lagging follower
 /// catches up from the log instead of a snapshot.
 const MAX_LOG_KEPT_AFTER_SNAPSHOT: u64 = 1000;
+/// Entries openraft puts in one AppendEntries at most (its default, set
+/// explicitly because the Raft listener's body bound is derived from it).
+const MAX_PAYLOAD_ENTRIES: u64 = 300;
+/// Encoding overhead allowed per log entry (log id, stamp, framing).
+const ENTRY_OVERHEAD: u64 = 1024;
+/// Encoding overhead allowed per AppendEntries (vote, log ids).
+const APPEND_OVERHEAD: u64 = 64 * 1024;
+
 /// Least time a joining learner gets to catch up before promotion.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long an abrupt stop waits for in-flight requests.
@@ -152,6 +160,22 @@ fn security_warnings(has_secret: bool, raft_bound: SocketAddr) -> Vec<String> {
     w
 }
 
+/// The largest AppendEntries body a legitimate leader sends: entries per
+/// append × the largest entry a client can cause. An entry's command comes
+/// from one client request, whose body is bounded by
+/// [`Limits::max_body_bytes`] (a transaction decodes to no more than its
+/// JSON body; a plain write to less), plus the eviction victims the leader
+/// may attach (up to [`crate::cluster::MAX_EVICTION_VICTIMS`] keys).
+/// Membership entries are far smaller.
+fn max_append_bytes(limits: &Limits) -> usize {
+    let victims = crate::cluster::MAX_EVICTION_VICTIMS as u64 * (limits.max_key_bytes as u64 + 16);
+    let entry = limits.max_body_bytes() as u64 + victims + ENTRY_OVERHEAD;
+    let total = MAX_PAYLOAD_ENTRIES
+        .saturating_mul(entry)
+        .saturating_add(APPEND_OVERHEAD);
+    usize::try_from(total).unwrap_or(usize::MAX)
+}
+
 fn raft_config(cfg: &config::RaftConfig) -> Result<openraft::Config> {
     let c = openraft::Config {
         cluster_name: "dcache".into(),
@@ -159,6 +183,7 @@ fn raft_config(cfg: &config::RaftConfig) -> Result<openraft::Config> {
         election_timeout_min: cfg.election_timeout_min_ms,
         election_timeout_max: cfg.election_timeout_max_ms,
         install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT_MS,
+        max_payload_entries: MAX_PAYLOAD_ENTRIES,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_threshold),
         max_in_snapshot_log_to_keep: cfg.snapshot_threshold.min(MAX_LOG_KEPT_AFTER_SNAPSHOT),
         replication_lag_threshold: cfg.snapshot_threshold.saturating_mul(2),
@@ -279,6 +304,11 @@ impl Node {
             incarnation,
             empty_log: false,
         };
+        let limits = Limits {
+            max_key_bytes: cfg.http.max_key_bytes,
+            max_value_bytes: cfg.http.max_value_bytes,
+            request_timeout,
+        };
         let raft_task = tokio::spawn(crate::net::serve(
             raft_listener,
             raft::rpc::router(
@@ -287,6 +317,7 @@ impl Node {
                 contact,
                 snap_dir.clone(),
                 secret.clone(),
+                max_append_bytes(&limits),
             ),
             raft_stop.clone(),
             ServeOptions {
@@ -298,11 +329,6 @@ impl Node {
             },
         ));
 
-        let limits = Limits {
-            max_key_bytes: cfg.http.max_key_bytes,
-            max_value_bytes: cfg.http.max_value_bytes,
-            request_timeout,
-        };
         let protection = api::Protection {
             cluster_secret: secret.clone(),
             warnings,
@@ -468,5 +494,27 @@ impl Node {
         }
         tracing::info!(node_id = %self.id, "stopped");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_bound_follows_the_value_cap() {
+        let limits = |v: usize| Limits {
+            max_key_bytes: 4096,
+            max_value_bytes: v,
+            request_timeout: Duration::from_secs(1),
+        };
+        let small = max_append_bytes(&limits(4096));
+        let big = max_append_bytes(&limits(1 << 20));
+        // 300 entries of the largest request body each, at least.
+        assert!(small >= 300 * limits(4096).max_body_bytes());
+        assert!(big >= 300 * limits(1 << 20).max_body_bytes());
+        assert!(small < 2 << 30 && small < big, "{small} {big}");
+        // Never overflows, even at the bounds.
+        let _ = max_append_bytes(&limits(config::bounds::MAX_VALUE_BYTES));
     }
 }
