@@ -12,6 +12,7 @@ const RULES: &[(&str, &[&str])] = &[
     ("wire", &[]),
     ("net", &[]),
     ("config", &[]),
+    ("auth", &[]),
     ("error", &["id"]),
     ("telemetry", &["config"]),
     ("kv", &[]),
@@ -21,11 +22,14 @@ const RULES: &[(&str, &[&str])] = &[
         "cluster",
         &["raft", "kv", "id", "error", "net", "config", "wire"],
     ),
-    ("api", &["cluster", "kv", "id", "error", "net", "wire"]),
+    (
+        "api",
+        &["cluster", "kv", "id", "error", "net", "wire", "auth"],
+    ),
     (
         "node",
         &[
-            "api", "cluster", "raft", "kv", "config", "error", "id", "net", "wire",
+            "api", "cluster", "raft", "kv", "config", "error", "id", "net", "wire", "auth",
         ],
     ),
 ];

@@ -23,6 +23,8 @@ pub struct HttpClientOptions {
     /// Bind outgoing connections to this local address (None: the kernel
     /// chooses), so per-address fault injection cuts exactly one node.
     pub local_address: Option<IpAddr>,
+    /// Headers sent with every request (the CLI's bearer token).
+    pub default_headers: reqwest::header::HeaderMap,
 }
 
 impl Default for HttpClientOptions {
@@ -33,6 +35,7 @@ impl Default for HttpClientOptions {
             pool_idle_timeout: Duration::from_secs(5),
             pool_max_idle_per_host: None,
             local_address: None,
+            default_headers: reqwest::header::HeaderMap::new(),
         }
     }
 }
@@ -62,6 +65,9 @@ pub fn http_client(opts: HttpClientOptions) -> reqwest::Client {
     }
     if let Some(n) = opts.pool_max_idle_per_host {
         b = b.pool_max_idle_per_host(n);
+    }
+    if !opts.default_headers.is_empty() {
+        b = b.default_headers(opts.default_headers);
     }
     if let Some(ip) = opts.local_address {
         b = b.local_address(ip);

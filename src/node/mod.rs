@@ -150,8 +150,18 @@ fn local_ip(bound: SocketAddr) -> Option<IpAddr> {
 }
 
 /// What an operator should fix, said loudly at start and in `/health`.
-fn security_warnings(has_secret: bool, raft_bound: SocketAddr) -> Vec<String> {
+fn security_warnings(
+    has_secret: bool,
+    has_auth: bool,
+    raft_bound: SocketAddr,
+    http_bound: SocketAddr,
+) -> Vec<String> {
     let mut w = Vec::new();
+    if !has_auth && !http_bound.ip().is_loopback() {
+        w.push(format!(
+            "auth is disabled (auth.enabled) and the HTTP API is on {http_bound}, not loopback: anyone who can reach it can read, write and change membership"
+        ));
+    }
     if !has_secret && !raft_bound.ip().is_loopback() {
         w.push(format!(
             "no cluster secret (cluster.secret) and the Raft listener is on {raft_bound}, not loopback: anyone who can reach it can act as a peer (append, vote, install snapshots, join); set cluster.secret or firewall the Raft port"
@@ -227,7 +237,16 @@ impl Node {
             .cluster_secret()
             .map_err(|e| Error::Startup(e.to_string()))?
             .map(|s| crate::net::ClusterSecret::new(s.expose()));
-        let warnings = security_warnings(secret.is_some(), raft_bound);
+        let tokens = if cfg.auth.enabled {
+            let t = crate::auth::Tokens::load(&cfg.auth.tokens_file)
+                .map_err(|e| Error::Startup(format!("auth.tokens_file: {e}")))?;
+            tracing::info!(tokens = t.len(), "bearer tokens required on the client API");
+            Some(Arc::new(t))
+        } else {
+            None
+        };
+        let warnings =
+            security_warnings(secret.is_some(), tokens.is_some(), raft_bound, http_bound);
         for w in &warnings {
             tracing::warn!(node_id = %id, "SECURITY: {w}");
         }
@@ -337,6 +356,8 @@ impl Node {
                 cfg.http.rate_limit_burst,
             )
             .map(Arc::new),
+            tokens,
+            protect_probes: cfg.auth.protect_probes,
         };
         let state = AppState::new(cluster.clone(), limits, protection);
         let http_stop = CancellationToken::new();
