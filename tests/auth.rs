@@ -253,3 +253,57 @@ async fn probes_can_be_protected() {
     }
     c.shutdown_all().await;
 }
+
+/// Three nodes with tokens, a cluster secret and a rate limit: the nodes
+/// join (with the secret, no token), a follower forwards a client's write
+/// with its token to the leader, and forwarded requests do not count
+/// against the follower's IP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_with_tokens_and_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tokens(dir.path());
+    let file = t.file.clone();
+    let c = TestCluster::start(3, move |cfg| {
+        cfg.auth.enabled = true;
+        cfg.auth.tokens_file = file.clone();
+        cfg.cluster.secret = dcache::config::Secret::new("tokens-and-secret-test-0123456789");
+        cfg.http.rate_limit_per_ip = 1;
+        cfg.http.rate_limit_burst = 20;
+    })
+    .await;
+    let l = c.leader().await;
+    let f = (0..3).find(|i| *i != l).unwrap();
+    // 18 writes through the follower, forwarded to the leader, then 18
+    // straight to the leader, all from 127.0.0.1 (burst 20, 1/s): the
+    // leader does not count the forwarded ones against the follower's
+    // address (the same one here), or the last direct ones would be 429.
+    for i in 0..18 {
+        let r = call_at(&c, f, Some(&t.write), "PUT", &format!("/v1/kv/g{i}"), "v").await;
+        assert_eq!(r.status, 200, "forwarded write {i}: {}", r.text());
+    }
+    for i in 0..18 {
+        let r = call_at(&c, l, Some(&t.write), "PUT", &format!("/v1/kv/h{i}"), "v").await;
+        assert_eq!(r.status, 200, "direct write {i}: {}", r.text());
+    }
+    let r = call_at(&c, f, None, "PUT", "/v1/kv/x", "v").await;
+    r.assert_error(Code::Unauthorized);
+    let r = call_at(&c, f, Some(&t.read), "PUT", "/v1/kv/x", "v").await;
+    r.assert_error(Code::Forbidden);
+    c.shutdown_all().await;
+}
+
+async fn call_at(
+    c: &TestCluster,
+    i: usize,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Resp {
+    let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut rb = c.client.request(m, c.url(i, path)).body(body.to_string());
+    if let Some(t) = token {
+        rb = rb.header("authorization", format!("Bearer {t}"));
+    }
+    dcache_testkit::http::send(rb).await
+}

@@ -15,6 +15,10 @@
 //!   a token is back, at least 1), unread. The buckets of IPs that have
 //!   been quiet long enough to be full again are dropped now and then, so
 //!   their memory is bounded by the clients of the last few seconds.
+//!   Requests carrying the cluster secret (a member forwarding a client's
+//!   request, which the follower already counted, or joining) are not
+//!   limited. With no cluster secret, forwarded requests count against the
+//!   follower's IP.
 //!
 //! - With `auth.enabled`, every request needs `Authorization: Bearer
 //!   <token>` whose role and key prefix allow what the route does
@@ -101,6 +105,14 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request<Body>, next:
     ) else {
         return next.run(req).await;
     };
+    // A member (forwarding a client's request, which was counted there, or
+    // joining): it holds the cluster secret.
+    if state
+        .cluster_secret()
+        .is_some_and(|s| s.matches(req.headers().get(h::CLUSTER_SECRET).map(|v| v.as_bytes())))
+    {
+        return next.run(req).await;
+    }
     match limit.check(peer.ip()) {
         Ok(()) => next.run(req).await,
         Err(wait) => {
