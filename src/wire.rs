@@ -131,9 +131,12 @@ codes! {
     Compacted = ("compacted", 410, NotApplied),
     /// This node already serves `watch.max_watchers` watch streams.
     TooManyWatchers = ("too_many_watchers", 503, NotApplied),
-    /// The request lacks the credential the route needs (the cluster secret
-    /// on membership routes); refused before its body is read.
+    /// The request lacks the credential the route needs (a valid bearer
+    /// token with `auth.enabled`, the cluster secret on membership routes);
+    /// refused before its body is read.
     Unauthorized = ("unauthorized", 401, NotApplied),
+    /// The token is valid but its role or key prefix does not allow this.
+    Forbidden = ("forbidden", 403, NotApplied),
     /// This client IP is over `http.rate_limit_per_ip`; `Retry-After` says
     /// when to try again.
     RateLimited = ("rate_limited", 429, NotApplied),

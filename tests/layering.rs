@@ -10,8 +10,9 @@ use std::path::Path;
 const RULES: &[(&str, &[&str])] = &[
     ("id", &[]),
     ("wire", &[]),
-    ("net", &["wire"]),
+    ("net", &[]),
     ("config", &[]),
+    ("auth", &[]),
     ("error", &["id"]),
     ("telemetry", &["config"]),
     ("kv", &[]),
@@ -21,7 +22,10 @@ const RULES: &[(&str, &[&str])] = &[
         "cluster",
         &["raft", "kv", "id", "error", "net", "config", "wire"],
     ),
-    ("api", &["cluster", "kv", "id", "error", "net", "wire"]),
+    (
+        "api",
+        &["cluster", "kv", "id", "error", "net", "wire", "auth"],
+    ),
     (
         "resp",
         &["cluster", "kv", "wire", "error", "id", "net", "config"],
@@ -29,7 +33,7 @@ const RULES: &[(&str, &[&str])] = &[
     (
         "node",
         &[
-            "api", "resp", "cluster", "raft", "kv", "config", "error", "id", "net", "wire",
+            "api", "resp", "cluster", "raft", "kv", "config", "error", "id", "net", "wire", "auth",
         ],
     ),
 ];

@@ -287,3 +287,37 @@ async fn flood_of_junk_and_slow_connections() {
     assert!(c.node(0).cluster.is_leader());
     c.shutdown_all().await;
 }
+
+/// Peer bodies are bounded by what a legitimate message can be: a vote by
+/// a small fixed bound, an append by the config (here: small values), and
+/// an over-bound declared length is refused without being read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn peer_bodies_are_bounded_by_the_config() {
+    let _serial = SERIAL.lock().await;
+    let c = TestCluster::start(1, |cfg| {
+        cfg.http.max_key_bytes = 64;
+        cfg.http.max_value_bytes = 1024;
+    })
+    .await;
+    let raft = c.nodes[0].raft;
+    // 300 entries × (6 × (64 + 1024) + 4096 + 1024 × 80 + 1024) + 64 KiB ≈ 29 MiB.
+    for (path, len) in [
+        ("/raft/vote", 1u64 << 20),
+        ("/raft/pre-vote", 1 << 20),
+        ("/raft/append", 64 << 20),
+    ] {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/msgpack\r\n\
+             x-dcache-raft-to: n0\r\ncontent-length: {len}\r\n\r\n"
+        );
+        let resp = raw::request(raft, head.as_bytes(), 0, Duration::from_secs(5)).await;
+        assert_eq!(
+            raw::status(&resp),
+            Some(413),
+            "{path} with {len} bytes declared: {}",
+            String::from_utf8_lossy(&resp)
+        );
+    }
+    assert!(c.node(0).cluster.is_leader());
+    c.shutdown_all().await;
+}

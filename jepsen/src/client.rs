@@ -156,6 +156,18 @@ fn write_failure(e: &ClientError) -> Outcome {
     }
 }
 
+/// The cluster-secret header for every request, if there is a secret.
+fn secret_header(secret: Option<&str>) -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(s) = secret {
+        let mut v =
+            reqwest::header::HeaderValue::from_str(s).expect("--cluster-secret is visible ASCII");
+        v.set_sensitive(true);
+        headers.insert(dcache::wire::header::CLUSTER_SECRET, v);
+    }
+    headers
+}
+
 impl Api {
     /// `secret`: the cluster secret, sent with every request (membership
     /// changes need it when the nodes have one).
@@ -163,7 +175,7 @@ impl Api {
         Api {
             client: Client::with_options(dcache::net::HttpClientOptions {
                 timeout: Some(timeout),
-                cluster_secret: secret.map(dcache::net::ClusterSecret::new),
+                default_headers: secret_header(secret),
                 connect_timeout: Duration::from_millis(500),
                 pool_idle_timeout: Duration::from_secs(2),
                 ..Default::default()

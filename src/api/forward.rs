@@ -54,6 +54,7 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
             | "host"
             | "content-length"
             | h::BUDGET_MS
+            | h::CLUSTER_SECRET
     )
 }
 
@@ -101,6 +102,11 @@ pub async fn to_leader(state: &AppState, raw: &Raw, leader: &Leader) -> Forwarde
         if !is_hop_by_hop(name) {
             req = req.header(name, value);
         }
+    }
+    // Members trust each other's forwarded requests (rate limits were
+    // applied by the follower): the cluster secret says it is a member.
+    if let Some(secret) = state.cluster_secret() {
+        req = req.header(h::CLUSTER_SECRET, secret.header_value());
     }
     req = req
         .header(h::FORWARDED_BY, state.node_id())

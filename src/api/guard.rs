@@ -15,6 +15,18 @@
 //!   a token is back, at least 1), unread. The buckets of IPs that have
 //!   been quiet long enough to be full again are dropped now and then, so
 //!   their memory is bounded by the clients of the last few seconds.
+//!   Requests carrying the cluster secret (a member forwarding a client's
+//!   request, which the follower already counted, or joining) are not
+//!   limited. With no cluster secret, forwarded requests count against the
+//!   follower's IP.
+//!
+//! - With `auth.enabled`, every request needs `Authorization: Bearer
+//!   <token>` whose role and key prefix allow what the route does
+//!   ([`need`]): 401 `unauthorized` without a valid token, 403 `forbidden`
+//!   otherwise, before the body is read. `/livez`, `/readyz` and `/metrics`
+//!   stay open unless `auth.protect_probes`. A membership request carrying
+//!   the right cluster secret needs no token (joining nodes hold the
+//!   secret, not a token).
 //!
 //! Not here: the Raft listener's own check (`raft::rpc`), where the secret
 //! comes from (`node`).
@@ -39,6 +51,9 @@ use axum::response::Response;
 use super::AppState;
 use super::error::ApiError;
 use super::seed;
+use crate::auth::Denied;
+use crate::auth::Need;
+use crate::auth::Role;
 use crate::wire::Code;
 use crate::wire::header as h;
 
@@ -90,6 +105,14 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request<Body>, next:
     ) else {
         return next.run(req).await;
     };
+    // A member (forwarding a client's request, which was counted there, or
+    // joining): it holds the cluster secret.
+    if state
+        .cluster_secret()
+        .is_some_and(|s| s.matches(req.headers().get(h::CLUSTER_SECRET).map(|v| v.as_bytes())))
+    {
+        return next.run(req).await;
+    }
     match limit.check(peer.ip()) {
         Ok(()) => next.run(req).await,
         Err(wait) => {
@@ -111,6 +134,100 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request<Body>, next:
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
             resp
         }
+    }
+}
+
+/// What the request `method uri` needs from its token.
+pub fn need(method: &Method, uri: &axum::http::Uri, protect_probes: bool) -> Need {
+    let path = uri.path();
+    let reads = matches!(*method, Method::GET | Method::HEAD);
+    let role = if reads { Role::Read } else { Role::Write };
+    let query = || super::keys::parse_query(uri.query()).unwrap_or_default();
+    match path {
+        "/livez" | "/readyz" | "/metrics" if !protect_probes => Need::Open,
+        "/join" | "/leave" | "/stepdown" => Need::Role(Role::Admin),
+        "/v1/cluster/transfer-leader" => Need::Role(Role::Admin),
+        p if p.starts_with("/v1/cluster/members") && !reads => Need::Role(Role::Admin),
+        "/store" | "/v1/txn" => Need::AnyKey(role),
+        "/v1/kv" | "/v1/watch" => {
+            let q = query();
+            let get = |name: &str| q.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+            match (get("prefix"), get("start")) {
+                (Some(p), None) => Need::Prefix(role, p.into_bytes()),
+                _ => Need::AnyKey(role),
+            }
+        }
+        p => match p
+            .strip_prefix("/v1/kv/")
+            .or_else(|| p.strip_prefix("/store/"))
+        {
+            Some(k) => match super::keys::decode(k, "key") {
+                Ok(k) => Need::Key(role, k.into_bytes()),
+                Err(_) => Need::AnyKey(role),
+            },
+            // Status, health, the document, unknown routes: any token.
+            None => Need::Role(Role::Read),
+        },
+    }
+}
+
+/// The bearer token of a request, if it has one.
+fn bearer(req: &Request<Body>) -> Option<&str> {
+    let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn refuse(req: &Request<Body>, err: ApiError) -> Response {
+    let code = err.code;
+    let mut resp = if req.uri().path().starts_with("/v1/") {
+        err.into_response()
+    } else {
+        seed::render(err, "")
+    };
+    let hs = resp.headers_mut();
+    if code == Code::Unauthorized {
+        hs.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"dcache\""),
+        );
+    }
+    hs.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// The layer: with `auth.enabled`, 401/403 unless the token allows the
+/// request.
+pub async fn authorize(State(state): State<AppState>, req: Request<Body>, next: Next) -> Response {
+    let Some(tokens) = state.tokens() else {
+        return next.run(req).await;
+    };
+    let need = need(req.method(), req.uri(), state.protect_probes());
+    if need == Need::Open {
+        return next.run(req).await;
+    }
+    // A peer joining or leaving proves itself with the cluster secret.
+    if let Some(secret) = state.cluster_secret()
+        && is_membership(req.method(), req.uri().path())
+        && secret.matches(req.headers().get(h::CLUSTER_SECRET).map(|v| v.as_bytes()))
+    {
+        return next.run(req).await;
+    }
+    let principal = match bearer(&req) {
+        Some(t) => tokens.authenticate(t).await,
+        None => None,
+    };
+    let Some(principal) = principal else {
+        let msg = if bearer(&req).is_some() {
+            "invalid bearer token"
+        } else {
+            "this node requires a bearer token (Authorization: Bearer ...)"
+        };
+        return refuse(&req, ApiError::new(Code::Unauthorized, msg));
+    };
+    match principal.allows(&need) {
+        Ok(()) => next.run(req).await,
+        Err(Denied(why)) => refuse(&req, ApiError::new(Code::Forbidden, why)),
     }
 }
 

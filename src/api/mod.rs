@@ -18,7 +18,7 @@
 //! Not here: the accept loop (`net::serve`), Raft and its errors
 //! (`cluster`).
 //!
-//! Uses: `cluster`, `kv`, `id`, `error`, `net`, `wire`. Used by: `node`.
+//! Uses: `cluster`, `kv`, `id`, `error`, `net`, `wire`, `auth`. Used by: `node`.
 
 pub mod admin;
 pub mod body;
@@ -87,6 +87,10 @@ pub struct Protection {
     pub warnings: Vec<String>,
     /// Per-client-IP request rate (None: unlimited).
     pub rate_limit: Option<Arc<guard::RateLimit>>,
+    /// The accepted bearer tokens (None: `auth.enabled` is false).
+    pub tokens: Option<Arc<crate::auth::Tokens>>,
+    /// Whether the probes need a token too.
+    pub protect_probes: bool,
 }
 
 struct Inner {
@@ -133,6 +137,14 @@ impl AppState {
         self.0.protection.rate_limit.as_deref()
     }
 
+    pub fn tokens(&self) -> Option<&crate::auth::Tokens> {
+        self.0.protection.tokens.as_deref()
+    }
+
+    pub fn protect_probes(&self) -> bool {
+        self.0.protection.protect_probes
+    }
+
     pub fn warnings(&self) -> &[String] {
         &self.0.protection.warnings
     }
@@ -164,6 +176,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(admin::not_found)
         .method_not_allowed_fallback(admin::method_not_allowed)
         // Before routing and body extraction (see `guard`).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::authorize,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::require_secret,

@@ -48,7 +48,7 @@ use crate::kv::cache::entry_cost;
 /// more samples are closer to exact LRU for a little more CPU).
 pub const SAMPLES: usize = 16;
 /// Victims one write may name at most (a bound on the entry's size).
-const MAX_VICTIMS: usize = 1024;
+pub const MAX_VICTIMS: usize = 1024;
 
 pub struct Evictor {
     policy: EvictionPolicy,

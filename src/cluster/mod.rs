@@ -28,6 +28,8 @@
 //! Uses: `raft`, `kv`, `id`, `error`, `net`, `config`, `wire` (header names). Used by: `api`, `node`.
 
 mod evict;
+/// Victims one write may name at most (bounds a log entry's size).
+pub use evict::MAX_VICTIMS as MAX_EVICTION_VICTIMS;
 mod expiry;
 mod membership;
 mod scan;

@@ -233,6 +233,7 @@ pub struct Config {
     pub cache: CacheConfig,
     pub watch: WatchConfig,
     pub redis: RedisConfig,
+    pub auth: AuthConfig,
 }
 
 /// `node.*`: identity and storage of this node.
@@ -400,6 +401,23 @@ impl Default for RedisConfig {
             bind_addr: "localhost:6380".to_string(),
         }
     }
+}
+
+/// `auth.*`: bearer tokens on the client API.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Require `Authorization: Bearer <token>` on the client API (401
+    /// without a valid token, 403 for the wrong role or key prefix).
+    #[serde(deserialize_with = "de_lenient_bool")]
+    pub enabled: bool,
+    /// The tokens file (`name role prefix argon2-hash` lines; made with
+    /// `dcache token new`), read at start. Required when `enabled`.
+    pub tokens_file: PathBuf,
+    /// Require a token (any role) on `/livez`, `/readyz` and `/metrics`
+    /// too; by default they stay open for probes and scrapers.
+    #[serde(deserialize_with = "de_lenient_bool")]
+    pub protect_probes: bool,
 }
 
 /// `logging.*`: verbosity and format of the node's log.

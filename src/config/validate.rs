@@ -141,6 +141,15 @@ impl Config {
             super::secret::check_secret("cluster.secret", c.secret.expose())?;
         }
 
+        if self.auth.enabled && self.auth.tokens_file.as_os_str().is_empty() {
+            let e = invalid(
+                "auth.tokens_file",
+                "",
+                "must be set when auth.enabled is true (make tokens with `dcache token new`)",
+            );
+            return Err(related(e, "auth.enabled"));
+        }
+
         if self.node.data_dir.as_os_str().is_empty() {
             return Err(invalid("node.data_dir", "", "must not be empty").into());
         }

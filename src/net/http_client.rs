@@ -8,8 +8,6 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::ClusterSecret;
-
 /// What differs between the clients dcache builds.
 #[derive(Debug, Clone)]
 pub struct HttpClientOptions {
@@ -25,9 +23,8 @@ pub struct HttpClientOptions {
     /// Bind outgoing connections to this local address (None: the kernel
     /// chooses), so per-address fault injection cuts exactly one node.
     pub local_address: Option<IpAddr>,
-    /// Send the cluster secret with every request (peer RPCs, and clients
-    /// that change membership).
-    pub cluster_secret: Option<ClusterSecret>,
+    /// Headers sent with every request (the CLI's bearer token).
+    pub default_headers: reqwest::header::HeaderMap,
 }
 
 impl Default for HttpClientOptions {
@@ -38,7 +35,7 @@ impl Default for HttpClientOptions {
             pool_idle_timeout: Duration::from_secs(5),
             pool_max_idle_per_host: None,
             local_address: None,
-            cluster_secret: None,
+            default_headers: reqwest::header::HeaderMap::new(),
         }
     }
 }
@@ -69,16 +66,11 @@ pub fn http_client(opts: HttpClientOptions) -> reqwest::Client {
     if let Some(n) = opts.pool_max_idle_per_host {
         b = b.pool_max_idle_per_host(n);
     }
+    if !opts.default_headers.is_empty() {
+        b = b.default_headers(opts.default_headers);
+    }
     if let Some(ip) = opts.local_address {
         b = b.local_address(ip);
-    }
-    if let Some(secret) = &opts.cluster_secret {
-        let mut value = reqwest::header::HeaderValue::from_str(secret.header_value())
-            .expect("a validated cluster secret is visible ASCII");
-        value.set_sensitive(true);
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(crate::wire::header::CLUSTER_SECRET, value);
-        b = b.default_headers(headers);
     }
     // Building fails only when a TLS backend or the system resolver
     // configuration cannot load; this build has no TLS and uses the

@@ -9,7 +9,7 @@
 //! - [`Backoff`]: capped exponential backoff for retry loops;
 //! - [`ClusterSecret`]: the peers' shared secret, compared in constant time.
 //!
-//! Uses: `wire` (the secret's header name); nothing else in the crate.
+//! Uses: nothing in the crate (a leaf).
 
 mod backoff;
 mod conns;

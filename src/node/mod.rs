@@ -60,6 +60,14 @@ const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 60_000;
 /// Cap on log entries kept after a snapshot, so a briefly lagging follower
 /// catches up from the log instead of a snapshot.
 const MAX_LOG_KEPT_AFTER_SNAPSHOT: u64 = 1000;
+/// Entries openraft puts in one AppendEntries at most (its default, set
+/// explicitly because the Raft listener's body bound is derived from it).
+const MAX_PAYLOAD_ENTRIES: u64 = 300;
+/// Encoding overhead allowed per log entry (log id, stamp, framing).
+const ENTRY_OVERHEAD: u64 = 1024;
+/// Encoding overhead allowed per AppendEntries (vote, log ids).
+const APPEND_OVERHEAD: u64 = 64 * 1024;
+
 /// Least time a joining learner gets to catch up before promotion.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long an abrupt stop waits for in-flight requests.
@@ -146,14 +154,40 @@ fn local_ip(bound: SocketAddr) -> Option<IpAddr> {
 }
 
 /// What an operator should fix, said loudly at start and in `/health`.
-fn security_warnings(has_secret: bool, raft_bound: SocketAddr) -> Vec<String> {
+fn security_warnings(
+    has_secret: bool,
+    has_auth: bool,
+    raft_bound: SocketAddr,
+    http_bound: SocketAddr,
+) -> Vec<String> {
     let mut w = Vec::new();
+    if !has_auth && !http_bound.ip().is_loopback() {
+        w.push(format!(
+            "auth is disabled (auth.enabled) and the HTTP API is on {http_bound}, not loopback: anyone who can reach it can read, write and change membership"
+        ));
+    }
     if !has_secret && !raft_bound.ip().is_loopback() {
         w.push(format!(
             "no cluster secret (cluster.secret) and the Raft listener is on {raft_bound}, not loopback: anyone who can reach it can act as a peer (append, vote, install snapshots, join); set cluster.secret or firewall the Raft port"
         ));
     }
     w
+}
+
+/// The largest AppendEntries body a legitimate leader sends: entries per
+/// append × the largest entry a client can cause. An entry's command comes
+/// from one client request, whose body is bounded by
+/// [`Limits::max_body_bytes`] (a transaction decodes to no more than its
+/// JSON body; a plain write to less), plus the eviction victims the leader
+/// may attach (up to [`crate::cluster::MAX_EVICTION_VICTIMS`] keys).
+/// Membership entries are far smaller.
+fn max_append_bytes(limits: &Limits) -> usize {
+    let victims = crate::cluster::MAX_EVICTION_VICTIMS as u64 * (limits.max_key_bytes as u64 + 16);
+    let entry = limits.max_body_bytes() as u64 + victims + ENTRY_OVERHEAD;
+    let total = MAX_PAYLOAD_ENTRIES
+        .saturating_mul(entry)
+        .saturating_add(APPEND_OVERHEAD);
+    usize::try_from(total).unwrap_or(usize::MAX)
 }
 
 fn raft_config(cfg: &config::RaftConfig) -> Result<openraft::Config> {
@@ -163,6 +197,7 @@ fn raft_config(cfg: &config::RaftConfig) -> Result<openraft::Config> {
         election_timeout_min: cfg.election_timeout_min_ms,
         election_timeout_max: cfg.election_timeout_max_ms,
         install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT_MS,
+        max_payload_entries: MAX_PAYLOAD_ENTRIES,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_threshold),
         max_in_snapshot_log_to_keep: cfg.snapshot_threshold.min(MAX_LOG_KEPT_AFTER_SNAPSHOT),
         replication_lag_threshold: cfg.snapshot_threshold.saturating_mul(2),
@@ -206,7 +241,16 @@ impl Node {
             .cluster_secret()
             .map_err(|e| Error::Startup(e.to_string()))?
             .map(|s| crate::net::ClusterSecret::new(s.expose()));
-        let warnings = security_warnings(secret.is_some(), raft_bound);
+        let tokens = if cfg.auth.enabled {
+            let t = crate::auth::Tokens::load(&cfg.auth.tokens_file)
+                .map_err(|e| Error::Startup(format!("auth.tokens_file: {e}")))?;
+            tracing::info!(tokens = t.len(), "bearer tokens required on the client API");
+            Some(Arc::new(t))
+        } else {
+            None
+        };
+        let warnings =
+            security_warnings(secret.is_some(), tokens.is_some(), raft_bound, http_bound);
         for w in &warnings {
             tracing::warn!(node_id = %id, "SECURITY: {w}");
         }
@@ -283,6 +327,11 @@ impl Node {
             incarnation,
             empty_log: false,
         };
+        let limits = Limits {
+            max_key_bytes: cfg.http.max_key_bytes,
+            max_value_bytes: cfg.http.max_value_bytes,
+            request_timeout,
+        };
         let raft_task = tokio::spawn(crate::net::serve(
             raft_listener,
             raft::rpc::router(
@@ -291,6 +340,7 @@ impl Node {
                 contact,
                 snap_dir.clone(),
                 secret.clone(),
+                max_append_bytes(&limits),
             ),
             raft_stop.clone(),
             ServeOptions {
@@ -302,11 +352,6 @@ impl Node {
             },
         ));
 
-        let limits = Limits {
-            max_key_bytes: cfg.http.max_key_bytes,
-            max_value_bytes: cfg.http.max_value_bytes,
-            request_timeout,
-        };
         let redis_stop = CancellationToken::new();
         let mut redis_addr = None;
         let mut redis_task = None;
@@ -349,6 +394,8 @@ impl Node {
                 cfg.http.rate_limit_burst,
             )
             .map(Arc::new),
+            tokens,
+            protect_probes: cfg.auth.protect_probes,
         };
         let state = AppState::new(cluster.clone(), limits, protection);
         let http_stop = CancellationToken::new();
@@ -522,5 +569,27 @@ impl Node {
         }
         tracing::info!(node_id = %self.id, "stopped");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_bound_follows_the_value_cap() {
+        let limits = |v: usize| Limits {
+            max_key_bytes: 4096,
+            max_value_bytes: v,
+            request_timeout: Duration::from_secs(1),
+        };
+        let small = max_append_bytes(&limits(4096));
+        let big = max_append_bytes(&limits(1 << 20));
+        // 300 entries of the largest request body each, at least.
+        assert!(small >= 300 * limits(4096).max_body_bytes());
+        assert!(big >= 300 * limits(1 << 20).max_body_bytes());
+        assert!(small < 2 << 30 && small < big, "{small} {big}");
+        // Never overflows, even at the bounds.
+        let _ = max_append_bytes(&limits(config::bounds::MAX_VALUE_BYTES));
     }
 }

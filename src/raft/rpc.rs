@@ -12,7 +12,12 @@
 //!   401 by the outermost layer, before routing and before any body byte is
 //!   read; the comparison is constant-time (`net::ClusterSecret`).
 //! - Malformed bodies are answered with 400 and never reach Raft.
-//! - Body sizes are bounded (snapshots get a larger bound than other RPCs).
+//! - Body sizes are bounded by what a legitimate message can be: an
+//!   AppendEntries by `max_append_bytes` (the node derives it from the
+//!   config: entries per append × the largest entry a client can cause),
+//!   votes and transfers by [`MAX_SMALL_RPC_BODY`]; a snapshot streams to
+//!   disk in chunks (never whole in memory), bounded by
+//!   [`MAX_SNAPSHOT_BYTES`] on disk.
 //! - An AppendEntries that a current leader sent touches [`LeaderContact`].
 //!
 //! Not here: the accept loop and its limits (`net::serve`), the client side
@@ -60,8 +65,9 @@ pub const TO_HEADER: &str = "x-dcache-raft-to";
 /// that membership describes and refuses the RPC.
 pub const INCARNATION_HEADER: &str = "x-dcache-raft-incarnation";
 
-/// Largest AppendEntries body accepted (many entries of up to the value cap).
-const MAX_RPC_BODY: usize = 256 * 1024 * 1024;
+/// Largest body of a vote, pre-vote or leadership-transfer RPC: a vote and
+/// a log id, a few hundred bytes in practice.
+pub const MAX_SMALL_RPC_BODY: usize = 64 * 1024;
 /// Largest snapshot file accepted; it streams to disk, so this bounds disk,
 /// not memory.
 const MAX_SNAPSHOT_BYTES: u64 = 64 * 1024 * 1024 * 1024;
@@ -156,12 +162,14 @@ struct RpcState {
 
 /// The router for the Raft listener. `secret`: the cluster secret every
 /// request must carry (None: peers are not authenticated).
+/// `max_append_bytes`: the largest AppendEntries body accepted.
 pub fn router(
     raft: Raft,
     info: NodeInfo,
     contact: Arc<LeaderContact>,
     snapshot_dir: PathBuf,
     secret: Option<ClusterSecret>,
+    max_append_bytes: usize,
 ) -> Router {
     let me = Target {
         id: info.id.clone(),
@@ -169,11 +177,14 @@ pub fn router(
         contact: contact.clone(),
     };
     Router::new()
-        .route(APPEND, post(append))
         .route(VOTE, post(vote))
         .route(PRE_VOTE, post(pre_vote))
         .route(TRANSFER_LEADER, post(transfer_leader))
-        .layer(DefaultBodyLimit::max(MAX_RPC_BODY))
+        .layer(DefaultBodyLimit::max(MAX_SMALL_RPC_BODY))
+        .route(
+            APPEND,
+            post(append).layer(DefaultBodyLimit::max(max_append_bytes)),
+        )
         .route(SNAPSHOT, post(snapshot))
         .route_layer(axum::middleware::from_fn_with_state(me, addressed_to_us))
         .route(INFO, get(node_info))
@@ -183,9 +194,51 @@ pub fn router(
             contact,
             snapshot_dir,
         })
+        .layer(axum::middleware::from_fn_with_state(
+            max_append_bytes,
+            refuse_declared_over,
+        ))
         // Outermost: runs before routing, extractors and body limits, so a
         // peer without the secret never gets a byte of its body read.
         .layer(axum::middleware::from_fn_with_state(secret, require_secret))
+}
+
+/// The body bound of a route: AppendEntries gets `max_append`, the small
+/// RPCs [`MAX_SMALL_RPC_BODY`]; None for the snapshot (it streams to disk
+/// with its own bound) and bodiless routes.
+fn body_bound(path: &str, max_append: usize) -> Option<usize> {
+    match path {
+        APPEND => Some(max_append),
+        VOTE | PRE_VOTE | TRANSFER_LEADER => Some(MAX_SMALL_RPC_BODY),
+        _ => None,
+    }
+}
+
+/// A declared body length over the route's bound is refused at once (413,
+/// unread); a body that turns out longer than declared fails its extractor
+/// (`DefaultBodyLimit`).
+async fn refuse_declared_over(
+    State(max_append): State<usize>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(max) = body_bound(req.uri().path(), max_append) else {
+        return next.run(req).await;
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > max as u64 => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            [(header::CONNECTION, "close")],
+            format!("RPC body of {n} bytes is over this route's bound of {max} bytes"),
+        )
+            .into_response(),
+        _ => next.run(req).await,
+    }
 }
 
 /// 401 unless the request carries the cluster secret (when one is set).

@@ -15,6 +15,7 @@
 //! their classes). Not here: retries beyond trying the next endpoint.
 
 mod admin;
+mod token;
 mod watch;
 
 use std::io::Read as _;
@@ -82,9 +83,12 @@ pub struct Global {
     /// Give up on a request after this long (humantime: `5s`, `500ms`).
     #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
-    /// The cluster secret (`cluster.secret` of the nodes), sent with every
-    /// request; membership changes need it when the cluster has one. Prefer
-    /// the environment variable: a command line is visible to other users.
+    /// Bearer token sent with every request (nodes with `auth.enabled`).
+    #[arg(long, global = true, env = dcache::config::CLIENT_ENV_VARS[1], hide_env_values = true)]
+    pub token: Option<String>,
+    /// The cluster secret, sent with every request: nodes with
+    /// `cluster.secret` require it on membership requests (`member add`,
+    /// `member remove`).
     #[arg(
         long,
         global = true,
@@ -183,6 +187,11 @@ pub enum Command {
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
+    /// Bearer tokens (no node is contacted).
+    Token {
+        #[command(subcommand)]
+        cmd: token::TokenCmd,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -277,6 +286,9 @@ fn local(message: impl Into<String>) -> Failed {
 
 /// Run one CLI command and return the process exit code.
 pub async fn run(global: Global, cmd: Command) -> ExitCode {
+    if let Command::Token { cmd } = cmd {
+        return token::run(cmd);
+    }
     if let Command::Completions { shell } = cmd {
         let mut app = <crate::Cli as clap::CommandFactory>::command();
         let mut script = Vec::new();
@@ -285,14 +297,34 @@ pub async fn run(global: Global, cmd: Command) -> ExitCode {
         let _ = std::io::stdout().write_all(&script);
         return ExitCode::SUCCESS;
     }
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (name, value) in [
+        (
+            "authorization",
+            global.token.as_ref().map(|t| format!("Bearer {t}")),
+        ),
+        (
+            dcache::wire::header::CLUSTER_SECRET,
+            global.cluster_secret.clone(),
+        ),
+    ] {
+        if let Some(v) = value {
+            match reqwest::header::HeaderValue::from_str(&v) {
+                Ok(mut v) => {
+                    v.set_sensitive(true);
+                    headers.insert(name, v);
+                }
+                Err(_) => {
+                    eprintln!("dcache: {name} is not a valid header value");
+                    return Exit::Failure.into();
+                }
+            }
+        }
+    }
     let cli = Cli {
         client: Client::with_options(dcache::net::HttpClientOptions {
-            timeout: Some(global.timeout),
-            cluster_secret: global
-                .cluster_secret
-                .as_deref()
-                .map(dcache::net::ClusterSecret::new),
-            ..Default::default()
+            default_headers: headers,
+            ..dcache::net::HttpClientOptions::default().timeout(global.timeout)
         }),
         endpoints: global.endpoints.clone(),
         output: global.output,
@@ -430,7 +462,9 @@ impl Cli {
             Command::Leader {
                 cmd: LeaderCmd::Transfer { to },
             } => self.transfer_leader(to).await,
-            Command::Completions { .. } => unreachable!("handled before dispatch"),
+            Command::Completions { .. } | Command::Token { .. } => {
+                unreachable!("handled before dispatch")
+            }
         }
     }
 

@@ -1,0 +1,309 @@
+//! Bearer tokens and roles on every client route: without a token or with
+//! a bad one 401 `unauthorized`, with too small a role or outside the
+//! token's key prefix 403 `forbidden`, otherwise past the check.
+
+use dcache::auth::Role;
+use dcache::wire::Code;
+use dcache_testkit::cluster::TestCluster;
+use dcache_testkit::http::Resp;
+
+/// A token for each kind of principal, and the tokens file accepting them.
+struct Tokens {
+    read: String,
+    write: String,
+    admin: String,
+    /// write, limited to `tenant-a/`.
+    tenant: String,
+    file: std::path::PathBuf,
+}
+
+fn tokens(dir: &std::path::Path) -> Tokens {
+    let mut lines = vec!["# test tokens".to_string()];
+    let mut make = |name: &str, role, prefix: Option<&str>| {
+        let (t, l) = dcache::auth::new_token(name, role, prefix).unwrap();
+        lines.push(l);
+        t
+    };
+    let read = make("reader", Role::Read, None);
+    let write = make("writer", Role::Write, None);
+    let admin = make("admin", Role::Admin, None);
+    let tenant = make("tenant", Role::Write, Some("tenant-a/"));
+    let file = dir.join("tokens");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    Tokens {
+        read,
+        write,
+        admin,
+        tenant,
+        file,
+    }
+}
+
+async fn start(protect_probes: bool) -> (TestCluster, Tokens, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tokens(dir.path());
+    let file = t.file.clone();
+    let c = TestCluster::start(1, move |cfg| {
+        cfg.auth.enabled = true;
+        cfg.auth.tokens_file = file.clone();
+        cfg.auth.protect_probes = protect_probes;
+    })
+    .await;
+    (c, t, dir)
+}
+
+/// `method path body` with `token` (None: no Authorization header). Reads
+/// only the head of streaming answers.
+async fn call(c: &TestCluster, token: Option<&str>, method: &str, path: &str, body: &str) -> Resp {
+    let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut rb = c.client.request(m, c.url(0, path)).body(body.to_string());
+    if let Some(t) = token {
+        rb = rb.header("authorization", format!("Bearer {t}"));
+    }
+    let r = rb.send().await.expect("answered");
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let body = if path.starts_with("/v1/watch") && status == 200 {
+        Vec::new()
+    } else {
+        r.bytes().await.unwrap().to_vec()
+    };
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// What a route needs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Needs {
+    Open,
+    /// A role on no key (status, health...).
+    Role(Role),
+    /// A role on keys outside `tenant-a/`.
+    OtherKeys(Role),
+}
+
+/// Every route, with what it needs.
+const ROUTES: &[(&str, &str, &str, Needs)] = &[
+    ("GET", "/livez", "", Needs::Open),
+    ("GET", "/readyz", "", Needs::Open),
+    ("GET", "/metrics", "", Needs::Open),
+    ("GET", "/health", "", Needs::Role(Role::Read)),
+    ("GET", "/v1/status", "", Needs::Role(Role::Read)),
+    ("GET", "/v1/status/digest", "", Needs::Role(Role::Read)),
+    ("GET", "/v1/cluster", "", Needs::Role(Role::Read)),
+    ("GET", "/v1/openapi.json", "", Needs::Role(Role::Read)),
+    ("GET", "/no/such/route", "", Needs::Role(Role::Read)),
+    ("PUT", "/v1/kv/k", "v", Needs::OtherKeys(Role::Write)),
+    ("GET", "/v1/kv/k", "", Needs::OtherKeys(Role::Read)),
+    ("HEAD", "/v1/kv/k", "", Needs::OtherKeys(Role::Read)),
+    ("DELETE", "/v1/kv/k", "", Needs::OtherKeys(Role::Write)),
+    (
+        "POST",
+        "/store",
+        r#"{"key":"k","value":"v"}"#,
+        Needs::OtherKeys(Role::Write),
+    ),
+    ("GET", "/store/k", "", Needs::OtherKeys(Role::Read)),
+    ("HEAD", "/store/k", "", Needs::OtherKeys(Role::Read)),
+    ("DELETE", "/store/k", "", Needs::OtherKeys(Role::Write)),
+    ("GET", "/v1/kv?prefix=k", "", Needs::OtherKeys(Role::Read)),
+    (
+        "GET",
+        "/v1/kv?start=a&end=z",
+        "",
+        Needs::OtherKeys(Role::Read),
+    ),
+    (
+        "DELETE",
+        "/v1/kv?prefix=zz",
+        "",
+        Needs::OtherKeys(Role::Write),
+    ),
+    (
+        "POST",
+        "/v1/txn",
+        r#"{"ops":[{"op":"get","key":"k"}]}"#,
+        Needs::OtherKeys(Role::Write),
+    ),
+    (
+        "GET",
+        "/v1/watch?prefix=k",
+        "",
+        Needs::OtherKeys(Role::Read),
+    ),
+    (
+        "POST",
+        "/v1/cluster/members",
+        r#"{"id":"x","addr":"bad"}"#,
+        Needs::Role(Role::Admin),
+    ),
+    (
+        "DELETE",
+        "/v1/cluster/members/nobody",
+        "",
+        Needs::Role(Role::Admin),
+    ),
+    (
+        "POST",
+        "/join",
+        r#"{"id":"x","addr":"bad"}"#,
+        Needs::Role(Role::Admin),
+    ),
+    (
+        "POST",
+        "/leave",
+        r#"{"id":"nobody"}"#,
+        Needs::Role(Role::Admin),
+    ),
+    (
+        "POST",
+        "/v1/cluster/transfer-leader",
+        r#"{"to":"nobody"}"#,
+        Needs::Role(Role::Admin),
+    ),
+    ("POST", "/stepdown", "", Needs::Role(Role::Admin)),
+];
+
+#[track_caller]
+fn assert_refused(r: &Resp, path: &str, code: Code, what: &str) {
+    if r.headers.get("content-length").is_some_and(|v| v == "0") || r.body.is_empty() {
+        // HEAD: no body to check.
+        assert_eq!((r.status, r.code()), (code.status(), Some(code)), "{what}");
+    } else if path.starts_with("/v1/") {
+        r.assert_error(code);
+    } else {
+        r.assert_seed_error(code.status(), code);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_route_for_every_role() {
+    let (c, t, _dir) = start(false).await;
+    let bad = format!("{}x", &t.read[..t.read.len() - 1]);
+    let principals: [(&str, Option<&str>, Option<Role>, bool); 6] = [
+        ("no token", None, None, false),
+        ("bad token", Some(&bad), None, false),
+        ("read", Some(&t.read), Some(Role::Read), false),
+        ("write", Some(&t.write), Some(Role::Write), false),
+        ("admin", Some(&t.admin), Some(Role::Admin), false),
+        ("tenant", Some(&t.tenant), Some(Role::Write), true),
+    ];
+    let mut checked = 0;
+    for &(method, path, body, needs) in ROUTES {
+        for &(who, token, role, limited) in &principals {
+            let r = call(&c, token, method, path, body).await;
+            let what = format!(
+                "{method} {path} as {who}: {} {:?}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            );
+            let expect = match (needs, role) {
+                (Needs::Open, _) => None,
+                (_, None) => Some(Code::Unauthorized),
+                (Needs::Role(need), Some(role)) => (role < need).then_some(Code::Forbidden),
+                (Needs::OtherKeys(need), Some(role)) => {
+                    (role < need || limited).then_some(Code::Forbidden)
+                }
+            };
+            match expect {
+                Some(code) => assert_refused(&r, path, code, &what),
+                None => assert!(
+                    r.status != 401 && r.status != 403,
+                    "{what}: should have passed the check"
+                ),
+            }
+            if expect == Some(Code::Unauthorized) {
+                assert!(r.headers.contains_key("www-authenticate"), "{what}");
+            }
+            checked += 1;
+        }
+    }
+    eprintln!("checked {checked} route x principal pairs");
+
+    // The tenant token inside its prefix.
+    let r = call(&c, Some(&t.tenant), "PUT", "/v1/kv/tenant-a/x", "v").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = call(&c, Some(&t.tenant), "GET", "/store/tenant-a/x", "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = call(&c, Some(&t.tenant), "GET", "/v1/kv?prefix=tenant-a/", "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = call(&c, Some(&t.tenant), "GET", "/v1/kv?prefix=tenant-", "").await;
+    r.assert_error(Code::Forbidden);
+    // A read token reads what a write token wrote.
+    let r = call(&c, Some(&t.read), "GET", "/v1/kv/tenant-a/x", "").await;
+    assert_eq!((r.status, r.text()), (200, "v".to_string()));
+    c.shutdown_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn probes_can_be_protected() {
+    let (c, t, _dir) = start(true).await;
+    for path in ["/livez", "/readyz", "/metrics"] {
+        let r = call(&c, None, "GET", path, "").await;
+        assert_eq!(
+            (r.status, r.code()),
+            (401, Some(Code::Unauthorized)),
+            "{path}"
+        );
+        let r = call(&c, Some(&t.read), "GET", path, "").await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+    }
+    c.shutdown_all().await;
+}
+
+/// Three nodes with tokens, a cluster secret and a rate limit: the nodes
+/// join (with the secret, no token), a follower forwards a client's write
+/// with its token to the leader, and forwarded requests do not count
+/// against the follower's IP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_with_tokens_and_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tokens(dir.path());
+    let file = t.file.clone();
+    let c = TestCluster::start(3, move |cfg| {
+        cfg.auth.enabled = true;
+        cfg.auth.tokens_file = file.clone();
+        cfg.cluster.secret = dcache::config::Secret::new("tokens-and-secret-test-0123456789");
+        cfg.http.rate_limit_per_ip = 1;
+        cfg.http.rate_limit_burst = 20;
+    })
+    .await;
+    let l = c.leader().await;
+    let f = (0..3).find(|i| *i != l).unwrap();
+    // 18 writes through the follower, forwarded to the leader, then 18
+    // straight to the leader, all from 127.0.0.1 (burst 20, 1/s): the
+    // leader does not count the forwarded ones against the follower's
+    // address (the same one here), or the last direct ones would be 429.
+    for i in 0..18 {
+        let r = call_at(&c, f, Some(&t.write), "PUT", &format!("/v1/kv/g{i}"), "v").await;
+        assert_eq!(r.status, 200, "forwarded write {i}: {}", r.text());
+    }
+    for i in 0..18 {
+        let r = call_at(&c, l, Some(&t.write), "PUT", &format!("/v1/kv/h{i}"), "v").await;
+        assert_eq!(r.status, 200, "direct write {i}: {}", r.text());
+    }
+    let r = call_at(&c, f, None, "PUT", "/v1/kv/x", "v").await;
+    r.assert_error(Code::Unauthorized);
+    let r = call_at(&c, f, Some(&t.read), "PUT", "/v1/kv/x", "v").await;
+    r.assert_error(Code::Forbidden);
+    c.shutdown_all().await;
+}
+
+async fn call_at(
+    c: &TestCluster,
+    i: usize,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Resp {
+    let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut rb = c.client.request(m, c.url(i, path)).body(body.to_string());
+    if let Some(t) = token {
+        rb = rb.header("authorization", format!("Bearer {t}"));
+    }
+    dcache_testkit::http::send(rb).await
+}
