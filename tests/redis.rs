@@ -192,6 +192,13 @@ async fn a_pipeline_of_ten_thousand_commands_answers_in_order() {
     cl.send_raw(b"PING\r\nECHO \"a b\"\r\n").await;
     assert_eq!(cl.read().await, Value::Simple("PONG".into()));
     assert_eq!(cl.read().await, Value::bulk("a b"));
+    // RESP3: a null is `_`.
+    let hello = cl.cmd(&["HELLO", "3"]).await;
+    assert!(
+        matches!(&hello, Value::Array(kv) if kv.contains(&Value::Int(3))),
+        "{hello}"
+    );
+    assert_eq!(cl.cmd(&["GET", "absent"]).await, Value::Nil);
     // Garbage: a protocol error, then the connection is closed.
     cl.send_raw(b"*1\r\n+x\r\n").await;
     assert_eq!(
@@ -329,6 +336,51 @@ async fn redis_benchmark_runs_without_errors_against_every_node() {
                 );
             }
         }
+    }
+    c.shutdown_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_cache_answers_oom_and_no_quorum_answers_tryagain() {
+    let c = TestCluster::start(3, |cfg| {
+        cfg.cache.max_memory = dcache::config::ByteSize(64 * 1024);
+    })
+    .await;
+    let mut cl = Client::connect(("127.0.0.1", port(&c, 1))).await;
+    let big = "v".repeat(8 * 1024);
+    let mut oom = None;
+    for i in 0..20 {
+        match cl.cmd(&["SET", &format!("big{i}"), &big]).await {
+            Value::Simple(s) if s == "OK" => {}
+            other => {
+                oom = Some(other);
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        oom,
+        Some(Value::Error(
+            "OOM command not allowed when used memory > 'maxmemory'.".into()
+        ))
+    );
+    // Reads and deletes still work.
+    assert_eq!(cl.cmd(&["DEL", "big0"]).await, Value::Int(1));
+    // Without a quorum (the leader and one follower stopped), the last node
+    // answers TRYAGAIN: not applied.
+    let mut c = c;
+    let leader = (0..3).find(|&i| c.node(i).cluster.is_leader()).unwrap();
+    let other = (0..3).find(|&i| i != leader).unwrap();
+    let last = (0..3).find(|&i| i != leader && i != other).unwrap();
+    let mut cl = Client::connect(("127.0.0.1", port(&c, last))).await;
+    c.stop(leader, false).await;
+    c.stop(other, false).await;
+    match cl.cmd(&["SET", "k", "v"]).await {
+        Value::Error(e) => assert!(
+            e.starts_with("TRYAGAIN ") && e.ends_with("(not applied; retry)"),
+            "{e}"
+        ),
+        other => panic!("expected TRYAGAIN, got {other}"),
     }
     c.shutdown_all().await;
 }

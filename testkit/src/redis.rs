@@ -157,6 +157,16 @@ fn read_value(
                 b.truncate(n);
                 Value::Bulk(b)
             }
+            // RESP3 (after HELLO 3): null, map (as a flat array).
+            "_" => Value::Nil,
+            "%" => {
+                let n: usize = rest.parse().expect("map length");
+                let mut items = Vec::with_capacity(2 * n);
+                for _ in 0..2 * n {
+                    items.push(read_value(rd).await);
+                }
+                Value::Array(items)
+            }
             "*" if rest == "-1" => Value::NilArray,
             "*" => {
                 let n: usize = rest.parse().expect("array length");
