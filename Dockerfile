@@ -43,11 +43,12 @@ COPY --from=build /usr/local/bin/dcache /usr/local/bin/dcache
 # Same runtime contract as deploy/Dockerfile.offline.
 ENV DCACHE_HTTP_BIND_ADDR=0.0.0.0:11000 \
     DCACHE_RAFT_BIND_ADDR=0.0.0.0:12000 \
+    DCACHE_REDIS_BIND_ADDR=0.0.0.0:6380 \
     DCACHE_NODE_DATA_DIR=/data
 USER 10001:10001
 WORKDIR /data
 VOLUME /data
-EXPOSE 11000 12000
+EXPOSE 11000 12000 6380
 HEALTHCHECK --interval=5s --timeout=3s --start-period=20s --retries=3 \
     CMD ["/usr/local/bin/dcache", "health", "--addr", "127.0.0.1:11000"]
 STOPSIGNAL SIGTERM

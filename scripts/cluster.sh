@@ -21,6 +21,8 @@
 #   CLUSTER_HTTP_PORT_BASE   if set, node n listens for HTTP on localhost:<base+n>
 #                            instead of the port in its config (11001..11003)
 #   CLUSTER_RAFT_PORT_BASE   likewise for Raft (configs: 12001..12003)
+#   CLUSTER_REDIS_PORT_BASE  likewise for the Redis protocol (configs: 6380..6382:
+#                            redis-cli -p 6380 talks to node1)
 #   CLUSTER_START_TIMEOUT    seconds to wait for the cluster to form (default 30)
 #   CLUSTER_STOP_TIMEOUT     seconds to wait after SIGTERM before SIGKILL (default 20)
 # Any DCACHE_* variable in the environment is passed to all three nodes
@@ -37,7 +39,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -112,6 +114,9 @@ start_node() {
     fi
     if [[ -n ${CLUSTER_RAFT_PORT_BASE:-} ]]; then
         envs+=("DCACHE_RAFT_BIND_ADDR=$(raft_addr "$n")")
+    fi
+    if [[ -n ${CLUSTER_REDIS_PORT_BASE:-} ]]; then
+        envs+=("DCACHE_REDIS_BIND_ADDR=localhost:$((CLUSTER_REDIS_PORT_BASE + n))")
     fi
     # The inner shell records its own pid and then execs dcache, so the pid file
     # holds dcache's pid. setsid detaches the node from this terminal's process

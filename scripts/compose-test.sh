@@ -12,7 +12,8 @@
 #   COMPOSE_TEST_PROJECT     compose project name (default: dcachetest)
 #   COMPOSE_TEST_PORT_BASE   node n is published on 127.0.0.1:<base+n>
 #                            (default 31000, i.e. 31001..31003; the default
-#                            compose file uses 11001..11003)
+#                            compose file uses 11001..11003); its Redis
+#                            port on 127.0.0.1:<base+10+n>
 #   COMPOSE_TEST_KEEP=1      do not `down -v` at the end (debugging)
 #
 # Needs docker, docker-compose (v1) or `docker compose` (v2), curl, cargo
@@ -37,6 +38,7 @@ esac
 # Substituted into docker-compose.yml (host side only; not passed to nodes).
 export PUBLISH_IP=127.0.0.1
 export NODE1_HTTP_PORT=$((PORT_BASE + 1)) NODE2_HTTP_PORT=$((PORT_BASE + 2)) NODE3_HTTP_PORT=$((PORT_BASE + 3))
+export NODE1_REDIS_PORT=$((PORT_BASE + 11)) NODE2_REDIS_PORT=$((PORT_BASE + 12)) NODE3_REDIS_PORT=$((PORT_BASE + 13))
 
 if command -v docker-compose >/dev/null; then
     DC=(docker-compose)

@@ -70,6 +70,7 @@ def main():
                 DCACHE_RAFT_BIND_ADDR=f"127.0.0.1:{PORT_BASE + 100 + i}",
                 DCACHE_CLUSTER_JOIN_ADDR="" if i == 1 else first,
                 DCACHE_LOGGING_LEVEL="warn",
+                DCACHE_REDIS_BIND_ADDR="",  # several nodes on one host: no Redis listener
             )
             log = open(os.path.join(root, f"n{i}.log"), "ab")
             procs.append(subprocess.Popen([binary], env=env, stdout=log, stderr=log))

@@ -120,6 +120,7 @@ class Node:
             DCACHE_RAFT_BIND_ADDR=self.raft,
             DCACHE_CLUSTER_JOIN_ADDR=self.join,
             DCACHE_LOGGING_LEVEL=os.environ.get("MEM_LOG", "warn"),
+            DCACHE_REDIS_BIND_ADDR="",  # several nodes on one host: no Redis listener
         )
         log = open(self.dir + ".log", "ab")
         self.proc = subprocess.Popen([self.binary], env=env, stdout=log, stderr=log)

@@ -35,7 +35,7 @@ BIN=${OPENAPI_BIN:-$REPO/target/release/dcache}
 command -v st >/dev/null || python3 -m pip install -q schemathesis
 DIR=$(mktemp -d /tmp/dcache-openapi.XXXXXX)
 # Ports away from the defaults (11001.., 12001..) and from compose.
-export CLUSTER_BIN=$BIN CLUSTER_HTTP_PORT_BASE=31000 CLUSTER_RAFT_PORT_BASE=32000
+export CLUSTER_BIN=$BIN CLUSTER_HTTP_PORT_BASE=31000 CLUSTER_RAFT_PORT_BASE=32000 CLUSTER_REDIS_PORT_BASE=33000
 cleanup() {
     scripts/cluster.sh stop "$DIR" >/dev/null 2>&1 || true
     rm -rf "$DIR"

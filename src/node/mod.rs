@@ -4,13 +4,14 @@
 //! Start-up order: bind both listeners (so a port clash fails fast and
 //! tests can bind port 0) → check the data dir belongs to this node id →
 //! open the log and the state machine (verifying checksums) → start Raft →
-//! serve Raft RPCs → serve clients → bootstrap (empty `join_addr`, fresh
+//! serve Raft RPCs → serve Redis clients (`redis.bind_addr`, if set) →
+//! serve HTTP clients → bootstrap (empty `join_addr`, fresh
 //! data dir) or join in the background with backoff.
 //!
 //! Shutdown order ([`Node::shutdown`]): stop the join loop → if leader, hand
 //! leadership to the most up-to-date live voter while still serving (so
 //! requests arriving meanwhile are forwarded, not refused) → stop accepting
-//! client connections, end watch streams and drain in-flight requests (bounded) → stop Raft →
+//! client connections (HTTP and Redis), end watch streams and drain in-flight requests (bounded) → stop Raft →
 //! stop the Raft listener → fsync the log.
 //!
 //! Every start-up failure is an [`Error::Startup`] naming what failed

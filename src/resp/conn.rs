@@ -35,8 +35,15 @@ use crate::kv::redis::Query;
 use crate::kv::redis::Reply;
 use crate::kv::redis::Watched;
 
-/// Replies buffered before a flush even in the middle of a pipeline.
-const FLUSH_BYTES: usize = 1 << 20;
+/// Commands taken from the buffer at once (a pipeline is answered in
+/// batches of at most this many).
+const MAX_BATCH: usize = 1024;
+/// Key and value bytes of consecutive data commands proposed as one log
+/// entry at most.
+const MAX_BATCH_BYTES: usize = 512 * 1024;
+/// Commands proposed as one log entry at most (bounds the entry's reply
+/// too).
+const MAX_BATCH_OPS: usize = 256;
 /// Commands one MULTI may queue.
 const MAX_QUEUED: usize = 10_000;
 
@@ -105,36 +112,38 @@ pub async fn run(
     let mut out = BytesMut::with_capacity(16 * 1024);
     'conn: loop {
         let busy = activity.busy();
-        loop {
+        // Every complete command in the buffer (bounded), answered in
+        // order, flushed once.
+        let mut cmds = Vec::new();
+        let mut failed = None;
+        while cmds.len() < MAX_BATCH {
             match parse::parse(&mut buf, lim) {
                 Ok(Some(args)) if args.is_empty() => {}
-                Ok(Some(args)) => {
-                    let h = s.handle(args).await;
-                    h.frame.encode(s.proto, &mut out);
-                    if h.close {
-                        let _ = stream.write_all(&out).await;
-                        break 'conn;
-                    }
-                    if out.len() >= FLUSH_BYTES {
-                        if stream.write_all(&out).await.is_err() {
-                            break 'conn;
-                        }
-                        out.clear();
-                    }
-                }
+                Ok(Some(args)) => cmds.push(args),
                 Ok(None) => break,
                 Err(e) => {
-                    Frame::err(format!("ERR Protocol error: {}", e.0)).encode(s.proto, &mut out);
-                    let _ = stream.write_all(&out).await;
-                    break 'conn;
+                    failed = Some(e);
+                    break;
                 }
             }
+        }
+        let full = cmds.len() == MAX_BATCH;
+        let close = s.run_batch(cmds, &mut out).await;
+        if let Some(e) = &failed {
+            Frame::err(format!("ERR Protocol error: {}", e.0)).encode(s.proto, &mut out);
         }
         if !out.is_empty() {
             if stream.write_all(&out).await.is_err() {
                 break;
             }
             out.clear();
+        }
+        if close || failed.is_some() {
+            break 'conn;
+        }
+        if full {
+            // Maybe more complete commands buffered: go on without reading.
+            continue;
         }
         if stop.is_cancelled() {
             break;
@@ -152,6 +161,94 @@ pub async fn run(
 }
 
 impl Session {
+    /// Run the commands of one read, in order, appending the replies to
+    /// `out`; true when the connection must close (QUIT). Consecutive data
+    /// commands outside MULTI are proposed together as one log entry (a
+    /// `Command::Multi` without watched keys): one Raft round for a
+    /// pipeline, still in order, each with its own reply.
+    async fn run_batch(&mut self, cmds: Vec<Vec<Vec<u8>>>, out: &mut BytesMut) -> bool {
+        let mut batch: Vec<MultiOp> = Vec::new();
+        let mut bytes = 0;
+        for args in cmds {
+            if let Some(op) = self.batchable(&args) {
+                bytes += args.iter().map(Vec::len).sum::<usize>();
+                batch.push(op);
+                if bytes >= MAX_BATCH_BYTES || batch.len() >= MAX_BATCH_OPS {
+                    self.flush_batch(std::mem::take(&mut batch), out).await;
+                    bytes = 0;
+                }
+                continue;
+            }
+            self.flush_batch(std::mem::take(&mut batch), out).await;
+            bytes = 0;
+            let h = self.handle(args).await;
+            h.frame.encode(self.proto, out);
+            if h.close {
+                return true;
+            }
+        }
+        self.flush_batch(batch, out).await;
+        false
+    }
+
+    /// A data command that may join a batch (outside MULTI; its checks
+    /// passed), as the op it becomes.
+    fn batchable(&mut self, args: &[Vec<u8>]) -> Option<MultiOp> {
+        if self.multi.is_some() || super::authorize(&self.peer, &args[0]).is_err() {
+            return None;
+        }
+        match cmd::plan(args, &self.server.limits) {
+            Plan::Write(w) => Some(MultiOp::Write(w)),
+            Plan::Read(q) => self.scan_start(q).ok().map(MultiOp::Read),
+            Plan::Reply(_) | Plan::NotData => None,
+        }
+    }
+
+    async fn flush_batch(&mut self, batch: Vec<MultiOp>, out: &mut BytesMut) {
+        let n = batch.len() as u64;
+        if n == 0 {
+            return;
+        }
+        self.server.commands.fetch_add(n, Ordering::Relaxed);
+        if n == 1 {
+            let op = match batch.into_iter().next().expect("one") {
+                MultiOp::Write(w) => Op::Write(Command::Rmw(w)),
+                MultiOp::Read(q) => Op::Read(q),
+                MultiOp::Local(r) => {
+                    Frame::from(r).encode(self.proto, out);
+                    return;
+                }
+            };
+            self.run(op).await.encode(self.proto, out);
+            return;
+        }
+        let queries: Vec<Option<Query>> = batch
+            .iter()
+            .map(|op| match op {
+                MultiOp::Read(q) => Some(q.clone()),
+                _ => None,
+            })
+            .collect();
+        let cmd = Command::Multi {
+            watch: Vec::new(),
+            ops: batch,
+        };
+        let frames = match self.server.run(&Op::Write(cmd), self.deadline()).await {
+            Ok(Response::Multi {
+                results: Some(results),
+            }) => results
+                .into_iter()
+                .zip(&queries)
+                .map(|(r, q)| self.response(q.as_ref(), r))
+                .collect(),
+            Ok(other) => vec![self.response(None, other); queries.len()],
+            Err(e) => vec![Frame::Error(e); queries.len()],
+        };
+        for f in frames {
+            f.encode(self.proto, out);
+        }
+    }
+
     fn deadline(&self) -> Instant {
         Instant::now() + self.server.limits.request_timeout
     }

@@ -7,6 +7,7 @@
 //! tools     external tools a test needs (TESTKIT_REQUIRE_TOOLS)
 //! http      the test HTTP client (dcache::net::http_client) and a read response
 //! raw       raw HTTP/1.1 over TCP, for requests a client library will not send
+//! redis     a minimal RESP2 client, redis-cli, the Redis tools' package
 //! proc      the real binary as child processes (Proc kills on drop), Spec
 //! cluster   in-process nodes in a temp dir (feature "cluster", default)
 //! ```
@@ -23,6 +24,7 @@ pub mod http;
 pub mod ports;
 pub mod proc;
 pub mod raw;
+pub mod redis;
 pub mod seed;
 pub mod tools;
 pub mod wait;
