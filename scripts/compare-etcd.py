@@ -499,9 +499,8 @@ etcd|dcache`, closed loop, one keep-alive connection per worker, spread
 round-robin over the three members), and stops and deletes the cluster.
 Figures are medians over {a.rounds} rounds; errors are summed. Only the
 ratios within one run mean anything on a shared machine.{quick}
-{"".join(f"{chr(10)}- **Failed case:** {f}" for f in failures)}
 
-- Command: `{invocation}`
+{"".join(f"- **Failed case:** {f}{chr(10)}" for f in failures)}- Command: `{invocation}`
 - Date: {started.strftime('%Y-%m-%d %H:%M UTC')}; commit {rev}
 - Machine: {machine_facts()}. The three servers and the generator share the cores.
 - Load average (1/5/15 min) before: {load_before}; after: {load_after}. The

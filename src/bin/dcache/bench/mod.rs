@@ -9,14 +9,15 @@
 //! GETs (optionally stale: dcache `?consistency=stale`, etcd
 //! `"serializable": true`) or a mix (`--op mix --get-ratio 0.9`) against one
 //! or more nodes. `target.rs` builds and judges the requests of each target;
-//! `report.rs` owns the report, percentiles, CPU time and the latency CDF.
+//! `report.rs` owns the report, percentiles, CPU time and the latency CDF;
+//! `conn.rs` the connection.
 //!
 //! # How
 //!
 //! * `--connections` workers run concurrently as tokio tasks. Each worker owns
-//!   its own `reqwest::Client` (HTTP/1.1, no proxy, at most one idle pooled
-//!   connection), so each worker reuses one keep-alive connection. Worker `i`
-//!   talks to `addrs[i % addrs.len()]` (round-robin over the nodes).
+//!   one HTTP/1.1 keep-alive connection (`conn.rs`, hyper's connection API:
+//!   cheaper per request than a pooled client), reopened after a failure.
+//!   Worker `i` talks to `addrs[i % addrs.len()]` (round-robin over the nodes).
 //! * Each worker picks keys `<prefix><n>` (`--key-prefix`, default `bench-`),
 //!   `n` uniform in `0..keys`, and sends one request at a time: it waits for
 //!   the full response body before sending the next one. With `--op mix`
@@ -56,6 +57,7 @@
 //! * No check of the values read back (a GET only checks the status, and
 //!   for etcd whether the answer holds a value).
 
+mod conn;
 mod report;
 mod target;
 #[cfg(test)]
@@ -160,81 +162,56 @@ struct WorkerResult {
     misses: u64,
 }
 
-/// Immutable per-worker setup.
+/// One worker: its connection and the shared request material.
 struct Worker {
-    client: reqwest::Client,
-    /// Index into the addresses.
-    base: usize,
+    conn: conn::Conn,
     requests: Arc<Requests>,
     /// Probability of a GET: 0 for put, 1 for get.
     get_ratio: f64,
 }
 
 impl Worker {
-    async fn put(&self, n: usize) -> Result<(), String> {
-        let resp = self
-            .requests
-            .build(&self.client, self.base, Kind::Put, n)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = resp.status();
-        // Read the body so that the connection can be reused.
-        let body = resp.bytes().await.map_err(|e| e.to_string())?;
+    async fn put(&mut self, n: usize) -> Result<(), String> {
+        let (status, body) = self.conn.send(self.requests.build(Kind::Put, n)).await?;
         match target::judge(self.requests.target(), Kind::Put, status, &body) {
             Outcome::Ok => Ok(()),
             _ => Err(format!("status {status}")),
         }
     }
 
-    async fn request(&self, kind: Kind, n: usize) -> Outcome {
-        let req = self.requests.build(&self.client, self.base, kind, n);
-        let resp = match req.send().await {
-            Ok(resp) => resp,
-            Err(_) => return Outcome::Error,
-        };
-        let status = resp.status();
-        // Read the whole body: it is part of the latency, and it lets the
-        // connection go back to the pool.
-        match resp.bytes().await {
-            Ok(body) => target::judge(self.requests.target(), kind, status, &body),
+    async fn request(&mut self, kind: Kind, n: usize) -> Outcome {
+        // The whole body is read: it is part of the latency.
+        match self.conn.send(self.requests.build(kind, n)).await {
+            Ok((status, body)) => target::judge(self.requests.target(), kind, status, &body),
             Err(_) => Outcome::Error,
         }
     }
 }
 
-/// Turns "host:port" (or "http://host:port") into a base URL without a trailing '/'.
-fn base_url(addr: &str) -> anyhow::Result<String> {
-    let addr = addr.trim().trim_end_matches('/');
-    if addr.is_empty() {
-        bail!("empty address in --addrs");
-    }
+/// Turns "host:port" (or "http://host:port") into "host:port".
+fn host_port(addr: &str) -> anyhow::Result<String> {
+    let addr = addr.trim();
     if addr.starts_with("https://") {
         bail!("{addr}: https is not supported by the bench client");
     }
-    if addr.starts_with("http://") {
-        Ok(addr.to_string())
-    } else {
-        Ok(format!("http://{addr}"))
+    let addr = addr.strip_prefix("http://").unwrap_or(addr);
+    let addr = addr.trim_end_matches('/');
+    if addr.is_empty() {
+        bail!("empty address in --addrs");
     }
+    if addr.contains('/') {
+        bail!("{addr}: give host:port, without a path");
+    }
+    Ok(addr.to_string())
 }
 
-fn build_client() -> reqwest::Client {
-    dcache::net::http_client(dcache::net::HttpClientOptions {
-        timeout: Some(REQUEST_TIMEOUT),
-        pool_max_idle_per_host: Some(1),
-        ..Default::default()
-    })
-}
-
-/// PUTs every key of `0..keys` once, key `n` by worker `n % workers.len()`.
-async fn preload(workers: &[Arc<Worker>], keys: u64, bases: &[String]) -> anyhow::Result<()> {
+/// PUTs every key of `0..keys` once, key `n` by worker `n % workers.len()`,
+/// and gives the workers back (their connections stay open).
+async fn preload(workers: Vec<Worker>, keys: u64) -> anyhow::Result<Vec<Worker>> {
     let stride = workers.len();
     let keys = usize::try_from(keys).context("--keys too large")?;
     let mut tasks = Vec::with_capacity(workers.len());
-    for (i, w) in workers.iter().enumerate() {
-        let w = Arc::clone(w);
-        let base = bases[w.base].clone();
+    for (i, mut w) in workers.into_iter().enumerate() {
         tasks.push(tokio::spawn(async move {
             let mut failed = 0u64;
             let mut first_error = None;
@@ -242,17 +219,19 @@ async fn preload(workers: &[Arc<Worker>], keys: u64, bases: &[String]) -> anyhow
             while n < keys {
                 if let Err(e) = w.put(n).await {
                     failed += 1;
-                    first_error.get_or_insert_with(|| format!("{base} key {n}: {e}"));
+                    first_error.get_or_insert_with(|| format!("{} key {n}: {e}", w.conn.addr()));
                 }
                 n += stride;
             }
-            (failed, first_error)
+            (w, failed, first_error)
         }));
     }
     let mut failed = 0u64;
     let mut first_error = None;
+    let mut workers = Vec::with_capacity(tasks.len());
     for t in tasks {
-        let (f, e) = t.await.context("preload worker panicked")?;
+        let (w, f, e) = t.await.context("preload worker panicked")?;
+        workers.push(w);
         failed += f;
         if first_error.is_none() {
             first_error = e;
@@ -264,7 +243,7 @@ async fn preload(workers: &[Arc<Worker>], keys: u64, bases: &[String]) -> anyhow
             first_error.unwrap_or_default()
         );
     }
-    Ok(())
+    Ok(workers)
 }
 
 /// Runs the load described by `args`, bounded by `args.duration` and
@@ -286,10 +265,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     }
     let duration = Duration::try_from_secs_f64(args.duration)
         .map_err(|e| anyhow::anyhow!("invalid --duration {}: {e}", args.duration))?;
-    let bases = args
+    let addrs = args
         .addrs
         .iter()
-        .map(|a| base_url(a))
+        .map(|a| host_port(a))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let get_ratio = match args.op {
         Op::Put => 0.0,
@@ -308,7 +287,6 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         .collect();
     let requests = Arc::new(Requests::new(&target::Spec {
         target: args.target,
-        bases: &bases,
         keys: args.keys,
         key_prefix: &args.key_prefix,
         put_query: &put_query,
@@ -318,19 +296,18 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         need_get: get_ratio > 0.0,
     })?);
 
-    let workers: Vec<Arc<Worker>> = (0..args.connections)
+    let mut workers = (0..args.connections)
         .map(|i| {
-            Arc::new(Worker {
-                client: build_client(),
-                base: i % bases.len(),
+            Ok(Worker {
+                conn: conn::Conn::new(&addrs[i % addrs.len()], REQUEST_TIMEOUT)?,
                 requests: Arc::clone(&requests),
                 get_ratio,
             })
         })
-        .collect();
+        .collect::<anyhow::Result<Vec<_>>>()?;
 
     if preloading {
-        preload(&workers, args.keys, &bases).await?;
+        workers = preload(workers, args.keys).await?;
     }
 
     let issued = Arc::new(AtomicU64::new(0));
@@ -345,8 +322,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::with_capacity(workers.len());
-    for w in &workers {
-        let w = Arc::clone(w);
+    for mut w in workers {
         let issued = Arc::clone(&issued);
         tasks.push(tokio::spawn(async move {
             let mut rng = StdRng::from_entropy();

@@ -15,12 +15,12 @@
 //!
 //! # Invariants
 //!
-//! * The measured phase allocates per request at most one URL clone
-//!   (dcache) or one exactly-sized body (etcd put); keys, URLs, base64
-//!   keys, range bodies and the value are built once in [`Requests::new`].
+//! * The measured phase allocates per request at most one exactly-sized
+//!   body (etcd put); paths (shared bytes: a clone is a reference count),
+//!   base64 keys, range bodies and the value are built once in
+//!   [`Requests::new`].
 //! * Only the material the run needs is built (put URLs only when a PUT can
-//!   be sent, and so on), so memory is O(keys x addresses) for dcache and
-//!   O(keys) for etcd.
+//!   be sent, and so on); memory is O(keys).
 //!
 //! # Not here
 //!
@@ -30,7 +30,9 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
-use reqwest::Url;
+use hyper::{Method, StatusCode, Uri};
+
+use super::conn::Req;
 
 /// The system under test.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -64,14 +66,12 @@ pub enum Outcome {
     Error,
 }
 
-/// What to build: the run's shape, independent of the HTTP client.
+/// What to build: the run's shape, independent of the connections.
 pub struct Spec<'a> {
     pub target: Target,
-    /// Base URLs (`http://host:port`, no trailing '/').
-    pub bases: &'a [String],
     pub keys: u64,
     pub key_prefix: &'a str,
-    /// `?...` added to dcache PUT URLs, or empty.
+    /// `?...` added to dcache PUT paths, or empty.
     pub put_query: &'a str,
     pub stale: bool,
     pub value: Bytes,
@@ -79,19 +79,17 @@ pub struct Spec<'a> {
     pub need_get: bool,
 }
 
-/// Per-key request material shared by all workers.
+/// Per-key request material shared by all workers: paths (the same on
+/// every node) and bodies.
 pub enum Requests {
     Dcache {
-        /// `put[base][n]`: the PUT URL of key n on base `base` (empty when
-        /// no PUT is sent).
-        put: Vec<Vec<Url>>,
+        /// The PUT path of key n (empty when no PUT is sent).
+        put: Vec<Uri>,
         /// Likewise for GETs.
-        get: Vec<Vec<Url>>,
+        get: Vec<Uri>,
         value: Bytes,
     },
     Etcd {
-        put_url: Vec<Url>,
-        range_url: Vec<Url>,
         /// Base64 of key n (for put bodies; empty when no PUT is sent).
         key_b64: Vec<String>,
         /// The range body of key n (empty when no GET is sent).
@@ -103,39 +101,28 @@ pub enum Requests {
 impl Requests {
     pub fn new(spec: &Spec<'_>) -> anyhow::Result<Requests> {
         let key = |n: u64| format!("{}{n}", spec.key_prefix);
-        let parse = |s: String| Url::parse(&s).map_err(|e| anyhow::anyhow!("bad URL {s}: {e}"));
         Ok(match spec.target {
             Target::Dcache => {
-                let urls = |need: bool, suffix: &str| -> anyhow::Result<Vec<Vec<Url>>> {
+                let paths = |need: bool, suffix: &str| -> anyhow::Result<Vec<Uri>> {
                     if !need {
-                        return Ok(vec![Vec::new(); spec.bases.len()]);
+                        return Ok(Vec::new());
                     }
-                    spec.bases
-                        .iter()
-                        .map(|b| {
-                            (0..spec.keys)
-                                .map(|n| {
-                                    let k = dcache::client::encode_key(&key(n));
-                                    parse(format!("{b}/v1/kv/{k}{suffix}"))
-                                })
-                                .collect()
+                    (0..spec.keys)
+                        .map(|n| {
+                            let k = dcache::client::encode_key(&key(n));
+                            let s = format!("/v1/kv/{k}{suffix}");
+                            Uri::try_from(s).map_err(|e| anyhow::anyhow!("bad path: {e}"))
                         })
                         .collect()
                 };
                 let get_suffix = if spec.stale { "?consistency=stale" } else { "" };
                 Requests::Dcache {
-                    put: urls(spec.need_put, spec.put_query)?,
-                    get: urls(spec.need_get, get_suffix)?,
+                    put: paths(spec.need_put, spec.put_query)?,
+                    get: paths(spec.need_get, get_suffix)?,
                     value: spec.value.clone(),
                 }
             }
             Target::Etcd => {
-                let each = |path: &str| -> anyhow::Result<Vec<Url>> {
-                    spec.bases
-                        .iter()
-                        .map(|b| parse(format!("{b}{path}")))
-                        .collect()
-                };
                 let key_b64: Vec<String> = (0..spec.keys).map(|n| B64.encode(key(n))).collect();
                 let range_body = if spec.need_get {
                     key_b64.iter().map(|k| range_body(k, spec.stale)).collect()
@@ -143,8 +130,6 @@ impl Requests {
                     Vec::new()
                 };
                 Requests::Etcd {
-                    put_url: each("/v3/kv/put")?,
-                    range_url: each("/v3/kv/range")?,
                     key_b64: if spec.need_put { key_b64 } else { Vec::new() },
                     range_body,
                     value_b64: B64.encode(&spec.value),
@@ -153,40 +138,34 @@ impl Requests {
         })
     }
 
-    /// The request of `kind` for key `n`, sent to base number `base`.
-    pub fn build(
-        &self,
-        client: &reqwest::Client,
-        base: usize,
-        kind: Kind,
-        n: usize,
-    ) -> reqwest::RequestBuilder {
+    /// The request of `kind` for key `n`.
+    pub fn build(&self, kind: Kind, n: usize) -> Req {
         match (self, kind) {
-            (Requests::Dcache { put, value, .. }, Kind::Put) => {
-                client.put(put[base][n].clone()).body(value.clone())
-            }
-            (Requests::Dcache { get, .. }, Kind::Get) => client.get(get[base][n].clone()),
+            (Requests::Dcache { put, value, .. }, Kind::Put) => Req {
+                method: Method::PUT,
+                path: put[n].clone(),
+                body: value.clone(),
+            },
+            (Requests::Dcache { get, .. }, Kind::Get) => Req {
+                method: Method::GET,
+                path: get[n].clone(),
+                body: Bytes::new(),
+            },
             (
                 Requests::Etcd {
-                    put_url,
-                    key_b64,
-                    value_b64,
-                    ..
+                    key_b64, value_b64, ..
                 },
                 Kind::Put,
-            ) => client
-                .post(put_url[base].clone())
-                .body(put_body(&key_b64[n], value_b64)),
-            (
-                Requests::Etcd {
-                    range_url,
-                    range_body,
-                    ..
-                },
-                Kind::Get,
-            ) => client
-                .post(range_url[base].clone())
-                .body(range_body[n].clone()),
+            ) => Req {
+                method: Method::POST,
+                path: Uri::from_static("/v3/kv/put"),
+                body: Bytes::from(put_body(&key_b64[n], value_b64)),
+            },
+            (Requests::Etcd { range_body, .. }, Kind::Get) => Req {
+                method: Method::POST,
+                path: Uri::from_static("/v3/kv/range"),
+                body: range_body[n].clone(),
+            },
         }
     }
 
@@ -222,13 +201,10 @@ fn range_body(key_b64: &str, serializable: bool) -> Bytes {
 }
 
 /// Judges an answer: `status` and the complete `body`.
-pub fn judge(target: Target, kind: Kind, status: reqwest::StatusCode, body: &[u8]) -> Outcome {
+pub fn judge(target: Target, kind: Kind, status: StatusCode, body: &[u8]) -> Outcome {
     match (target, kind) {
         _ if !status.is_success() => {
-            if target == Target::Dcache
-                && kind == Kind::Get
-                && status == reqwest::StatusCode::NOT_FOUND
-            {
+            if target == Target::Dcache && kind == Kind::Get && status == StatusCode::NOT_FOUND {
                 Outcome::Miss
             } else {
                 Outcome::Error
@@ -246,12 +222,10 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::StatusCode;
 
-    fn spec(target: Target, bases: &[String]) -> Spec<'_> {
+    fn spec(target: Target) -> Spec<'static> {
         Spec {
             target,
-            bases,
             keys: 3,
             key_prefix: "bench-",
             put_query: "?ttl=5s",
@@ -262,53 +236,53 @@ mod tests {
         }
     }
 
+    fn json(b: &Bytes) -> serde_json::Value {
+        serde_json::from_slice(b).unwrap()
+    }
+
     #[test]
-    fn dcache_urls_are_encoded_and_stale_only_on_get() {
-        let bases = vec!["http://h:1".to_string(), "http://h:2".to_string()];
+    fn dcache_paths_are_encoded_and_stale_only_on_get() {
         let r = Requests::new(&Spec {
             key_prefix: "a b/",
-            ..spec(Target::Dcache, &bases)
+            ..spec(Target::Dcache)
         })
         .unwrap();
-        let c = reqwest::Client::new();
-        let g = r.build(&c, 1, Kind::Get, 2).build().unwrap();
-        assert_eq!(
-            g.url().as_str(),
-            "http://h:2/v1/kv/a%20b/2?consistency=stale"
-        );
-        assert_eq!(g.method(), reqwest::Method::GET);
-        let p = r.build(&c, 0, Kind::Put, 0).build().unwrap();
-        assert_eq!(p.url().as_str(), "http://h:1/v1/kv/a%20b/0?ttl=5s");
-        assert_eq!(p.body().unwrap().as_bytes(), Some(&b"xyz"[..]));
+        let g = r.build(Kind::Get, 2);
+        assert_eq!(g.path, "/v1/kv/a%20b/2?consistency=stale");
+        assert_eq!(g.method, Method::GET);
+        assert!(g.body.is_empty());
+        let p = r.build(Kind::Put, 0);
+        assert_eq!(p.path, "/v1/kv/a%20b/0?ttl=5s");
+        assert_eq!(p.method, Method::PUT);
+        assert_eq!(&p.body[..], b"xyz");
     }
 
     #[test]
     fn etcd_bodies_are_base64_json() {
-        let bases = vec!["http://h:1".to_string()];
-        let r = Requests::new(&spec(Target::Etcd, &bases)).unwrap();
-        let c = reqwest::Client::new();
-        let p = r.build(&c, 0, Kind::Put, 1).build().unwrap();
-        assert_eq!(p.url().as_str(), "http://h:1/v3/kv/put");
-        assert_eq!(p.method(), reqwest::Method::POST);
-        let body: serde_json::Value =
-            serde_json::from_slice(p.body().unwrap().as_bytes().unwrap()).unwrap();
+        let r = Requests::new(&spec(Target::Etcd)).unwrap();
+        let p = r.build(Kind::Put, 1);
+        assert_eq!(
+            (p.method, p.path.to_string()),
+            (Method::POST, "/v3/kv/put".into())
+        );
+        let body = json(&p.body);
         assert_eq!(body["key"], B64.encode("bench-1"));
         assert_eq!(body["value"], B64.encode("xyz"));
-        let g = r.build(&c, 0, Kind::Get, 2).build().unwrap();
-        assert_eq!(g.url().as_str(), "http://h:1/v3/kv/range");
-        let body: serde_json::Value =
-            serde_json::from_slice(g.body().unwrap().as_bytes().unwrap()).unwrap();
+        let g = r.build(Kind::Get, 2);
+        assert_eq!(g.path, "/v3/kv/range");
+        let body = json(&g.body);
         assert_eq!(body["key"], B64.encode("bench-2"));
         assert_eq!(body["serializable"], true);
         let r = Requests::new(&Spec {
             stale: false,
-            ..spec(Target::Etcd, &bases)
+            ..spec(Target::Etcd)
         })
         .unwrap();
-        let g = r.build(&c, 0, Kind::Get, 0).build().unwrap();
-        let body: serde_json::Value =
-            serde_json::from_slice(g.body().unwrap().as_bytes().unwrap()).unwrap();
-        assert!(body.get("serializable").is_none());
+        assert!(
+            json(&r.build(Kind::Get, 0).body)
+                .get("serializable")
+                .is_none()
+        );
     }
 
     #[test]

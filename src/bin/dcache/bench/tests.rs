@@ -342,11 +342,13 @@ async fn mix_sends_both_kinds_and_writes_the_cdf() {
 }
 
 #[test]
-fn base_urls() {
-    assert_eq!(base_url("http://h:1/").unwrap(), "http://h:1");
-    assert_eq!(base_url(" h:2 ").unwrap(), "http://h:2");
-    assert!(base_url("https://h:3").is_err());
-    assert!(base_url(" ").is_err());
+fn addresses() {
+    assert_eq!(host_port("http://h:1/").unwrap(), "h:1");
+    assert_eq!(host_port(" h:2 ").unwrap(), "h:2");
+    assert!(host_port("https://h:3").is_err());
+    assert!(host_port(" ").is_err());
+    assert!(host_port("http://").is_err());
+    assert!(host_port("h:4/x").is_err());
 }
 
 #[tokio::test]
