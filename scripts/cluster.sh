@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Run a local three-node dcache cluster from configs/node{1,2,3}.yaml.
+# Run a local dcache cluster (three nodes by default) from configs/node{1,2,3}.yaml.
 #
 # Usage:
-#   scripts/cluster.sh start  [DIR]   start node1 (bootstrap), then node2 and node3
+#   scripts/cluster.sh start  [DIR]   start node1 (bootstrap), then the others
 #                                     (they join through node1), wait until all
-#                                     three are ready and node1 reports 3 voters
+#                                     are ready and node1 reports them as voters
 #   scripts/cluster.sh stop   [DIR]   SIGTERM the nodes started from DIR, wait,
 #                                     then SIGKILL any that are still running
 #   scripts/cluster.sh status [DIR]   print each node's pid state and GET /health
@@ -23,15 +23,20 @@
 #   CLUSTER_RAFT_PORT_BASE   likewise for Raft (configs: 12001..12003)
 #   CLUSTER_REDIS_PORT_BASE  likewise for the Redis protocol (configs: 6380..6382:
 #                            redis-cli -p 6380 talks to node1)
+#   CLUSTER_NODES            number of nodes, 3 to 9 (default 3); nodes 4.. take
+#                            configs/node3.yaml with their own id, data dir and
+#                            ports (HTTP 11000+n, Raft 12000+n, Redis 6379+n, or
+#                            from the port bases), joining through node1
 #   CLUSTER_START_TIMEOUT    seconds to wait for the cluster to form (default 30)
 #   CLUSTER_STOP_TIMEOUT     seconds to wait after SIGTERM before SIGKILL (default 20)
-# Any DCACHE_* variable in the environment is passed to all three nodes
+# Any DCACHE_* variable in the environment is passed to all the nodes
 # (e.g. DCACHE_LOGGING_LEVEL=debug); do not set per-node ones such as
 # DCACHE_HTTP_BIND_ADDR, they would apply to every node.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-NODES=(1 2 3)
+COUNT=${CLUSTER_NODES:-3}
+[[ $COUNT =~ ^[3-9]$ ]] || { echo "cluster.sh: CLUSTER_NODES must be 3 to 9" >&2; exit 1; }
 
 die() {
     echo "cluster.sh: $*" >&2
@@ -39,7 +44,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -50,6 +55,16 @@ case $DIR in
 /*) ;;
 *) DIR=$PWD/$DIR ;;
 esac
+# stop and status also cover nodes started with a larger CLUSTER_NODES.
+if [[ $CMD != start ]]; then
+    for f in "$DIR"/node*.pid; do
+        [[ -e $f ]] || continue
+        n=${f##*/node}
+        n=${n%.pid}
+        if [[ $n =~ ^[0-9]$ ]] && ((n > COUNT)); then COUNT=$n; fi
+    done
+fi
+mapfile -t NODES < <(seq 1 "$COUNT")
 
 BIN=${CLUSTER_BIN:-$REPO/target/release/dcache}
 START_TIMEOUT=${CLUSTER_START_TIMEOUT:-30}
@@ -103,9 +118,16 @@ ensure_binary() {
 start_node() {
     local n=$1 cfg
     cfg=$REPO/configs/node$n.yaml
+    local -a envs=("DCACHE_NODE_DATA_DIR=$DIR/node$n")
+    if ((n > 3)); then
+        # No config file of its own: node3's, with this node's identity.
+        cfg=$REPO/configs/node3.yaml
+        envs+=("DCACHE_NODE_ID=node$n" "DCACHE_HTTP_BIND_ADDR=$(http_addr "$n")"
+            "DCACHE_RAFT_BIND_ADDR=$(raft_addr "$n")" "DCACHE_CLUSTER_JOIN_ADDR=$(http_addr 1)"
+            "DCACHE_REDIS_BIND_ADDR=localhost:$((${CLUSTER_REDIS_PORT_BASE:-6379} + n))")
+    fi
     [[ -f $cfg ]] || die "missing $cfg"
     mkdir -p "$DIR/node$n"
-    local -a envs=("DCACHE_NODE_DATA_DIR=$DIR/node$n")
     if [[ -n ${CLUSTER_HTTP_PORT_BASE:-} ]]; then
         envs+=("DCACHE_HTTP_BIND_ADDR=$(http_addr "$n")")
         if [[ $n != 1 ]]; then
@@ -172,8 +194,11 @@ wait_until() {
 }
 
 node1_ready() { is_ready 1; }
-all_ready() { is_ready 1 && is_ready 2 && is_ready 3; }
-three_voters() { [[ $(voter_count) -ge 3 ]]; }
+all_ready() {
+    local n
+    for n in "${NODES[@]}"; do is_ready "$n" || return 1; done
+}
+all_voters() { [[ $(voter_count) -ge $COUNT ]]; }
 
 cmd_start() {
     command -v curl >/dev/null || die "curl is required"
@@ -184,7 +209,7 @@ cmd_start() {
     ((${#running[@]} == 0)) || die "${running[*]} already running from $DIR (run: $0 stop $DIR)"
     ensure_binary
     mkdir -p "$DIR"
-    rm -f "$DIR"/node{1,2,3}.pid
+    rm -f "$DIR"/node*.pid
 
     local deadline=$((SECONDS + START_TIMEOUT))
     echo "starting node1 (bootstrap) ..."
@@ -193,11 +218,10 @@ cmd_start() {
         cmd_stop >/dev/null
         die "cluster did not form; logs in $DIR"
     fi
-    echo "starting node2 and node3 (joining via $(http_addr 1)) ..."
-    start_node 2
-    start_node 3
-    if ! wait_until "$deadline" "all nodes to be ready" all_ready 1 2 3 ||
-        ! wait_until "$deadline" "3 voters in $(http_addr 1)/v1/cluster" three_voters 1 2 3; then
+    echo "starting node2..node$COUNT (joining via $(http_addr 1)) ..."
+    for n in "${NODES[@]:1}"; do start_node "$n"; done
+    if ! wait_until "$deadline" "all nodes to be ready" all_ready "${NODES[@]}" ||
+        ! wait_until "$deadline" "$COUNT voters in $(http_addr 1)/v1/cluster" all_voters "${NODES[@]}"; then
         for n in "${NODES[@]}"; do
             echo "--- last lines of $(log_file "$n")" >&2
             tail -n 8 "$(log_file "$n")" | cut -c1-300 >&2 || true
@@ -227,7 +251,7 @@ cmd_stop() {
     done
     if ((${#pids[@]} == 0)); then
         echo "no running nodes recorded in $DIR"
-        rm -f "$DIR"/node{1,2,3}.pid
+        rm -f "$DIR"/node*.pid
         return 0
     fi
     echo "sent SIGTERM to ${names[*]} (pids ${pids[*]}); waiting up to ${STOP_TIMEOUT}s ..."
@@ -246,7 +270,7 @@ cmd_stop() {
     else
         echo "all nodes exited"
     fi
-    rm -f "$DIR"/node{1,2,3}.pid
+    rm -f "$DIR"/node*.pid
 }
 
 cmd_status() {
