@@ -301,7 +301,7 @@ impl Default for HttpConfig {
             max_value_bytes: 1024 * 1024,
             request_timeout_ms: 10_000,
             max_connections: 1024,
-            max_connections_per_ip: 256,
+            max_connections_per_ip: 512,
             rate_limit_per_ip: 0,
             rate_limit_burst: 100,
         }

@@ -162,6 +162,11 @@ fn security_warnings(
     http_bound: SocketAddr,
 ) -> Vec<String> {
     let mut w = Vec::new();
+    if has_auth && !has_secret {
+        w.push(
+            "auth is enabled but no cluster secret is set: joining nodes authenticate with the secret, so no node can join this cluster (set cluster.secret)".to_string(),
+        );
+    }
     if !has_auth && !http_bound.ip().is_loopback() {
         w.push(format!(
             "auth is disabled (auth.enabled) and the HTTP API is on {http_bound}, not loopback: anyone who can reach it can read, write and change membership"

@@ -17,7 +17,7 @@
 //!   config: entries per append × the largest entry a client can cause),
 //!   votes and transfers by [`MAX_SMALL_RPC_BODY`]; a snapshot streams to
 //!   disk in chunks (never whole in memory), bounded by
-//!   [`MAX_SNAPSHOT_BYTES`] on disk.
+//!   `MAX_SNAPSHOT_BYTES` on disk.
 //! - An AppendEntries that a current leader sent touches [`LeaderContact`].
 //!
 //! Not here: the accept loop and its limits (`net::serve`), the client side

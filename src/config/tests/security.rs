@@ -62,7 +62,7 @@ fn secret_and_secret_file_are_exclusive_and_the_file_must_be_good() {
 #[test]
 fn connection_and_rate_limits() {
     let d = Config::default();
-    assert_eq!(d.http.max_connections_per_ip, 256);
+    assert_eq!(d.http.max_connections_per_ip, 512);
     assert_eq!(d.http.rate_limit_per_ip, 0);
     let c = load_yaml_env(
         "http:\n  max_connections_per_ip: 8\n  rate_limit_per_ip: 50\n",
