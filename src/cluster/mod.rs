@@ -524,7 +524,21 @@ impl Cluster {
             self.tick(deadline).await?;
         }
         let now = self.stamp();
-        Ok(self.reader.inspect(|c| c.query(q, now)))
+        // Reads by key count as accesses (LRU/LFU) and as hits or misses,
+        // as `read` does.
+        if let Some(coin) = self.evictor.touch_coin() {
+            for k in q.keys() {
+                self.reader.get_and_touch(k, now, coin);
+            }
+        }
+        let (reply, found) = self.reader.inspect(|c| {
+            let found = q.keys().iter().filter(|k| c.get_item(k).is_some()).count();
+            (c.query(q, now), found as u64)
+        });
+        self.hits.fetch_add(found, Ordering::Relaxed);
+        self.misses
+            .fetch_add(q.keys().len() as u64 - found, Ordering::Relaxed);
+        Ok(reply)
     }
 
     /// Applied index, key count, memory and a digest of the local state,

@@ -269,6 +269,22 @@ pub enum Query {
     },
 }
 
+impl Query {
+    /// The keys a read looks up by name (for access tracking and hit
+    /// counts; scans and KEYS name none).
+    pub fn keys(&self) -> &[String] {
+        match self {
+            Query::Get { key }
+            | Query::Type { key }
+            | Query::Ttl { key, .. }
+            | Query::StrLen { key }
+            | Query::GetRange { key, .. } => std::slice::from_ref(key),
+            Query::MGet { keys } | Query::Exists { keys } | Query::ModIndex { keys } => keys,
+            Query::Scan { .. } | Query::Keys { .. } | Query::DbSize | Query::RandomKey => &[],
+        }
+    }
+}
+
 /// One command of a MULTI/EXEC batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MultiOp {
