@@ -490,6 +490,10 @@ def main():
         sys.exit(1 if failures else 0)
     out_dir = os.path.dirname(os.path.abspath(a.output))
     tp, cp = charts(s, out_dir)
+    busy_now = max(float(load_before.split()[0]), float(load_after.split()[0]))
+    busy = (" The\n  machine was busy with other work (e.g. builds) during the run, so\n"
+            "  absolute numbers are low and noisy."
+            if busy_now > (os.cpu_count() or 1) / 2 else "")
     quick = (" **This was a `--quick` smoke run: few keys and 2 s cases; do not read the "
              "numbers as results.**") if a.quick else ""
     section = f"""{SECTION}
@@ -510,9 +514,7 @@ ratios within one run mean anything on a shared machine.{quick}
 - Date: {started.strftime('%Y-%m-%d %H:%M UTC')}; commit {rev}; generator seed
   {a.seed} (`--seed {a.seed}` repeats the key and operation choices)
 - Machine: {machine_facts()}. The three servers and the generator share the cores.
-- Load average (1/5/15 min) before: {load_before}; after: {load_after}. The
-  machine was shared with other work (builds and tests of other sessions)
-  during the run, so absolute numbers are noisy.
+- Load average (1/5/15 min) before: {load_before}; after: {load_after}.{busy}
 - etcd's stale read is `"serializable": true`; its linearizable read is the
   default range. dcache's stale read is `?consistency=stale`.
 - Server CPU: utime + stime of the three server processes from
