@@ -237,14 +237,14 @@ def prefill(system, a):
         log(f"  prefilled {keys} keys of {size} B in {time.monotonic() - t0:.1f} s")
 
 
-def run_case(system, a, case, cdf_path):
+def run_case(system, a, case, cdf_path, seed):
     name, op, conns, extra, size, big = case
     keys, prefix = (a.big_keys, "big-") if big else (a.keys, "bench-")
     pids = system.pids()
     before = sum(proc_cpu_s(p) for p in pids)
     rep = bench(system, a, ["--op", op, "--connections", conns, "--duration", a.duration,
                             "--max-requests", 100_000_000, "--keys", keys, "--key-prefix", prefix,
-                            "--value-size", size, "--latency-cdf", cdf_path] + extra,
+                            "--value-size", size, "--latency-cdf", cdf_path, "--seed", seed] + extra,
                 a.duration + 120)
     server_cpu = sum(proc_cpu_s(p) for p in pids) - before
     ops = rep["requests"] - rep["errors"]
@@ -421,6 +421,9 @@ def main():
                    help="16 KiB keys prefilled for the 16 KiB cases (default 10000)")
     p.add_argument("--quick", action="store_true",
                    help="smoke check: 2000 keys, 200 big keys, 2 s cases; numbers mean little")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the load generator (case i of round r uses seed + 100 r + i); "
+                        "random when not given, printed and recorded")
     p.add_argument("--no-build", action="store_true", help="use the existing release binary")
     p.add_argument("--no-doc", action="store_true", help="print only; leave docs/ alone")
     p.add_argument("--output", default=os.path.join(REPO, "docs", "BENCHMARKS.md"))
@@ -434,6 +437,9 @@ def main():
         a.duration = min(a.duration, 2.0)
     if a.rounds < 1 or a.duration <= 0 or a.keys < 1 or a.big_keys < 1:
         die("--rounds, --duration, --keys and --big-keys must be positive")
+    if a.seed is None:
+        a.seed = int.from_bytes(os.urandom(4), "little")
+    log(f"generator seed: {a.seed}")
     invocation = "scripts/compare-etcd.py " + " ".join(sys.argv[1:])
     ensure_tools(a.no_build)
 
@@ -454,11 +460,11 @@ def main():
                 try:
                     system.start()
                     prefill(system, a)
-                    for case in CASES:
+                    for i, case in enumerate(CASES):
                         slug = "".join(ch if ch.isalnum() else "_" for ch in case[0])
                         cdf = os.path.join(work, f"{sysname}-{rnd}-{slug}.csv")
                         try:
-                            rep = run_case(system, a, case, cdf)
+                            rep = run_case(system, a, case, cdf, a.seed + 100 * rnd + i)
                         except (RuntimeError, subprocess.TimeoutExpired) as e:
                             log(f"  {sysname} {case[0]} FAILED: {e}")
                             failures.append(f"round {rnd + 1} {sysname} {case[0]}: {e}")
@@ -484,6 +490,10 @@ def main():
         sys.exit(1 if failures else 0)
     out_dir = os.path.dirname(os.path.abspath(a.output))
     tp, cp = charts(s, out_dir)
+    busy_now = max(float(load_before.split()[0]), float(load_after.split()[0]))
+    busy = (" The\n  machine was busy with other work (e.g. builds) during the run, so\n"
+            "  absolute numbers are low and noisy."
+            if busy_now > (os.cpu_count() or 1) / 2 else "")
     quick = (" **This was a `--quick` smoke run: few keys and 2 s cases; do not read the "
              "numbers as results.**") if a.quick else ""
     section = f"""{SECTION}
@@ -501,11 +511,10 @@ Figures are medians over {a.rounds} rounds; errors are summed. Only the
 ratios within one run mean anything on a shared machine.{quick}
 
 {"".join(f"- **Failed case:** {f}{chr(10)}" for f in failures)}- Command: `{invocation}`
-- Date: {started.strftime('%Y-%m-%d %H:%M UTC')}; commit {rev}
+- Date: {started.strftime('%Y-%m-%d %H:%M UTC')}; commit {rev}; generator seed
+  {a.seed} (`--seed {a.seed}` repeats the key and operation choices)
 - Machine: {machine_facts()}. The three servers and the generator share the cores.
-- Load average (1/5/15 min) before: {load_before}; after: {load_after}. The
-  machine was shared with other work (builds and tests of other sessions)
-  during the run, so absolute numbers are noisy.
+- Load average (1/5/15 min) before: {load_before}; after: {load_after}.{busy}
 - etcd's stale read is `"serializable": true`; its linearizable read is the
   default range. dcache's stale read is `?consistency=stale`.
 - Server CPU: utime + stime of the three server processes from

@@ -23,7 +23,8 @@
 //!   the full response body before sending the next one. With `--op mix`
 //!   each request is a GET with probability `--get-ratio`, else a PUT. The
 //!   value (`--value-size` random alphanumeric bytes) is generated once;
-//!   URLs and bodies are built once per key before the run.
+//!   paths and bodies are built once per key before the run. All choices
+//!   come from `--seed` (random when not given; the report carries it).
 //! * The run ends at the deadline (`--duration` seconds after the start) or once
 //!   `--max-requests` requests have been issued in total (a shared atomic
 //!   counter), whichever comes first. No new request is issued after either
@@ -130,6 +131,10 @@ pub struct BenchArgs {
     /// Write the latency CDF (1000 nearest-rank percentiles) to this CSV file.
     #[arg(long)]
     pub latency_cdf: Option<PathBuf>,
+    /// Seed of the key and operation choices and of the value (worker i
+    /// uses seed + 1 + i); random when not given. The report carries it.
+    #[arg(long)]
+    pub seed: Option<u64>,
 }
 
 /// The operation a bench run sends.
@@ -281,7 +286,8 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     } else {
         format!("?{}", args.put_query.trim_start_matches('?'))
     };
-    let value: Vec<u8> = StdRng::from_entropy()
+    let seed = args.seed.unwrap_or_else(|| rand::thread_rng().r#gen());
+    let value: Vec<u8> = StdRng::seed_from_u64(seed)
         .sample_iter(&Alphanumeric)
         .take(args.value_size)
         .collect();
@@ -322,10 +328,11 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::with_capacity(workers.len());
-    for mut w in workers {
+    for (i, mut w) in workers.into_iter().enumerate() {
+        let worker_seed = seed.wrapping_add(1 + i as u64);
         let issued = Arc::clone(&issued);
         tasks.push(tokio::spawn(async move {
-            let mut rng = StdRng::from_entropy();
+            let mut rng = StdRng::seed_from_u64(worker_seed);
             let mut res = WorkerResult {
                 latencies_us: Vec::with_capacity(reserve),
                 ..WorkerResult::default()
@@ -402,5 +409,6 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         p99_ms: report::percentile_ms(lat, 99.0),
         max_ms: lat.last().map_or(0.0, |&us| f64::from(us) / 1000.0),
         client_cpu_s,
+        seed,
     })
 }

@@ -54,6 +54,8 @@ pub struct Report {
     /// CPU seconds (user + system) the bench process itself used during the
     /// measured phase.
     pub client_cpu_s: f64,
+    /// The seed of the run's random choices (`--seed` to repeat them).
+    pub seed: u64,
 }
 
 impl fmt::Display for Report {
@@ -76,7 +78,11 @@ impl fmt::Display for Report {
             "latency ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}",
             self.p50_ms, self.p90_ms, self.p99_ms, self.max_ms
         )?;
-        write!(f, "generator CPU: {:.2} s", self.client_cpu_s)
+        write!(
+            f,
+            "generator CPU: {:.2} s; seed {}",
+            self.client_cpu_s, self.seed
+        )
     }
 }
 

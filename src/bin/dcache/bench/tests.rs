@@ -120,6 +120,7 @@ fn args(addr: &str) -> BenchArgs {
         target: Target::Dcache,
         get_ratio: 0.9,
         latency_cdf: None,
+        seed: None,
     }
 }
 
@@ -325,6 +326,7 @@ async fn mix_sends_both_kinds_and_writes_the_cdf() {
         max_requests: 1000,
         preload: true,
         latency_cdf: Some(cdf.clone()),
+        seed: Some(42),
         ..args(&addr)
     };
     let r = run_bounded(&a).await.unwrap();
@@ -339,6 +341,8 @@ async fn mix_sends_both_kinds_and_writes_the_cdf() {
     assert_eq!(rows, 1 + crate::bench::report::CDF_POINTS);
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(r.client_cpu_s >= 0.0);
+    assert_eq!(r.seed, 42);
+    assert!(r.to_string().contains("seed 42"), "{r}");
 }
 
 #[test]
@@ -425,6 +429,7 @@ fn clap_parses_the_documented_flags() {
     ]);
     assert_eq!((m.bench.op, m.bench.get_ratio), (Op::Mix, 0.5));
     assert_eq!(m.bench.latency_cdf, Some(PathBuf::from("f.csv")));
+    assert_eq!(Cli::parse_from(["x", "--seed", "7"]).bench.seed, Some(7));
     let d = Cli::parse_from(["x"]);
     assert_eq!(d.bench.addrs, vec!["localhost:11000"]);
     assert_eq!(d.bench.op, Op::Put);
