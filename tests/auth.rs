@@ -46,6 +46,8 @@ async fn start(protect_probes: bool) -> (TestCluster, Tokens, tempfile::TempDir)
     let c = TestCluster::start(1, move |cfg| {
         cfg.auth.enabled = true;
         cfg.auth.tokens_file = file.clone();
+        // No Redis AUTH yet: a node with tokens refuses a Redis listener.
+        cfg.redis.bind_addr.clear();
         cfg.auth.protect_probes = protect_probes;
     })
     .await;
@@ -266,6 +268,8 @@ async fn three_nodes_with_tokens_and_a_secret() {
     let c = TestCluster::start(3, move |cfg| {
         cfg.auth.enabled = true;
         cfg.auth.tokens_file = file.clone();
+        // No Redis AUTH yet: a node with tokens refuses a Redis listener.
+        cfg.redis.bind_addr.clear();
         cfg.cluster.secret = dcache::config::Secret::new("tokens-and-secret-test-0123456789");
         cfg.http.rate_limit_per_ip = 1;
         cfg.http.rate_limit_burst = 20;

@@ -141,6 +141,17 @@ impl Config {
             super::secret::check_secret("cluster.secret", c.secret.expose())?;
         }
 
+        // The Redis listener has no AUTH yet: with tokens on the HTTP API it
+        // would be an open door to the same data.
+        if self.auth.enabled && !self.redis.bind_addr.is_empty() {
+            let e = invalid(
+                "redis.bind_addr",
+                &self.redis.bind_addr,
+                "must be empty when auth.enabled is true: the Redis listener has no authentication yet",
+            );
+            return Err(related(e, "auth.enabled"));
+        }
+
         if self.auth.enabled && self.auth.tokens_file.as_os_str().is_empty() {
             let e = invalid(
                 "auth.tokens_file",
