@@ -4,7 +4,7 @@
 //!
 //! Invariants:
 //! - A body over [`Limits::max_body_bytes`] is answered 413 after reading
-//!   (and discarding) at most [`MAX_DRAIN_BYTES`] more, so a client still
+//!   (and discarding) at most `MAX_DRAIN_BYTES` more, so a client still
 //!   sending gets the answer instead of a connection reset.
 //! - A body must arrive within `http.request_timeout_ms` (408 otherwise).
 //! - The deadline is `http.request_timeout_ms` after the request arrived,

@@ -1,7 +1,7 @@
 //! Plumbing shared by every listener and every outgoing HTTP call, with no
 //! knowledge of Raft, the cache or the API:
 //!
-//! - [`serve`]: the accept loop with a connection cap (idle connections
+//! - [`serve()`]: the accept loop with a connection cap (idle connections
 //!   make room for new ones), a per-IP cap, header timeout and graceful
 //!   drain, used by the client API and the Raft peer listener;
 //! - [`http_client`]: the one place a `reqwest::Client` is built (forwarding,
