@@ -413,7 +413,7 @@ impl Cache {
             evict: &req.evict,
             max: req.max_memory,
         };
-        let mut budget = super::txn::MAX_RESULT_BYTES;
+        let mut budget = super::result::MAX_RESULT_BYTES;
         self.exec(index, &req.cmd, room, &mut budget)
     }
 
@@ -488,7 +488,9 @@ impl Cache {
                 }
             }
             Command::Get { key } => {
-                let kv = self.get_item(key).map(|it| super::txn::Kv::of(it, false));
+                let kv = self
+                    .get_item(key)
+                    .map(|it| super::result::Kv::of(it, false));
                 if let Some(kv) = &kv {
                     *budget = budget.saturating_sub(kv.size());
                 }
@@ -499,7 +501,7 @@ impl Cache {
                 limit,
                 keys_only,
             } => {
-                let limit = (*limit).min(super::txn::MAX_RANGE_LIMIT) as usize;
+                let limit = (*limit).min(super::result::MAX_RANGE_LIMIT) as usize;
                 let page = self.range(range, None, limit, *keys_only, budget);
                 Response::Range {
                     kvs: page.kvs,

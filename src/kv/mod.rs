@@ -29,6 +29,7 @@ pub mod cache;
 pub mod glob;
 pub mod item;
 pub mod redis;
+pub mod result;
 pub mod txn;
 
 use std::fmt;
