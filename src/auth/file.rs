@@ -13,6 +13,16 @@ pub struct ParseError {
     pub message: String,
 }
 
+/// A field as an error message may show it: quoted, unless it could hold
+/// (part of) a hash (a `$`, as in every PHC string) or is long.
+fn shown(field: &str) -> String {
+    if field.contains('$') || field.chars().count() > 64 {
+        format!("({} characters, not shown)", field.chars().count())
+    } else {
+        format!("{field:?}")
+    }
+}
+
 /// Parse a tokens file's text.
 pub fn parse(text: &str) -> Result<Vec<TokenLine>, ParseError> {
     let mut out: Vec<TokenLine> = Vec::new();
@@ -32,12 +42,14 @@ pub fn parse(text: &str) -> Result<Vec<TokenLine>, ParseError> {
         };
         if !valid_name(name) {
             return Err(err(format!(
-                "invalid token name {name:?}: 1 to 64 of A-Z a-z 0-9 _ -"
+                "invalid token name {}: 1 to 64 of A-Z a-z 0-9 _ -",
+                shown(name)
             )));
         }
         let role = Role::parse(role).ok_or_else(|| {
             err(format!(
-                "invalid role {role:?}: expected read, write or admin"
+                "invalid role {}: expected read, write or admin",
+                shown(role)
             ))
         })?;
         let phc = argon2::password_hash::PasswordHash::new(hash);

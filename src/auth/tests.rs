@@ -93,6 +93,18 @@ fn the_file_format() {
             .message
             .contains("nonsense")
     );
+    // A field that holds (part of) a hash is never quoted (found by
+    // tests/fuzz.rs: a mutation glued the hash onto the role).
+    let glued = err("a read$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA * x");
+    assert!(
+        glued.message.contains("role") && !glued.message.contains("argon2"),
+        "{glued}"
+    );
+    let glued = err("a$argon2id$v=19$secret read * x");
+    assert!(
+        glued.message.contains("name") && !glued.message.contains("secret"),
+        "{glued}"
+    );
     assert!(new_token("bad name", Role::Read, None).is_err());
     assert!(new_token("x", Role::Read, Some("*")).is_err());
 }
