@@ -3,19 +3,20 @@
 //!
 //! Variants say whether a request was *not applied* (safe to retry
 //! anywhere) or its *outcome is unknown* (it may have been applied), because
-//! clients must handle those differently; `api::error` maps each variant to
-//! one `wire::Code`. openraft's generic errors are converted in `cluster`
+//! clients must handle those differently; [`Error::code`] maps each variant
+//! to its one `wire::Code` (rendered by `api::error` and `resp::route`). openraft's generic errors are converted in `cluster`
 //! and never travel further. Source chains are kept (`Storage`); text is
 //! made only on the wire.
 //!
 //! Not here: HTTP statuses and bodies (`api::error`), configuration errors
 //! (`config::ConfigError`).
 //!
-//! Uses: `id`.
+//! Uses: `id`, `wire` (the codes).
 
 use std::time::Duration;
 
 use crate::id::NodeId;
+use crate::wire::Code;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -73,4 +74,26 @@ pub enum Error {
     /// A local storage failure (its message already says what failed).
     #[error(transparent)]
     Storage(#[from] std::io::Error),
+}
+
+impl Error {
+    /// The client-visible code of this error: one mapping for every front
+    /// end (HTTP and RESP).
+    pub fn code(&self) -> Code {
+        match self {
+            Error::NotLeader(_) => Code::NotLeader,
+            Error::NoLeader => Code::NoLeader,
+            Error::Timeout(_) => Code::Timeout,
+            Error::OutcomeUnknown(_) => Code::OutcomeUnknown,
+            Error::InvalidInput(_) => Code::InvalidInput,
+            Error::TooLarge { .. } => Code::TooLarge,
+            Error::Conflict(_) => Code::Conflict,
+            Error::NotFound(_) => Code::NotFound,
+            Error::MemberUnreachable(_) => Code::MemberUnreachable,
+            Error::Unavailable(_) => Code::Unavailable,
+            // Neither reaches a request today; if one does, the client
+            // cannot know what happened.
+            Error::Startup(_) | Error::Storage(_) => Code::Internal,
+        }
+    }
 }

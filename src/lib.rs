@@ -13,7 +13,7 @@
 //! kv        the replicated vocabulary and the deterministic cache
 //! client    typed HTTP client for dcache (CLI, bench, tests, fault harness)
 //! ---- leaves (use no module above, only each other as listed) ----
-//! telemetry (uses config)   config   net   wire   auth   error (uses id)   id
+//! telemetry (uses config)   config   net   wire   auth   error (uses id, wire)   id
 //! ```
 //!
 //! docs/ARCHITECTURE.md has the request path and the design notes.

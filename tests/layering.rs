@@ -13,7 +13,7 @@ const RULES: &[(&str, &[&str])] = &[
     ("net", &[]),
     ("config", &[]),
     ("auth", &[]),
-    ("error", &["id"]),
+    ("error", &["id", "wire"]),
     ("telemetry", &["config"]),
     ("kv", &[]),
     ("client", &["wire", "net"]),

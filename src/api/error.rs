@@ -99,24 +99,10 @@ impl IntoResponse for ApiError {
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         let msg = e.to_string();
-        let code = match &e {
-            Error::NotLeader(_) => Code::NotLeader,
-            Error::NoLeader => Code::NoLeader,
-            Error::Timeout(_) => Code::Timeout,
-            Error::OutcomeUnknown(_) => Code::OutcomeUnknown,
-            Error::InvalidInput(_) => Code::InvalidInput,
-            Error::TooLarge { .. } => Code::TooLarge,
-            Error::Conflict(_) => Code::Conflict,
-            Error::NotFound(_) => Code::NotFound,
-            Error::MemberUnreachable(_) => Code::MemberUnreachable,
-            Error::Unavailable(_) => Code::Unavailable,
-            // Neither reaches a request today; if one does, the client
-            // cannot know what happened.
-            Error::Startup(_) | Error::Storage(_) => {
-                tracing::error!(error = %e, "internal error while serving a request");
-                Code::Internal
-            }
-        };
+        let code = e.code();
+        if code == Code::Internal {
+            tracing::error!(error = %e, "internal error while serving a request");
+        }
         let mut out = ApiError::new(code, msg);
         if let Error::NotLeader(l) = e {
             out.leader = Some(l);

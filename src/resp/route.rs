@@ -51,18 +51,7 @@ pub fn redis_error(code: Code, msg: &str) -> Failure {
 }
 
 fn local_error(e: &Error) -> Failure {
-    let code = match e {
-        Error::NotLeader(_) => Code::NotLeader,
-        Error::NoLeader => Code::NoLeader,
-        Error::Timeout(_) => Code::Timeout,
-        Error::OutcomeUnknown(_) => Code::OutcomeUnknown,
-        Error::InvalidInput(_) => Code::InvalidInput,
-        Error::TooLarge { .. } => Code::TooLarge,
-        Error::Unavailable(_) => Code::Unavailable,
-        Error::Conflict(_) | Error::NotFound(_) | Error::MemberUnreachable(_) => Code::Conflict,
-        Error::Startup(_) | Error::Storage(_) => Code::Internal,
-    };
-    redis_error(code, &e.to_string())
+    redis_error(e.code(), &e.to_string())
 }
 
 /// What one forward produced.
