@@ -34,6 +34,22 @@ impl Recorder {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Record a read that completed now, unless it failed (a failed read
+    /// carries no information).
+    pub(crate) fn record_read(&self, client: u64, key: String, invoke: u64, outcome: Outcome) {
+        if !matches!(outcome, Outcome::Fail) {
+            self.record(Event {
+                client,
+                key,
+                op: Op::Read,
+                invoke_ns: invoke,
+                complete_ns: Some(self.now()),
+                outcome,
+                ttl: None,
+            });
+        }
+    }
+
     /// Record a write-like op that completed now, and return the client id
     /// to go on with: a client whose op has an unknown outcome may still
     /// have it in flight, so it continues as a new client.
@@ -103,19 +119,8 @@ pub(crate) async fn client_loop(
         let backoff;
         if choice < 5 {
             let r = api.read(&addr, &key, seed_api).await;
-            let now = rec.now();
             backoff = !matches!(r.outcome, Outcome::Ok(_));
-            if !matches!(r.outcome, Outcome::Fail) {
-                rec.record(Event {
-                    client,
-                    key,
-                    op: Op::Read,
-                    invoke_ns: invoke,
-                    complete_ns: Some(now),
-                    outcome: r.outcome,
-                    ttl: None,
-                });
-            }
+            rec.record_read(client, key, invoke, r.outcome);
         } else if choice < 8 {
             counter += 1;
             let value = format!("c{client}-{counter}");
@@ -169,18 +174,7 @@ pub(crate) async fn final_reads(rec: &Recorder, api: &Api, n: usize, keys: &[Str
         for key in keys.iter().cloned() {
             let invoke = rec.now();
             let r = api.read(&Db::http(i), &key, false).await;
-            let now = rec.now();
-            if !matches!(r.outcome, Outcome::Fail) {
-                rec.record(Event {
-                    client: u64::MAX - i as u64,
-                    key,
-                    op: Op::Read,
-                    invoke_ns: invoke,
-                    complete_ns: Some(now),
-                    outcome: r.outcome,
-                    ttl: None,
-                });
-            }
+            rec.record_read(u64::MAX - i as u64, key, invoke, r.outcome);
         }
     }
 }

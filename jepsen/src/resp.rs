@@ -26,7 +26,6 @@ use std::time::Instant;
 
 use dcache_jepsen::checker::counter::CounterEvent;
 use dcache_jepsen::checker::counter::CounterOp;
-use dcache_jepsen::history::Event;
 use dcache_jepsen::history::Op;
 use dcache_jepsen::history::Outcome;
 use dcache_jepsen::history::Ret;
@@ -329,17 +328,7 @@ pub(crate) async fn resp_loop(ctx: Arc<RespCtx>, seed: u64, until: Instant) {
             };
             let failed = !matches!(outcome, Outcome::Ok(_));
             if op == Op::Read {
-                if !matches!(outcome, Outcome::Fail) {
-                    rec.record(Event {
-                        client,
-                        key,
-                        op,
-                        invoke_ns: invoke,
-                        complete_ns: Some(rec.now()),
-                        outcome,
-                        ttl: None,
-                    });
-                }
+                rec.record_read(client, key, invoke, outcome);
             } else {
                 client = rec.record_write(client, key, op, invoke, outcome);
             }
