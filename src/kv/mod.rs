@@ -38,6 +38,7 @@ use serde::Deserialize;
 use serde::Serialize;
 
 pub use cache::Cache;
+pub use cache::CacheBuilder;
 pub use cache::CacheStats;
 pub use cache::Entry;
 pub use item::Access;

@@ -155,6 +155,31 @@ fn same_log_same_digest_different_log_different_digest() {
     assert_eq!(z.digest(), y.digest());
 }
 
+#[test]
+fn a_cache_built_in_chunks_equals_one_built_by_writes() {
+    // More than three chunks, every fifth key with a deadline.
+    let n = 3 * CacheBuilder::MIN_CHUNK as u64 + 5;
+    let mut written = Cache::new();
+    for i in 0..n {
+        let ttl = if i % 5 == 0 {
+            Ttl::In(60_000)
+        } else {
+            Ttl::Clear
+        };
+        written.apply(
+            i + 1,
+            &at(1_000, set_ttl(&format!("k{i:07}"), "v", None, ttl)),
+        );
+    }
+    let rebuilt = Cache::from_items(written.items().cloned(), written.clock_ms());
+    assert_eq!(rebuilt, written);
+    assert_eq!(rebuilt.digest(), written.digest());
+    assert_eq!(rebuilt.stats(), written.stats());
+    // Key order is best, any order is right.
+    let shuffled = written.items().rev().cloned();
+    assert_eq!(Cache::from_items(shuffled, written.clock_ms()), written);
+}
+
 // ---- TTL -------------------------------------------------------------------
 
 #[test]
