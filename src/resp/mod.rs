@@ -27,7 +27,8 @@
 //! Not here: Raft or the state machine (only `cluster` and `kv`'s plain
 //! data), HTTP routes (`api`; `/internal/kv` is there).
 //!
-//! Uses: `cluster`, `kv`, `wire`, `error`, `id`, `net`, `config`.
+//! Uses: `cluster`, `kv`, `wire`, `error`, `id`, `net`, `config`. Used by:
+//! `node`.
 
 pub mod admin;
 pub mod cmd;
