@@ -254,39 +254,75 @@ fn random_ttl_history(rng: &mut Rng, n: usize) -> History {
     History { events }
 }
 
+/// The checker's verdict on `h` equals the brute force's; returns it and
+/// the report.
+#[track_caller]
+fn agree(what: &str, h: &History) -> (bool, Report) {
+    let expected = brute_force(h);
+    let report = check(h, Budget::default());
+    assert_eq!(
+        report.ok(),
+        expected,
+        "{what}: brute force says {expected}, checker:\n{report}\nhistory:\n{}",
+        h.to_jsonl_string()
+    );
+    (expected, report)
+}
+
+/// Both verdicts came up more than `min` times (for the comparison to
+/// mean much).
+#[track_caller]
+fn assert_both(verdicts: impl IntoIterator<Item = bool>, min: usize) {
+    let (yes, no) = verdicts
+        .into_iter()
+        .fold((0, 0), |(y, n), v| if v { (y + 1, n) } else { (y, n + 1) });
+    println!("{yes} linearizable, {no} not");
+    assert!(yes > min && no > min, "{yes} linearizable, {no} not");
+}
+
+/// Make one random completed read of `h` (if any, with probability `p`)
+/// return a random value among those written (or none): a subtle
+/// non-linearizable history, most of the time.
+fn corrupt_a_read(rng: &mut Rng, h: &mut History, p: f64) {
+    let reads: Vec<usize> = (0..h.len())
+        .filter(|&i| matches!(h.events[i].outcome, Outcome::Ok(Ret::Read(_))))
+        .collect();
+    if reads.is_empty() || !rng.chance(p) {
+        return;
+    }
+    let i = reads[rng.below(reads.len() as u64) as usize];
+    let values: Vec<Option<String>> = std::iter::once(None)
+        .chain(h.events.iter().filter_map(|e| match &e.op {
+            Op::Write(v)
+            | Op::WriteTtl { value: v, .. }
+            | Op::WriteKeepTtl(v)
+            | Op::Cas { new: v, .. } => Some(Some(v.clone())),
+            _ => None,
+        }))
+        .collect();
+    let v = values[rng.below(values.len() as u64) as usize].clone();
+    h.events[i].outcome = Outcome::Ok(Ret::Read(v));
+}
+
 #[test]
 fn brute_force_agrees_on_small_random_ttl_histories() {
     // The checker folds expiry into the ops lazily and keeps the unexpired
     // outcome when both are legal; the brute force enumerates every expiry
     // explicitly. They must agree.
     let mut rng = Rng::new(4242);
-    let (mut yes, mut no) = (0, 0);
-    for case in 0..4_000 {
+    let verdicts = (0..4_000).map(|case| {
         let n = 1 + rng.below(8) as usize;
-        let h = random_ttl_history(&mut rng, n);
-        let expected = brute_force(&h);
-        let report = check(&h, Budget::default());
-        assert_eq!(
-            report.ok(),
-            expected,
-            "case {case}: brute force says {expected}, checker:\n{report}\nhistory:\n{}",
-            h.to_jsonl_string()
-        );
-        if expected { yes += 1 } else { no += 1 }
-    }
-    println!("{yes} linearizable, {no} not");
-    assert!(yes > 500 && no > 500, "{yes} linearizable, {no} not");
+        agree(&format!("case {case}"), &random_ttl_history(&mut rng, n)).0
+    });
+    assert_both(verdicts, 500);
 }
 
 #[test]
 fn brute_force_agrees_on_small_random_histories() {
     let mut rng = Rng::new(42);
-    let (mut yes, mut no) = (0, 0);
-    for case in 0..4_000 {
+    let verdicts = (0..4_000).map(|case| {
         let n = 1 + rng.below(8) as usize;
-        let h = random_history(&mut rng, n);
-        let expected = brute_force(&h);
-        let report = check(&h, Budget::default());
+        let (expected, report) = agree(&format!("case {case}"), &random_history(&mut rng, n));
         assert!(
             matches!(
                 report.keys[0].verdict,
@@ -294,17 +330,9 @@ fn brute_force_agrees_on_small_random_histories() {
             ),
             "{report}"
         );
-        assert_eq!(
-            report.ok(),
-            expected,
-            "case {case}: brute force says {expected}, checker:\n{report}\nhistory:\n{}",
-            h.to_jsonl_string()
-        );
-        if expected { yes += 1 } else { no += 1 }
-    }
-    println!("{yes} linearizable, {no} not");
-    // Both outcomes must be well represented for the comparison to mean much.
-    assert!(yes > 500 && no > 500, "{yes} linearizable, {no} not");
+        expected
+    });
+    assert_both(verdicts, 500);
 }
 
 #[test]
@@ -312,36 +340,13 @@ fn brute_force_agrees_on_generated_histories() {
     // Linearizable by construction, then one random read result changed:
     // more subtle failures than fully random histories.
     let mut rng = Rng::new(9);
-    let (mut yes, mut no) = (0, 0);
-    for _ in 0..1_500 {
+    let verdicts = (0..1_500).map(|case| {
         let seed = rng.next_u64();
         let mut h = super::generated::generate(&mut Rng::new(seed), 9, 1, 4, 0.25, 0.1);
-        let reads: Vec<usize> = (0..h.len())
-            .filter(|&i| matches!(h.events[i].outcome, Outcome::Ok(Ret::Read(_))))
-            .collect();
-        if !reads.is_empty() && rng.chance(0.6) {
-            let i = reads[rng.below(reads.len() as u64) as usize];
-            let values: Vec<Option<String>> = std::iter::once(None)
-                .chain(h.events.iter().filter_map(|e| match &e.op {
-                    Op::Write(v) | Op::Cas { new: v, .. } => Some(Some(v.clone())),
-                    _ => None,
-                }))
-                .collect();
-            let v = values[rng.below(values.len() as u64) as usize].clone();
-            h.events[i].outcome = Outcome::Ok(Ret::Read(v));
-        }
-        let expected = brute_force(&h);
-        let report = check(&h, Budget::default());
-        assert_eq!(
-            report.ok(),
-            expected,
-            "brute force says {expected}, checker:\n{report}\n{}",
-            h.to_jsonl_string()
-        );
-        if expected { yes += 1 } else { no += 1 }
-    }
-    println!("{yes} linearizable, {no} not");
-    assert!(yes > 200 && no > 200, "{yes} linearizable, {no} not");
+        corrupt_a_read(&mut rng, &mut h, 0.6);
+        agree(&format!("case {case}"), &h).0
+    });
+    assert_both(verdicts, 200);
 }
 
 #[test]
@@ -351,37 +356,11 @@ fn brute_force_agrees_on_generated_ttl_histories() {
     // lazy expiry, such as a CAS mismatch or a keepttl write on a value
     // that may have expired.
     let mut rng = Rng::new(77);
-    let (mut yes, mut no) = (0, 0);
-    for _ in 0..1_500 {
+    let verdicts = (0..1_500).map(|case| {
         let seed = rng.next_u64();
         let mut h = super::ttl::generate_ttl(&mut Rng::new(seed), 9, 1, 4, 0.2, 0.1, 0.3);
-        let reads: Vec<usize> = (0..h.len())
-            .filter(|&i| matches!(h.events[i].outcome, Outcome::Ok(Ret::Read(_))))
-            .collect();
-        if !reads.is_empty() && rng.chance(0.5) {
-            let i = reads[rng.below(reads.len() as u64) as usize];
-            let values: Vec<Option<String>> = std::iter::once(None)
-                .chain(h.events.iter().filter_map(|e| match &e.op {
-                    Op::Write(v)
-                    | Op::WriteTtl { value: v, .. }
-                    | Op::WriteKeepTtl(v)
-                    | Op::Cas { new: v, .. } => Some(Some(v.clone())),
-                    _ => None,
-                }))
-                .collect();
-            let v = values[rng.below(values.len() as u64) as usize].clone();
-            h.events[i].outcome = Outcome::Ok(Ret::Read(v));
-        }
-        let expected = brute_force(&h);
-        let report = check(&h, Budget::default());
-        assert_eq!(
-            report.ok(),
-            expected,
-            "brute force says {expected}, checker:\n{report}\n{}",
-            h.to_jsonl_string()
-        );
-        if expected { yes += 1 } else { no += 1 }
-    }
-    println!("{yes} linearizable, {no} not");
-    assert!(yes > 200 && no > 200, "{yes} linearizable, {no} not");
+        corrupt_a_read(&mut rng, &mut h, 0.5);
+        agree(&format!("case {case}"), &h).0
+    });
+    assert_both(verdicts, 200);
 }

@@ -323,49 +323,18 @@ pub(crate) fn generate_ttl(
     p_fail: f64,
     p_expire: f64,
 ) -> History {
-    struct Planned {
-        client: u64,
-        key: usize,
-        kind: Kind,
-        invoke: u64,
-        lp: u64,
-        complete: u64,
-    }
-    let mut planned = Vec::with_capacity(n_ops);
-    let per_client = n_ops.div_ceil(clients as usize);
-    for client in 0..clients {
-        let mut t = rng.below(1_000);
-        for _ in 0..per_client {
-            if planned.len() >= n_ops {
-                break;
-            }
-            let invoke = t + rng.below(200);
-            let lp = invoke + 1 + rng.below(1_000);
-            let complete = lp + rng.below(1_000);
-            let kind = match rng.below(100) {
-                0..45 => Kind::Read,
-                45..51 => Kind::Write,
-                51..61 => Kind::WriteShort,
-                61..65 => Kind::WriteLong,
-                65..69 => Kind::Keep,
-                69..77 => Kind::ExpireShort,
-                77..80 => Kind::ExpireLong,
-                80..84 => Kind::Persist,
-                84..94 => Kind::Cas,
-                _ => Kind::Delete,
-            };
-            planned.push(Planned {
-                client,
-                key: rng.below(keys as u64) as usize,
-                kind,
-                invoke,
-                lp,
-                complete,
-            });
-            t = complete;
-        }
-    }
-    planned.sort_by_key(|p| p.lp);
+    let planned = super::generated::plan(rng, n_ops, keys, clients, |rng| match rng.below(100) {
+        0..45 => Kind::Read,
+        45..51 => Kind::Write,
+        51..61 => Kind::WriteShort,
+        61..65 => Kind::WriteLong,
+        65..69 => Kind::Keep,
+        69..77 => Kind::ExpireShort,
+        77..80 => Kind::ExpireLong,
+        80..84 => Kind::Persist,
+        84..94 => Kind::Cas,
+        _ => Kind::Delete,
+    });
     // Per key: the value and whether it may expire.
     let mut regs: HashMap<usize, Option<(String, bool)>> = HashMap::new();
     let mut written: HashMap<usize, Vec<String>> = HashMap::new();
