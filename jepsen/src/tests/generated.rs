@@ -26,6 +26,27 @@ pub(crate) struct Planned<K> {
     pub(crate) complete: u64,
 }
 
+impl<K> Planned<K> {
+    /// This op's event: `fate` says whether it completed (answering
+    /// `ret`), failed, or has an unknown outcome.
+    pub(crate) fn event(&self, key: String, op: Op, fate: Outcome, ret: Ret) -> Event {
+        let (complete_ns, outcome) = match fate {
+            Outcome::Ok(_) => (Some(self.complete), Outcome::Ok(ret)),
+            Outcome::Fail => (Some(self.complete), Outcome::Fail),
+            Outcome::Indeterminate => (None, Outcome::Indeterminate),
+        };
+        Event {
+            client: self.client,
+            key,
+            op,
+            invoke_ns: self.invoke,
+            complete_ns,
+            outcome,
+            ttl: None,
+        }
+    }
+}
+
 /// `n_ops` ops of `clients` clients over `keys` keys, each client's ops one
 /// after another with random, overlapping intervals; `kind` draws each op's
 /// kind. Sorted by linearization point.
@@ -141,20 +162,7 @@ pub(crate) fn generate(
                 (Op::Delete, Ret::Deleted)
             }
         };
-        let (complete_ns, outcome) = match fate {
-            Outcome::Ok(_) => (Some(p.complete), Outcome::Ok(ret)),
-            Outcome::Fail => (Some(p.complete), Outcome::Fail),
-            Outcome::Indeterminate => (None, Outcome::Indeterminate),
-        };
-        events.push(Event {
-            client: p.client,
-            key,
-            op,
-            invoke_ns: p.invoke,
-            complete_ns,
-            outcome,
-            ttl: None,
-        });
+        events.push(p.event(key, op, fate, ret));
     }
     // Record in invocation order, as a harness would (order is irrelevant).
     events.sort_by_key(|e| e.invoke_ns);
@@ -228,7 +236,7 @@ const DEBUG_BOUND_SECS: u64 = 120;
 
 /// Check `h`, print what was checked and how long it took, and hold the
 /// hang bound.
-fn timed_check(what: &str, h: &History) -> crate::checker::Report {
+pub(crate) fn timed_check(what: &str, h: &History) -> crate::checker::Report {
     let start = Instant::now();
     let report = check(h, Budget::default());
     let took = start.elapsed();
