@@ -159,33 +159,35 @@ fn brute_force(h: &History) -> bool {
     search(&ops, &mut used, &None)
 }
 
-/// A random small history over one key; results are random, so many are not
-/// linearizable. Values: writes use fresh ones, reads/CAS pick from a small
-/// pool so that matches are likely.
-fn random_history(rng: &mut Rng, n: usize) -> History {
-    let pool = ["a", "b", "c", "d"];
+/// The values ops draw from: writes take them in turn, reads and CAS pick
+/// among them (or none) so that matches are likely.
+const POOL: [&str; 4] = ["a", "b", "c", "d"];
+
+/// A value of [`POOL`], or none.
+fn pick(rng: &mut Rng) -> Option<String> {
+    let i = rng.below(POOL.len() as u64 + 1) as usize;
+    POOL.get(i).map(|s| s.to_string())
+}
+
+/// One op each of `n` clients on one key, with random overlapping
+/// intervals, random results and random fates (some failed, some
+/// indeterminate); `draw` makes each op, given a source of fresh values.
+fn random_events(
+    rng: &mut Rng,
+    n: usize,
+    mut draw: impl FnMut(&mut Rng, &mut dyn FnMut() -> String) -> Op,
+) -> History {
     let mut next_value = 0;
     let mut events = Vec::new();
-    let pick = |rng: &mut Rng| -> Option<String> {
-        let i = rng.below(pool.len() as u64 + 1) as usize;
-        pool.get(i).map(|s| s.to_string())
-    };
     for client in 0..n as u64 {
         let a = rng.below(20);
         let b = a + rng.below(12);
-        let op = match rng.below(10) {
-            0..=3 => Op::Read,
-            4..=6 => {
-                let v = pool[next_value % pool.len()].to_string();
-                next_value += 1;
-                Op::Write(v)
-            }
-            7..=8 => Op::Cas {
-                expected: pick(rng),
-                new: pick(rng).unwrap_or_else(|| "a".into()),
-            },
-            _ => Op::Delete,
+        let mut fresh = || {
+            let v = POOL[next_value % POOL.len()].to_string();
+            next_value += 1;
+            v
         };
+        let op = draw(rng, &mut fresh);
         let ret = random_ret(rng, &op, pick);
         let e = match rng.below(10) {
             0..=1 => Event::indeterminate(client, K, op, a),
@@ -195,6 +197,20 @@ fn random_history(rng: &mut Rng, n: usize) -> History {
         events.push(e);
     }
     History { events }
+}
+
+/// A random small history over one key; results are random, so many are not
+/// linearizable.
+fn random_history(rng: &mut Rng, n: usize) -> History {
+    random_events(rng, n, |rng, fresh| match rng.below(10) {
+        0..=3 => Op::Read,
+        4..=6 => Op::Write(fresh()),
+        7..=8 => Op::Cas {
+            expected: pick(rng),
+            new: pick(rng).unwrap_or_else(|| "a".into()),
+        },
+        _ => Op::Delete,
+    })
 }
 
 /// A random result for `op`.
@@ -211,47 +227,23 @@ fn random_ret(rng: &mut Rng, op: &Op, pick: impl Fn(&mut Rng) -> Option<String>)
 /// Like [`random_history`], with TTL operations: writes with a short or a
 /// long TTL, keepttl writes, expire (short or long) and persist.
 fn random_ttl_history(rng: &mut Rng, n: usize) -> History {
-    let pool = ["a", "b", "c", "d"];
-    let mut next_value = 0;
-    let mut events = Vec::new();
-    let pick = |rng: &mut Rng| -> Option<String> {
-        let i = rng.below(pool.len() as u64 + 1) as usize;
-        pool.get(i).map(|s| s.to_string())
-    };
     let ttl = |rng: &mut Rng| if rng.chance(0.6) { 50 } else { LONG_TTL };
-    for client in 0..n as u64 {
-        let a = rng.below(20);
-        let b = a + rng.below(12);
-        let mut fresh = || {
-            let v = pool[next_value % pool.len()].to_string();
-            next_value += 1;
-            v
-        };
-        let op = match rng.below(20) {
-            0..=7 => Op::Read,
-            8 => Op::Write(fresh()),
-            9..=10 => Op::WriteTtl {
-                value: fresh(),
-                ttl_ms: ttl(rng),
-            },
-            11 => Op::WriteKeepTtl(fresh()),
-            12..=13 => Op::Expire { ttl_ms: ttl(rng) },
-            14 => Op::Persist,
-            15..=17 => Op::Cas {
-                expected: pick(rng),
-                new: fresh(),
-            },
-            _ => Op::Delete,
-        };
-        let ret = random_ret(rng, &op, pick);
-        let e = match rng.below(10) {
-            0..=1 => Event::indeterminate(client, K, op, a),
-            2 => Event::fail(client, K, op, a, b),
-            _ => Event::ok(client, K, op, a, b, ret),
-        };
-        events.push(e);
-    }
-    History { events }
+    random_events(rng, n, |rng, fresh| match rng.below(20) {
+        0..=7 => Op::Read,
+        8 => Op::Write(fresh()),
+        9..=10 => Op::WriteTtl {
+            value: fresh(),
+            ttl_ms: ttl(rng),
+        },
+        11 => Op::WriteKeepTtl(fresh()),
+        12..=13 => Op::Expire { ttl_ms: ttl(rng) },
+        14 => Op::Persist,
+        15..=17 => Op::Cas {
+            expected: pick(rng),
+            new: fresh(),
+        },
+        _ => Op::Delete,
+    })
 }
 
 /// The checker's verdict on `h` equals the brute force's; returns it and
