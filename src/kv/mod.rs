@@ -357,3 +357,15 @@ pub struct EntryMeta {
     /// Number of writes since creation, starting at 1.
     pub version: u64,
 }
+
+#[cfg(test)]
+impl EntryMeta {
+    /// The metadata (create index, modify index, version), for tests.
+    pub(crate) fn at(create_index: u64, modify_index: u64, version: u64) -> EntryMeta {
+        EntryMeta {
+            create_index,
+            modify_index,
+            version,
+        }
+    }
+}
