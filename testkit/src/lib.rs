@@ -6,6 +6,7 @@
 //! ports     free loopback ports below the ephemeral range
 //! seed      the run's seed (DCACHE_TEST_SEED) and seeded RNGs; printed on panic
 //! tools     external tools a test needs (TESTKIT_REQUIRE_TOOLS)
+//! faketime  libfaketime: the library (found through its package) and a skewed node's environment
 //! http      the test HTTP client (dcache::net::http_client) and a read response
 //! raw       raw HTTP/1.1 over TCP, for requests a client library will not send
 //! redis     the one RESP reply parser (fallible, bounded), a RESP2 test client, redis-cli
@@ -21,6 +22,7 @@
 //! loops (use [`wait::wait_for`]); every random choice comes from
 //! [`seed::rng`]; no other `reqwest::Client` builder than [`http::client`].
 
+pub mod faketime;
 pub mod http;
 pub mod ports;
 pub mod proc;
