@@ -31,7 +31,9 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(REPO, "target", "release", "dcache")
 REDIS_PORT = 48379
-HTTP_BASE, RAFT_BASE, RESP_BASE = 48000, 48100, 48200
+# Below the ephemeral port range (32768-60999): an outgoing connection can
+# hold a port there (a start failed with "Address already in use" on 48002).
+HTTP_BASE, RAFT_BASE, RESP_BASE = 26000, 26100, 26200
 SECTION = "## dcache vs durable Redis"
 
 

@@ -242,6 +242,46 @@ async fn followers_forward_and_redirect() {
     c.shutdown_all().await;
 }
 
+/// A linearizable read on a follower is answered by the follower itself
+/// (read index from the leader, then a local read: `cluster::follower_read`),
+/// and it sees every write acknowledged before it, also when many reads
+/// share one read-index request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_answers_linearizable_reads_itself_and_sees_every_acknowledged_write() {
+    let c = TestCluster::start(3, |_| {}).await;
+    let leader = c.leader().await;
+    let f = (leader + 1) % 3;
+    for round in 0..20 {
+        let value = format!("v{round}");
+        c.put_ok(leader, "fr", &value).await;
+        // Concurrent reads right after the acknowledgement, on the follower.
+        let reads = (0..16).map(|_| c.req(f, "GET", "/v1/kv/fr", ""));
+        for r in futures_util::future::join_all(reads).await {
+            assert_eq!((r.status, r.text()), (200, value.clone()), "round {round}");
+            assert_eq!(r.header(header::SERVED_BY), Some(c.id(f)), "not forwarded");
+        }
+    }
+    c.shutdown_all().await;
+}
+
+/// With eviction by access (a memory limit and an LRU policy) the leader
+/// must see every read: a follower forwards linearizable reads instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_lru_eviction_a_follower_forwards_linearizable_reads() {
+    let c = TestCluster::start(3, |cfg| {
+        cfg.cache.eviction_policy = dcache::config::EvictionPolicy::AllkeysLru;
+        cfg.cache.max_memory = dcache::config::ByteSize(64 << 20);
+    })
+    .await;
+    let leader = c.leader().await;
+    let f = (leader + 1) % 3;
+    c.put_ok(leader, "lru", "v").await;
+    let r = c.req(f, "GET", "/v1/kv/lru", "").await;
+    assert_eq!((r.status, r.text()), (200, "v".to_string()));
+    assert_eq!(r.header(header::SERVED_BY), Some(c.id(leader)));
+    c.shutdown_all().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_quorum_means_503_not_a_hang_and_not_a_stale_read() {
     let mut c = TestCluster::start(3, |_| {}).await;

@@ -130,11 +130,19 @@ impl Evictor {
     /// coin for the LFU counter's logarithmic growth (1.0, never counting,
     /// when the policy does not use frequency).
     pub fn touch_coin(&self) -> Option<f64> {
-        match (self.max_memory, self.policy) {
-            (0, _) | (_, EvictionPolicy::NoEviction) => None,
-            (_, EvictionPolicy::AllkeysLfu) => Some(self.rng.lock().expect("evictor lock").r#gen()),
+        if !self.tracks_access() {
+            return None;
+        }
+        match self.policy {
+            EvictionPolicy::AllkeysLfu => Some(self.rng.lock().expect("evictor lock").r#gen()),
             _ => Some(1.0),
         }
+    }
+
+    /// Reads are recorded as accesses (a memory limit with a policy that
+    /// evicts): the leader must see every read, so followers forward them.
+    pub fn tracks_access(&self) -> bool {
+        self.max_memory != 0 && self.policy != EvictionPolicy::NoEviction
     }
 
     /// Plan `cmd`: reserve the bytes it adds and choose victims if it would

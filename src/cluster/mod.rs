@@ -19,7 +19,8 @@
 //!   entries that cannot commit.
 //! - A linearizable read confirms leadership (ReadIndex, or the lease when
 //!   configured) and waits until the local state machine has applied up to
-//!   the read index before reading.
+//!   the read index before reading. A follower gets the read index from the
+//!   leader (`follower_read`) and reads locally, or forwards the read.
 //!
 //! Not here: forwarding to the leader (the API layer does it, because it
 //! holds the original request); openraft types in the public surface (they
@@ -31,6 +32,7 @@ mod evict;
 /// Victims one write may name at most (bounds a log entry's size).
 pub use evict::MAX_VICTIMS as MAX_EVICTION_VICTIMS;
 mod expiry;
+mod follower_read;
 mod membership;
 mod scan;
 mod status;
@@ -71,6 +73,7 @@ use crate::kv::Entry;
 use crate::raft::LeaderContact;
 use crate::raft::Raft;
 use crate::raft::log_store::LogStore;
+use crate::raft::network::PeerNetwork;
 use crate::raft::state_machine::StateReader;
 pub use crate::raft::state_machine::StateSummary;
 use crate::raft::typ;
@@ -117,7 +120,15 @@ pub struct ServiceConfig {
     pub election_timeout: Duration,
     /// The cluster secret the join probe presents (None: none configured).
     pub secret: Option<crate::net::ClusterSecret>,
+    /// Clients to peers' Raft listeners: a follower asks the leader for
+    /// read indexes through them (`follower_read`).
+    pub peers: PeerNetwork,
 }
+
+/// The outcome of one shared ReadIndex round on the leader (`None`: no
+/// answer within an election timeout).
+type LeaderRound =
+    Option<std::result::Result<typ::Linearizer, typ::RaftError<typ::LinearizableReadError>>>;
 
 /// Where a leader-only request should run, as this node sees it now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +157,12 @@ pub struct Cluster {
     /// This node's advertised Redis protocol address, once its listener is
     /// bound (unset: no Redis listener).
     redis_addr: std::sync::OnceLock<String>,
+    /// The client to the current leader's Raft listener (follower reads).
+    leader_peer: std::sync::Mutex<Option<Arc<crate::raft::network::PeerClient>>>,
+    /// Follower reads waiting for a read index from the leader, and the
+    /// leader's reads waiting for a ReadIndex round (see `follower_read`).
+    follower_reads: Arc<follower_read::SharedRound<Option<crate::raft::rpc::ReadIndex>>>,
+    leader_reads: Arc<follower_read::SharedRound<LeaderRound>>,
 }
 
 /// This node's wall clock (ms since the epoch).
@@ -191,6 +208,9 @@ impl Cluster {
             probe,
             watch,
             redis_addr: std::sync::OnceLock::new(),
+            leader_peer: std::sync::Mutex::new(None),
+            follower_reads: Arc::default(),
+            leader_reads: Arc::default(),
         }
     }
 
@@ -336,13 +356,24 @@ impl Cluster {
                 Err(e) => return Err(self.read_error(e)),
             }
         }
+        // One ReadIndex round shared by every caller waiting at the same
+        // moment (each joins a round begun after it arrived).
         let bound = deadline.min(Instant::now() + self.cfg.election_timeout);
-        match until(
-            bound,
-            self.raft
-                .get_read_linearizer(openraft::ReadPolicy::ReadIndex),
-        )
-        .await
+        let (raft, limit) = (self.raft.clone(), self.cfg.election_timeout);
+        let round: follower_read::Round<LeaderRound> = Box::new(move || {
+            Box::pin(async move {
+                tokio::time::timeout(
+                    limit,
+                    raft.get_read_linearizer(openraft::ReadPolicy::ReadIndex),
+                )
+                .await
+                .ok()
+            })
+        });
+        match until(bound, self.leader_reads.join(round))
+            .await
+            .flatten()
+            .flatten()
         {
             Some(Ok(l)) => Ok(l),
             Some(Err(e)) => Err(self.read_error(e)),
@@ -456,6 +487,25 @@ impl Cluster {
         }
     }
 
+    /// [`Cluster::linearize`] on the leader; on a follower, a read index
+    /// from the leader and this node's state machine caught up to it (see
+    /// `follower_read`), or `NotLeader` (forward the read) when that fails
+    /// or when the eviction policy needs the leader to see every read.
+    /// Returns a floor for the read's clock: the leader's wall clock when
+    /// it confirmed leadership (0 on the leader itself).
+    async fn linearize_anywhere(&self, deadline: Instant) -> Result<u64> {
+        match self.linearize(deadline).await {
+            // Eviction by access needs every read on the leader.
+            Err(Error::NotLeader(leader)) if !self.evictor.tracks_access() => {
+                match self.follower_linearize(&leader, deadline).await {
+                    Some(leader_ms) => Ok(leader_ms),
+                    None => Err(Error::NotLeader(leader)),
+                }
+            }
+            r => r.map(|()| 0),
+        }
+    }
+
     /// Propose an expiry entry now (a read saw a key past its deadline on
     /// this leader's clock): it advances the replicated clock to this
     /// node's stamp, so the key is absent for every later read.
@@ -468,22 +518,26 @@ impl Cluster {
 
     /// Read a key at the given consistency level.
     ///
-    /// A linearizable read runs on the leader. If the key's deadline has
-    /// passed on the leader's clock but not yet on the replicated clock (no
-    /// expiry entry applied yet), the leader first proposes one and reads
-    /// after it: a linearizable read never returns a key past its deadline
-    /// as the leader saw it, and once it has seen the key expired, no later
-    /// read (on any leader) sees it again.
+    /// A linearizable read runs on the leader, or on a follower that got a
+    /// read index from the leader and applied it (`follower_read`). If the
+    /// key's deadline has passed on the leader's clock but not yet on the
+    /// replicated clock (no expiry entry applied yet), the leader first
+    /// proposes one and reads after it (a follower that sees such a key
+    /// answers `NotLeader`, so the read is forwarded): a linearizable read
+    /// never returns a key past its deadline as the leader saw it, and once
+    /// it has seen the key expired, no later read (on any node) sees it
+    /// again.
     pub async fn read(
         &self,
         key: &str,
         consistency: Consistency,
         deadline: Instant,
     ) -> Result<ReadOutcome> {
-        if consistency == Consistency::Linearizable {
-            self.linearize(deadline).await?;
-        }
-        let now = self.stamp();
+        let floor = match consistency {
+            Consistency::Linearizable => self.linearize_anywhere(deadline).await?,
+            Consistency::Stale => 0,
+        };
+        let now = self.stamp().max(floor);
         let touch = |k: &str| match self.evictor.touch_coin() {
             Some(coin) => self.reader.get_and_touch(k, now, coin),
             None => self.reader.get(k),
@@ -511,19 +565,20 @@ impl Cluster {
     }
 
     /// Evaluate a Redis read ([`kv::redis::Query`]) linearizably: on the
-    /// leader, after ReadIndex and after any deadline that has passed on
+    /// leader after ReadIndex, or on a follower after a read index from the
+    /// leader (`follower_read`), and after any deadline that has passed on
     /// the leader's clock was applied (as [`Cluster::read`] does), under
     /// one read lock (so a multi-key read is atomic).
     pub async fn query(&self, q: &kv::redis::Query, deadline: Instant) -> Result<kv::redis::Reply> {
-        self.linearize(deadline).await?;
-        let now = self.stamp();
+        let floor = self.linearize_anywhere(deadline).await?;
+        let now = self.stamp().max(floor);
         let due = self
             .reader
             .inspect(|c| c.deadline_range().is_some_and(|(first, _)| first <= now));
         if due {
             self.tick(deadline).await?;
         }
-        let now = self.stamp();
+        let now = self.stamp().max(floor);
         // Reads by key count as accesses (LRU/LFU) and as hits or misses,
         // as `read` does.
         if let Some(coin) = self.evictor.touch_coin() {

@@ -289,7 +289,7 @@ impl Node {
             secret.clone(),
         );
         let raft_cfg = Arc::new(raft_config(&cfg.raft)?);
-        let raft = raft::Raft::new(id.clone(), raft_cfg, network, log.clone(), sm)
+        let raft = raft::Raft::new(id.clone(), raft_cfg, network.clone(), log.clone(), sm)
             .await
             .map_err(|e| Error::Startup(format!("cannot start raft: {e}")))?;
         let initialized = raft
@@ -313,6 +313,7 @@ impl Node {
             catch_up_timeout: request_timeout.max(CATCH_UP_TIMEOUT),
             election_timeout: Duration::from_millis(cfg.raft.election_timeout_max_ms),
             secret: secret.clone(),
+            peers: network,
         };
         let contact = Arc::new(LeaderContact::default());
         let cluster = Arc::new(Cluster::new(

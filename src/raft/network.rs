@@ -39,7 +39,7 @@ use super::typ;
 use crate::net::ClusterSecret;
 
 /// Creates one [`PeerClient`] per target.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct PeerNetwork {
     local_ip: Option<IpAddr>,
     connect_timeout: Duration,
@@ -76,10 +76,10 @@ impl PeerNetwork {
     }
 }
 
-impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
-    type Network = PeerClient;
-
-    async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
+impl PeerNetwork {
+    /// A client for `target` outside openraft's replication (a follower
+    /// asking the leader for a read index).
+    pub fn peer(&self, target: NodeId, node: &Node) -> PeerClient {
         PeerClient {
             target,
             incarnation: node.incarnation,
@@ -88,6 +88,14 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             rpc_timeout: self.rpc_timeout,
             secret: self.secret.clone(),
         }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
+        self.peer(target, node)
     }
 }
 
@@ -187,6 +195,23 @@ impl PeerClient {
 }
 
 impl PeerClient {
+    /// The node this client talks to.
+    pub fn target(&self) -> &NodeId {
+        &self.target
+    }
+
+    /// Ask the target (the leader) for a read index ([`rpc::READ_INDEX`]),
+    /// bounded by `ttl` and `raft.rpc_timeout_ms`. Any failure is a
+    /// message: the caller forwards the read instead.
+    pub async fn read_index(&self, ttl: Duration) -> Result<rpc::ReadIndex, String> {
+        let ttl = ttl.min(self.rpc_timeout);
+        self.send(rpc::READ_INDEX, reqwest::Body::from(Vec::new()), ttl)
+            .await
+            .map_err(|e| match e {
+                CallError::Unreachable(m) | CallError::Remote(m) => m.0,
+            })
+    }
+
     /// One bounded append/vote-style RPC: openraft's deadline, capped by
     /// `raft.rpc_timeout_ms`.
     async fn rpc<Req: Serialize, Resp: DeserializeOwned>(

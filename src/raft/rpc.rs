@@ -15,7 +15,7 @@
 //! - Body sizes are bounded by what a legitimate message can be: an
 //!   AppendEntries by `max_append_bytes` (the node derives it from the
 //!   config: entries per append × the largest entry a client can cause),
-//!   votes and transfers by [`MAX_SMALL_RPC_BODY`]; a snapshot streams to
+//!   votes, transfers and read-index requests by [`MAX_SMALL_RPC_BODY`]; a snapshot streams to
 //!   disk in chunks (never whole in memory), bounded by
 //!   `MAX_SNAPSHOT_BYTES` on disk.
 //! - An AppendEntries that a current leader sent touches [`LeaderContact`].
@@ -56,6 +56,8 @@ pub const PRE_VOTE: &str = "/raft/pre-vote";
 pub const SNAPSHOT: &str = "/raft/snapshot";
 pub const TRANSFER_LEADER: &str = "/raft/transfer-leader";
 pub const INFO: &str = "/raft/info";
+/// A follower asks the leader for a read index (see [`ReadIndex`]).
+pub const READ_INDEX: &str = "/raft/read-index";
 /// Header naming the node a peer RPC is meant for. A node that is not that
 /// node answers 421 without passing the RPC to Raft: a process started on a
 /// former member's address must not receive (and act on) its messages.
@@ -101,6 +103,18 @@ pub struct NodeInfo {
     /// lost): filled in when asked, not at start.
     #[serde(default)]
     pub empty_log: bool,
+}
+
+/// The leader's answer to [`READ_INDEX`]: after leadership was confirmed by
+/// a quorum (one ReadIndex round, begun after the request arrived), every
+/// write acknowledged so far is at or below `index`. A follower whose state
+/// machine has applied `index` may answer a linearizable read locally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadIndex {
+    pub index: u64,
+    /// The leader's wall clock when it answered (ms since the epoch): the
+    /// follower reads keys' deadlines at no earlier time than this.
+    pub leader_ms: u64,
 }
 
 /// A MessagePack body: extractor for requests (400 if it does not decode),
@@ -180,6 +194,7 @@ pub fn router(
         .route(VOTE, post(vote))
         .route(PRE_VOTE, post(pre_vote))
         .route(TRANSFER_LEADER, post(transfer_leader))
+        .route(READ_INDEX, post(read_index))
         .layer(DefaultBodyLimit::max(MAX_SMALL_RPC_BODY))
         .route(
             APPEND,
@@ -209,7 +224,7 @@ pub fn router(
 fn body_bound(path: &str, max_append: usize) -> Option<usize> {
     match path {
         APPEND => Some(max_append),
-        VOTE | PRE_VOTE | TRANSFER_LEADER => Some(MAX_SMALL_RPC_BODY),
+        VOTE | PRE_VOTE | TRANSFER_LEADER | READ_INDEX => Some(MAX_SMALL_RPC_BODY),
         _ => None,
     }
 }
@@ -277,6 +292,24 @@ async fn append(
         s.contact.touch();
     }
     Ok(MsgPack(resp))
+}
+
+/// Confirm leadership with a ReadIndex round and answer the read index
+/// (see [`ReadIndex`]); 503 if this node is not the leader or cannot reach
+/// a quorum (the follower then forwards the read instead).
+async fn read_index(State(s): State<RpcState>) -> Answer<ReadIndex> {
+    let linearizer = s
+        .raft
+        .get_read_linearizer(openraft::ReadPolicy::ReadIndex)
+        .await?;
+    let leader_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Ok(MsgPack(ReadIndex {
+        index: linearizer.read_log_id().index(),
+        leader_ms,
+    }))
 }
 
 async fn vote(

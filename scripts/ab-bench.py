@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Before/after comparison of two dcache binaries in one run (issue 9, part 3).
+
+Usage: scripts/ab-bench.py BEFORE_BIN AFTER_BIN [--duration S] [--rounds N]
+
+For each round and each binary ALTERNATELY (never both clusters at once; the
+order flips every round): start a fresh 3-node cluster with scripts/cluster.sh
+(temp dir, ports away from the defaults), run `dcache bench --json` (the
+AFTER binary's generator for both, so only the servers differ) against all
+three nodes for each case, record ops/s, p50/p99, errors and the servers' CPU
+(utime + stime of the three processes from /proc/PID/stat, after minus
+before) per request, stop the cluster (by the PIDs cluster.sh recorded) and
+delete its dir. Prints a markdown table of medians with after/before ratios.
+
+Build the before binary from another commit into its own path, e.g.
+  git worktree add /tmp/before main && (cd /tmp/before && cargo build --release)
+  scripts/ab-bench.py /tmp/before/target/release/dcache target/release/dcache
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+CASES = [
+    ("put c1", ["--op", "put", "--connections", "1"]),
+    ("put c64", ["--op", "put", "--connections", "64"]),
+    ("get c64", ["--op", "get", "--connections", "64"]),
+    ("stale get c64", ["--op", "get", "--connections", "64", "--stale"]),
+]
+# Below the ephemeral port range (32768-60999), where outgoing connections
+# could hold a port.
+HTTP_BASE, RAFT_BASE, REDIS_BASE = 27000, 27100, 27200
+
+
+def cpu_ticks(pids):
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def run_binary(server_bin, gen_bin, args):
+    d = tempfile.mkdtemp(prefix="dcache-ab.")
+    env = dict(os.environ, CLUSTER_BIN=server_bin,
+               CLUSTER_HTTP_PORT_BASE=str(HTTP_BASE),
+               CLUSTER_RAFT_PORT_BASE=str(RAFT_BASE),
+               CLUSTER_REDIS_PORT_BASE=str(REDIS_BASE))
+    cluster = os.path.join(REPO, "scripts", "cluster.sh")
+    out = {}
+    try:
+        subprocess.run([cluster, "start", d], env=env, check=True, stdout=subprocess.DEVNULL)
+        pids = []
+        for i in (1, 2, 3):
+            with open(os.path.join(d, f"node{i}.pid")) as f:
+                pids.append(int(f.read().strip()))
+        addrs = ",".join(f"localhost:{HTTP_BASE + i}" for i in (1, 2, 3))
+        common = ["--addrs", addrs, "--keys", "100000", "--value-size", "100",
+                  "--key-prefix", "ab-"]
+        # Every key written once, outside the measured cases (gets hit).
+        subprocess.run([gen_bin, "bench", "--json", "--op", "get", "--preload",
+                        "--connections", "64", "--duration", "1"] + common,
+                       capture_output=True, text=True, check=True)
+        for name, extra in CASES:
+            before = cpu_ticks(pids)
+            r = subprocess.run(
+                [gen_bin, "bench", "--json", "--duration", str(args.duration)]
+                + common + extra,
+                capture_output=True, text=True, check=True)
+            cpu_s = (cpu_ticks(pids) - before) / CLK_TCK
+            rep = json.loads(r.stdout.strip().splitlines()[-1])
+            rep["cpu_ms_per_op"] = 1000 * cpu_s / max(rep["requests"], 1)
+            out[name] = rep
+            print(f"  {os.path.basename(server_bin)} {name}: {rep['ops_per_sec']:.0f} ops/s, "
+                  f"p99 {rep['p99_ms']:.2f} ms, {rep['cpu_ms_per_op']:.3f} ms CPU/op, "
+                  f"errors {rep['errors']}", file=sys.stderr)
+    finally:
+        subprocess.run([cluster, "stop", d], env=env, stdout=subprocess.DEVNULL)
+        shutil.rmtree(d, ignore_errors=True)
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("before")
+    p.add_argument("after")
+    p.add_argument("--duration", type=float, default=10)
+    p.add_argument("--rounds", type=int, default=2)
+    args = p.parse_args()
+    bins = {"before": os.path.abspath(args.before), "after": os.path.abspath(args.after)}
+    load_before = os.getloadavg()
+    results = {k: [] for k in bins}
+    for rnd in range(args.rounds):
+        order = ["before", "after"] if rnd % 2 == 0 else ["after", "before"]
+        for k in order:
+            print(f"round {rnd + 1}: {k} ({bins[k]})", file=sys.stderr)
+            results[k].append(run_binary(bins[k], bins["after"], args))
+    load_after = os.getloadavg()
+    keys = ("ops_per_sec", "p50_ms", "p99_ms", "cpu_ms_per_op")
+    med = {k: {c: {m: statistics.median(r[c][m] for r in results[k]) for m in keys}
+               for c, _ in CASES} for k in bins}
+    print("| workload | before ops/s | after ops/s | after ÷ before | before p50 / p99 ms "
+          "| after p50 / p99 ms | server CPU ms/op before / after | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for c, _ in CASES:
+        x, y = med["before"][c], med["after"][c]
+        errs = sum(r[c]["errors"] for k in bins for r in results[k])
+        print(f"| {c} | {x['ops_per_sec']:,.0f} | {y['ops_per_sec']:,.0f} | "
+              f"{y['ops_per_sec'] / max(x['ops_per_sec'], 1):.2f}× | "
+              f"{x['p50_ms']:.2f} / {x['p99_ms']:.2f} | {y['p50_ms']:.2f} / {y['p99_ms']:.2f} | "
+              f"{x['cpu_ms_per_op']:.3f} / {y['cpu_ms_per_op']:.3f} | {errs} |")
+    print(f"\nmedians of {args.rounds} rounds, {args.duration:g} s per case; load average "
+          f"before {load_before[0]:.2f}, after {load_after[0]:.2f}; nproc {os.cpu_count()}")
+
+
+if __name__ == "__main__":
+    main()
