@@ -117,6 +117,8 @@ pub struct ServiceConfig {
     pub election_timeout: Duration,
     /// The cluster secret the join probe presents (None: none configured).
     pub secret: Option<crate::net::ClusterSecret>,
+    /// TLS for calls to other nodes (None: plain HTTP).
+    pub tls: Option<Arc<crate::net::tls::Tls>>,
 }
 
 /// Where a leader-only request should run, as this node sees it now.
@@ -141,7 +143,6 @@ pub struct Cluster {
     log: LogStore,
     id: NodeId,
     cfg: ServiceConfig,
-    probe: reqwest::Client,
     watch: Arc<WatchHub>,
     /// This node's advertised Redis protocol address, once its listener is
     /// bound (unset: no Redis listener).
@@ -171,11 +172,6 @@ impl Cluster {
         contact: Arc<LeaderContact>,
         watch: Arc<WatchHub>,
     ) -> Self {
-        let probe = crate::net::http_client(
-            crate::net::HttpClientOptions::default()
-                .timeout(membership::PROBE_TIMEOUT)
-                .connect_timeout(membership::PROBE_TIMEOUT),
-        );
         let evictor = Evictor::new(cfg.cache.eviction_policy, cfg.cache.max_memory.0);
         Self {
             raft,
@@ -188,7 +184,6 @@ impl Cluster {
             log,
             id,
             cfg,
-            probe,
             watch,
             redis_addr: std::sync::OnceLock::new(),
         }

@@ -46,6 +46,8 @@ use crate::error::Error;
 use crate::error::Result;
 use crate::id::NodeId;
 use crate::net::ServeOptions;
+use crate::net::tls::Side;
+use crate::net::tls::Tls;
 use crate::raft;
 use crate::raft::LeaderContact;
 
@@ -115,6 +117,8 @@ pub struct Node {
     pub redis_addr: Option<SocketAddr>,
     redis_stop: CancellationToken,
     redis_task: Option<JoinHandle<std::io::Result<()>>>,
+    tls: Option<Arc<Tls>>,
+    tls_watch: CancellationToken,
 }
 
 /// Bind both listeners from the config.
@@ -152,6 +156,42 @@ fn advertise(configured: &str, bind: &str, bound: SocketAddr) -> String {
 fn local_ip(bound: SocketAddr) -> Option<IpAddr> {
     let ip = bound.ip();
     (!ip.is_unspecified()).then_some(ip)
+}
+
+/// The TLS files of `tls.*`, read (None: TLS off). The node id must be a
+/// name a certificate can carry, and this node's certificate must carry
+/// it: peers check.
+fn load_tls(cfg: &Config, id: &NodeId) -> Result<Option<Arc<Tls>>> {
+    if !cfg.tls.enabled() {
+        return Ok(None);
+    }
+    let t = &cfg.tls;
+    let tls = Tls::load(crate::net::tls::TlsFiles {
+        cert: t.cert_file.clone(),
+        key: t.key_file.clone(),
+        ca: t.ca_file.clone(),
+        client_auth: match t.client_auth {
+            config::ClientAuth::None => crate::net::tls::ClientAuth::None,
+            config::ClientAuth::Optional => crate::net::tls::ClientAuth::Optional,
+            config::ClientAuth::Required => crate::net::tls::ClientAuth::Required,
+        },
+    })
+    .map_err(|e| Error::Startup(e.to_string()))?;
+    if crate::net::tls::node_name(&id.0).is_none() {
+        return Err(Error::Startup(format!(
+            "with TLS the node id must be a DNS name, an IP address or host:port (a certificate names it); {:?} is none",
+            id.0
+        )));
+    }
+    if !tls.own_certificate_names(&id.0) {
+        return Err(Error::Startup(format!(
+            "tls.cert_file {} does not name node id {:?} (as a DNS or IP subject alternative name): peers would refuse it",
+            t.cert_file.display(),
+            id.0
+        )));
+    }
+    tracing::info!(node_id = %id, client_auth = ?t.client_auth, "TLS on the HTTP, Raft and Redis listeners");
+    Ok(Some(tls))
 }
 
 /// What an operator should fix, said loudly at start and in `/health`.
@@ -255,6 +295,7 @@ impl Node {
         } else {
             None
         };
+        let tls = load_tls(&cfg, &id)?;
         let warnings =
             security_warnings(secret.is_some(), tokens.is_some(), raft_bound, http_bound);
         for w in &warnings {
@@ -280,10 +321,12 @@ impl Node {
             })?;
         let reader = sm.reader();
         let network = raft::network::PeerNetwork::new(
+            id.clone(),
             local_ip(raft_bound),
             PEER_CONNECT_TIMEOUT,
             Duration::from_millis(cfg.raft.rpc_timeout_ms),
             secret.clone(),
+            tls.clone(),
         );
         let raft_cfg = Arc::new(raft_config(&cfg.raft)?);
         let raft = raft::Raft::new(id.clone(), raft_cfg, network, log.clone(), sm)
@@ -310,6 +353,7 @@ impl Node {
             catch_up_timeout: request_timeout.max(CATCH_UP_TIMEOUT),
             election_timeout: Duration::from_millis(cfg.raft.election_timeout_max_ms),
             secret: secret.clone(),
+            tls: tls.clone(),
         };
         let contact = Arc::new(LeaderContact::default());
         let cluster = Arc::new(Cluster::new(
@@ -347,6 +391,7 @@ impl Node {
                 snap_dir.clone(),
                 secret.clone(),
                 max_append_bytes(&limits),
+                tls.is_some(),
             ),
             raft_stop.clone(),
             ServeOptions {
@@ -355,6 +400,7 @@ impl Node {
                 max_connections_per_ip: RAFT_MAX_CONNECTIONS,
                 header_timeout: tuning.header_timeout,
                 drain_timeout: Duration::from_secs(1),
+                tls: tls.as_ref().map(|t| t.acceptor(Side::Peers)),
             },
         ));
 
@@ -389,6 +435,7 @@ impl Node {
                     max_connections_per_ip: cfg.http.max_connections_per_ip,
                     header_timeout: tuning.header_timeout,
                     drain_timeout: Duration::from_millis(cfg.shutdown.drain_timeout_ms),
+                    tls: tls.as_ref().map(|t| t.acceptor(Side::Clients)),
                 },
             )));
         }
@@ -415,8 +462,18 @@ impl Node {
                 max_connections_per_ip: cfg.http.max_connections_per_ip,
                 header_timeout: tuning.header_timeout,
                 drain_timeout: Duration::from_millis(cfg.shutdown.drain_timeout_ms),
+                tls: tls.as_ref().map(|t| t.acceptor(Side::Clients)),
             },
         ));
+        let tls_watch = CancellationToken::new();
+        if let Some(t) = &tls
+            && cfg.tls.reload_check_ms > 0
+        {
+            tokio::spawn(t.clone().watch_files(
+                Duration::from_millis(cfg.tls.reload_check_ms),
+                tls_watch.clone(),
+            ));
+        }
 
         let me = raft::Node {
             raft_addr: raft_adv.clone(),
@@ -479,7 +536,16 @@ impl Node {
             redis_addr,
             redis_stop,
             redis_task,
+            tls,
+            tls_watch,
         })
+    }
+
+    /// The node's TLS material (None: TLS off); `Tls::reload` reads the
+    /// files again (SIGHUP): new connections use the new certificate, open
+    /// ones go on.
+    pub fn tls(&self) -> Option<Arc<Tls>> {
+        self.tls.clone()
     }
 
     /// Resolves if a background task fails for good (today: the join loop
@@ -510,6 +576,7 @@ impl Node {
     /// and this `Node`, are dropped. [`Node::shutdown`] may still be
     /// awaited afterwards to wait for all of it.
     pub fn abort(&self) {
+        self.tls_watch.cancel();
         self.join_stop.cancel();
         self.http_stop.cancel();
         self.redis_stop.cancel();
@@ -531,6 +598,7 @@ impl Node {
     /// it, minus unflushed buffers).
     pub async fn shutdown(self, graceful: bool) -> Result<()> {
         tracing::info!(node_id = %self.id, graceful, "shutting down");
+        self.tls_watch.cancel();
         self.join_stop.cancel();
         if graceful {
             self.cluster.handover().await;

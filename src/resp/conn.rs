@@ -18,7 +18,6 @@ use std::sync::atomic::Ordering;
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -78,7 +77,7 @@ impl From<Frame> for Handled {
 /// next command: only then may the listener close it to make room.
 pub async fn run(
     server: Arc<Server>,
-    mut stream: TcpStream,
+    mut stream: crate::net::tls::Stream,
     peer: std::net::SocketAddr,
     activity: Arc<crate::net::serve::Activity>,
     stop: CancellationToken,

@@ -90,9 +90,9 @@ pub struct Server {
 impl Server {
     pub fn new(cluster: Arc<Cluster>, limits: RedisLimits) -> Arc<Server> {
         Arc::new(Server {
+            forwarder: crate::net::http_client(cluster.node_http_options()),
             cluster,
             limits,
-            forwarder: crate::net::http_client(crate::net::HttpClientOptions::default()),
             next_client: AtomicU64::new(1),
             clients: Mutex::new(BTreeMap::new()),
             cursors: Mutex::new((0, BTreeMap::new(), VecDeque::new())),

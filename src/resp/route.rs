@@ -101,7 +101,11 @@ impl Server {
             .saturating_sub(std::time::Duration::from_millis(100));
         let req = self
             .forwarder
-            .post(format!("http://{}/internal/kv", leader.http_addr))
+            .post(format!(
+                "{}://{}/internal/kv",
+                self.cluster.scheme(),
+                leader.http_addr
+            ))
             .header(header::FORWARDED_BY, self.cluster.id().0.as_str())
             .header(header::BUDGET_MS, budget.as_millis().to_string())
             .header("content-type", crate::wire::MSGPACK)
