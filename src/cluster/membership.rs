@@ -47,6 +47,11 @@ impl Cluster {
         }
     }
 
+    /// The cluster secret (None: none configured).
+    pub fn secret(&self) -> Option<&crate::net::ClusterSecret> {
+        self.cfg.secret.as_ref()
+    }
+
     /// The URL scheme of calls to other nodes.
     pub fn scheme(&self) -> &'static str {
         crate::net::scheme(self.cfg.tls.is_some())

@@ -424,6 +424,7 @@ impl Node {
                     max_value_bytes: limits.max_value_bytes,
                     request_timeout,
                 },
+                tokens.clone(),
             );
             redis_task = Some(tokio::spawn(crate::resp::serve(
                 listener,
