@@ -258,6 +258,10 @@ impl Session {
         self.server
             .update_client(self.id, |c| c.last_cmd.clone_from(&name));
         if let Err(refused) = self.check(&args) {
+            // As any command refused while queueing: EXEC will abort.
+            if self.multi.is_some() {
+                self.multi_failed = true;
+            }
             return refused.into();
         }
         let tokens = self.server.tokens.clone();

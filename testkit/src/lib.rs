@@ -9,6 +9,7 @@
 //! raw       raw HTTP/1.1 over TCP, for requests a client library will not send
 //! redis     a minimal RESP2 client, redis-cli, the Redis tools' package
 //! proc      the real binary as child processes (Proc kills on drop), Spec
+//! certs     test CA and certificates (scripts/make-certs.sh), TLS configs
 //! cluster   in-process nodes in a temp dir (feature "cluster", default)
 //! ```
 //!
@@ -20,6 +21,7 @@
 //! loops (use [`wait::wait_for`]); every random choice comes from
 //! [`seed::rng`]; no other `reqwest::Client` builder than [`http::client`].
 
+pub mod certs;
 pub mod http;
 pub mod ports;
 pub mod proc;
