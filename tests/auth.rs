@@ -433,26 +433,14 @@ async fn redis_cli_authenticates_with_a_token() {
     assert_eq!(out, "NOAUTH Authentication required.");
     let (_, out) = cli(&["-a", &t.write, "--no-auth-warning", "SET", "a", "1"]);
     assert_eq!(out, "OK");
-    let (_, out) = cli(&[
-        "--user",
-        "reader",
-        "--pass",
-        &t.read,
-        "--no-auth-warning",
-        "GET",
-        "a",
-    ]);
+    let as_reader = |cmd: &[&str]| {
+        let mut a = vec!["--user", "reader", "--pass", &t.read, "--no-auth-warning"];
+        a.extend_from_slice(cmd);
+        cli(&a)
+    };
+    let (_, out) = as_reader(&["GET", "a"]);
     assert_eq!(out, "1");
-    let (_, out) = cli(&[
-        "--user",
-        "reader",
-        "--pass",
-        &t.read,
-        "--no-auth-warning",
-        "SET",
-        "a",
-        "2",
-    ]);
+    let (_, out) = as_reader(&["SET", "a", "2"]);
     assert!(out.starts_with("NOPERM"), "{out}");
     // redis-cli reports the failed AUTH on stderr and still sends GET.
     let (_, out) = cli(&["-a", "dct.reader.wrong", "--no-auth-warning", "GET", "a"]);
