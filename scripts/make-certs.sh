@@ -21,7 +21,7 @@
 #                  DNS:cache.example,IP:10.0.0.5
 #   --no-local     leave localhost and 127.0.0.1 out
 #
-# Files: keys are mode 0600 (0644 with DCACHE_CERTS_WORLD_READABLE=1, for a
+# Files: keys are mode 0600 (0644 with CERTS_WORLD_READABLE=1, for a
 # container that runs as another user than the one who made them).
 set -euo pipefail
 
@@ -46,7 +46,7 @@ out=$1
 shift
 mkdir -p "$out"
 key_mode=600
-[[ ${DCACHE_CERTS_WORLD_READABLE:-0} == 1 ]] && key_mode=644
+[[ ${CERTS_WORLD_READABLE:-0} == 1 ]] && key_mode=644
 
 if [[ ! -f $out/ca.crt || ! -f $out/ca.key ]]; then
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \

@@ -29,7 +29,7 @@ pub struct HttpClientOptions {
     /// Headers sent with every request (the CLI's bearer token).
     pub default_headers: reqwest::header::HeaderMap,
     /// TLS: the roots, the name check and the client certificate (None:
-    /// plain HTTP; an https URL then meets the system's roots).
+    /// plain HTTP; an https URL then fails, as no root is trusted).
     pub tls: Option<ClientTls>,
 }
 
@@ -84,15 +84,11 @@ pub fn http_client(opts: HttpClientOptions) -> reqwest::Client {
     if let Some(ip) = opts.local_address {
         b = b.local_address(ip);
     }
-    match opts.tls {
-        Some(tls) => b = b.use_preconfigured_tls(tls.config()),
-        None => {
-            // reqwest's own TLS setup (system roots) needs a process-wide
-            // provider; an Err means one is installed already.
-            let _ =
-                rustls::crypto::CryptoProvider::install_default((*super::tls::provider()).clone());
-        }
-    }
+    // Always our own rustls config: reqwest's default would load the
+    // system's roots, which a FROM-scratch image does not have (and a
+    // client without TLS options must not trust them anyway).
+    let tls = opts.tls.unwrap_or_else(ClientTls::trusting_nothing);
+    b = b.use_preconfigured_tls(tls.config());
     // Building fails only when the TLS backend or the system resolver
     // configuration cannot load: a broken environment.
     b.build().expect("build HTTP client")

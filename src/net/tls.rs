@@ -449,6 +449,30 @@ impl ClientTls {
         Ok(ClientTls(Arc::new(c)))
     }
 
+    /// Trusts no certificate: for clients meant for plain HTTP.
+    pub fn trusting_nothing() -> Self {
+        let c = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_root_certificates(RootCertStore::empty())
+            .with_no_client_auth();
+        ClientTls(Arc::new(c))
+    }
+
+    /// TLS over `tcp` to a server that must be named `host` (for
+    /// protocols reqwest does not speak: the Redis port).
+    pub async fn connect(
+        &self,
+        tcp: TcpStream,
+        host: &str,
+    ) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let name = ServerName::try_from(host.to_string())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        tokio_rustls::TlsConnector::from(self.0.clone())
+            .connect(name, tcp)
+            .await
+    }
+
     pub(crate) fn config(&self) -> ClientConfig {
         (*self.0).clone()
     }
