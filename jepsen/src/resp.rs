@@ -372,7 +372,7 @@ pub(crate) async fn resp_loop(ctx: Arc<RespCtx>, seed: u64, until: Instant) {
 /// Redis port (after healing), added to the counter events.
 pub(crate) async fn final_counter_reads(ctx: &RespCtx) {
     for node in 1..=ctx.n {
-        let mut conns = Conns::new(&ctx);
+        let mut conns = Conns::new(ctx);
         for k in 0..ctx.counter_keys {
             let key = format!("ck{k}");
             let invoke = ctx.rec.now();
