@@ -198,10 +198,17 @@ fn load_tls(cfg: &Config, id: &NodeId) -> Result<Option<Arc<Tls>>> {
 fn security_warnings(
     has_secret: bool,
     has_auth: bool,
+    has_tls: bool,
     raft_bound: SocketAddr,
     http_bound: SocketAddr,
 ) -> Vec<String> {
     let mut w = Vec::new();
+    let all_loopback = http_bound.ip().is_loopback() && raft_bound.ip().is_loopback();
+    if !has_tls && !all_loopback {
+        w.push(format!(
+            "no TLS (tls.cert_file) and a listener is not on loopback (HTTP {http_bound}, Raft {raft_bound}): data, tokens and the cluster secret cross the network in clear text"
+        ));
+    }
     if has_auth && !has_secret {
         w.push(
             "auth is enabled but no cluster secret is set: joining nodes authenticate with the secret, so no node can join this cluster (set cluster.secret)".to_string(),
@@ -296,8 +303,13 @@ impl Node {
             None
         };
         let tls = load_tls(&cfg, &id)?;
-        let warnings =
-            security_warnings(secret.is_some(), tokens.is_some(), raft_bound, http_bound);
+        let warnings = security_warnings(
+            secret.is_some(),
+            tokens.is_some(),
+            tls.is_some(),
+            raft_bound,
+            http_bound,
+        );
         for w in &warnings {
             tracing::warn!(node_id = %id, "SECURITY: {w}");
         }
