@@ -564,3 +564,26 @@ async fn node_info(State(s): State<RpcState>) -> Json<NodeInfo> {
         ..s.info.clone()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proven_sender_may_speak_only_for_itself() {
+        let n1 = NodeId::from("n1");
+        let n2 = NodeId::from("n2");
+        let proven = ProvenSender(Some(n1.clone()));
+        assert!(check_sender(&proven, &n1).is_ok());
+        let refused = check_sender(&proven, &n2)
+            .err()
+            .expect("n1 speaking for n2");
+        assert_eq!(refused.into_response().status(), StatusCode::FORBIDDEN);
+        // Without TLS nothing is proven and nothing is checked here.
+        assert!(check_sender(&ProvenSender(None), &n2).is_ok());
+        // The vote's node is what is compared: a vote of n2.
+        let vote = typ::Vote::new(3, n2.clone());
+        assert_eq!(voter(&vote), &n2);
+        assert!(check_sender(&proven, voter(&vote)).is_err());
+    }
+}
