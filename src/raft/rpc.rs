@@ -575,9 +575,7 @@ mod tests {
         let n2 = NodeId::from("n2");
         let proven = ProvenSender(Some(n1.clone()));
         assert!(check_sender(&proven, &n1).is_ok());
-        let refused = check_sender(&proven, &n2)
-            .err()
-            .expect("n1 speaking for n2");
+        let refused = check_sender(&proven, &n2).expect_err("n1 speaking for n2");
         assert_eq!(refused.into_response().status(), StatusCode::FORBIDDEN);
         // Without TLS nothing is proven and nothing is checked here.
         assert!(check_sender(&ProvenSender(None), &n2).is_ok());
