@@ -262,9 +262,8 @@ ${ROWS}
   on a 2-core machine; here every write is also replicated and fsynced on a
   majority of three nodes before it is acknowledged. $SINGLE_CONN_NOTE A
   part of this latency is the Raft log's group-commit window
-  (\`raft.log_flush_wait_us\`, 200 µs by default; \`docs/storage-bench.md\`
-  measures the log alone: ~709 single appends/s with a 1 ms window, ~4300
-  with none).
+  (\`raft.log_flush_wait_us\`, 200 µs by default; docs/ARCHITECTURE.md
+  "Storage" compares it end to end with raft-log's own default of 1000 µs).
 - **Group commit:** 64 connections wrote $(fmt "$PUT64" "%.0f") ops/s,
   $(ratio "$PUT64" "$PUT1")x the single-connection rate, while p50 latency grew
   only $(ratio "$PUT64_P50" "$PUT1_P50")x: concurrent writes share Raft append

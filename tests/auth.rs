@@ -39,31 +39,52 @@ fn tokens(dir: &std::path::Path) -> Tokens {
     }
 }
 
-async fn start(protect_probes: bool) -> (TestCluster, Tokens, tempfile::TempDir) {
+/// `n` nodes with tokens on (and `more` settings); the temp dir holds the
+/// tokens file.
+async fn start(
+    n: usize,
+    more: impl Fn(&mut dcache::config::Config),
+) -> (TestCluster, Tokens, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let t = tokens(dir.path());
     let file = t.file.clone();
-    let c = TestCluster::start(1, move |cfg| {
+    let c = TestCluster::start(n, move |cfg| {
         cfg.auth.enabled = true;
         cfg.auth.tokens_file = file.clone();
-        cfg.auth.protect_probes = protect_probes;
+        more(cfg);
     })
     .await;
     (c, t, dir)
 }
 
-/// `method path body` with `token` (None: no Authorization header). Reads
-/// only the head of streaming answers.
+/// `method path body` on node 0 with `token` (None: no Authorization
+/// header).
 async fn call(c: &TestCluster, token: Option<&str>, method: &str, path: &str, body: &str) -> Resp {
+    call_at(c, 0, token, method, path, body).await
+}
+
+/// `method path body` on node `i` with `token`. Reads only the head of an
+/// event stream (it never ends).
+async fn call_at(
+    c: &TestCluster,
+    i: usize,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Resp {
     let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut rb = c.client.request(m, c.url(0, path)).body(body.to_string());
+    let mut rb = c.client.request(m, c.url(i, path)).body(body.to_string());
     if let Some(t) = token {
         rb = rb.header("authorization", format!("Bearer {t}"));
+    }
+    if !path.starts_with("/v1/watch") {
+        return dcache_testkit::http::send(rb).await;
     }
     let r = rb.send().await.expect("answered");
     let status = r.status().as_u16();
     let headers = r.headers().clone();
-    let body = if path.starts_with("/v1/watch") && status == 200 {
+    let body = if status == 200 {
         Vec::new()
     } else {
         r.bytes().await.unwrap().to_vec()
@@ -85,87 +106,65 @@ enum Needs {
     OtherKeys(Role),
 }
 
-/// Every route, with what it needs.
-const ROUTES: &[(&str, &str, &str, Needs)] = &[
-    ("GET", "/livez", "", Needs::Open),
-    ("GET", "/readyz", "", Needs::Open),
-    ("GET", "/metrics", "", Needs::Open),
-    ("GET", "/health", "", Needs::Role(Role::Read)),
-    ("GET", "/v1/status", "", Needs::Role(Role::Read)),
-    ("GET", "/v1/status/digest", "", Needs::Role(Role::Read)),
-    ("GET", "/v1/cluster", "", Needs::Role(Role::Read)),
-    ("GET", "/v1/openapi.json", "", Needs::Role(Role::Read)),
-    ("GET", "/no/such/route", "", Needs::Role(Role::Read)),
-    ("PUT", "/v1/kv/k", "v", Needs::OtherKeys(Role::Write)),
-    ("GET", "/v1/kv/k", "", Needs::OtherKeys(Role::Read)),
-    ("HEAD", "/v1/kv/k", "", Needs::OtherKeys(Role::Read)),
-    ("DELETE", "/v1/kv/k", "", Needs::OtherKeys(Role::Write)),
-    (
-        "POST",
-        "/store",
-        r#"{"key":"k","value":"v"}"#,
-        Needs::OtherKeys(Role::Write),
-    ),
-    ("GET", "/store/k", "", Needs::OtherKeys(Role::Read)),
-    ("HEAD", "/store/k", "", Needs::OtherKeys(Role::Read)),
-    ("DELETE", "/store/k", "", Needs::OtherKeys(Role::Write)),
-    ("GET", "/v1/kv?prefix=k", "", Needs::OtherKeys(Role::Read)),
-    (
-        "GET",
-        "/v1/kv?start=a&end=z",
-        "",
-        Needs::OtherKeys(Role::Read),
-    ),
-    (
-        "DELETE",
-        "/v1/kv?prefix=zz",
-        "",
-        Needs::OtherKeys(Role::Write),
-    ),
-    (
-        "POST",
-        "/v1/txn",
-        r#"{"ops":[{"op":"get","key":"k"}]}"#,
-        Needs::OtherKeys(Role::Write),
-    ),
-    (
-        "GET",
-        "/v1/watch?prefix=k",
-        "",
-        Needs::OtherKeys(Role::Read),
-    ),
-    (
-        "POST",
-        "/v1/cluster/members",
-        r#"{"id":"x","addr":"bad"}"#,
-        Needs::Role(Role::Admin),
-    ),
-    (
-        "DELETE",
-        "/v1/cluster/members/nobody",
-        "",
-        Needs::Role(Role::Admin),
-    ),
-    (
-        "POST",
-        "/join",
-        r#"{"id":"x","addr":"bad"}"#,
-        Needs::Role(Role::Admin),
-    ),
-    (
-        "POST",
-        "/leave",
-        r#"{"id":"nobody"}"#,
-        Needs::Role(Role::Admin),
-    ),
-    (
-        "POST",
-        "/v1/cluster/transfer-leader",
-        r#"{"to":"nobody"}"#,
-        Needs::Role(Role::Admin),
-    ),
-    ("POST", "/stepdown", "", Needs::Role(Role::Admin)),
-];
+/// Every route, with what it needs: method, path, body (`-`: none), and
+/// `open`, a role on no key (`read`, `write`, `admin`: status, health...)
+/// or a role on keys outside `tenant-a/` (`read+keys`, `write+keys`).
+const ROUTES: &str = r#"
+GET    /livez                      -                                open
+GET    /readyz                     -                                open
+GET    /metrics                    -                                open
+GET    /health                     -                                read
+GET    /v1/status                  -                                read
+GET    /v1/status/digest           -                                read
+GET    /v1/cluster                 -                                read
+GET    /v1/openapi.json            -                                read
+GET    /no/such/route              -                                read
+PUT    /v1/kv/k                    v                                write+keys
+GET    /v1/kv/k                    -                                read+keys
+HEAD   /v1/kv/k                    -                                read+keys
+DELETE /v1/kv/k                    -                                write+keys
+POST   /store                      {"key":"k","value":"v"}          write+keys
+GET    /store/k                    -                                read+keys
+HEAD   /store/k                    -                                read+keys
+DELETE /store/k                    -                                write+keys
+GET    /v1/kv?prefix=k             -                                read+keys
+GET    /v1/kv?start=a&end=z        -                                read+keys
+DELETE /v1/kv?prefix=zz            -                                write+keys
+POST   /v1/txn                     {"ops":[{"op":"get","key":"k"}]} write+keys
+GET    /v1/watch?prefix=k          -                                read+keys
+POST   /v1/cluster/members         {"id":"x","addr":"bad"}          admin
+DELETE /v1/cluster/members/nobody  -                                admin
+POST   /join                       {"id":"x","addr":"bad"}          admin
+POST   /leave                      {"id":"nobody"}                  admin
+POST   /v1/cluster/transfer-leader {"to":"nobody"}                  admin
+POST   /stepdown                   -                                admin
+"#;
+
+/// [`ROUTES`], parsed.
+fn routes() -> Vec<(&'static str, &'static str, &'static str, Needs)> {
+    let role = |r: &str| match r {
+        "read" => Role::Read,
+        "write" => Role::Write,
+        "admin" => Role::Admin,
+        other => panic!("no role {other:?}"),
+    };
+    ROUTES
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let [method, path, body, needs] = f[..] else {
+                panic!("a route line has four fields: {l:?}")
+            };
+            let needs = match needs.strip_suffix("+keys") {
+                _ if needs == "open" => Needs::Open,
+                Some(r) => Needs::OtherKeys(role(r)),
+                None => Needs::Role(role(needs)),
+            };
+            (method, path, if body == "-" { "" } else { body }, needs)
+        })
+        .collect()
+}
 
 #[track_caller]
 fn assert_refused(r: &Resp, path: &str, code: Code, what: &str) {
@@ -181,7 +180,7 @@ fn assert_refused(r: &Resp, path: &str, code: Code, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_route_for_every_role() {
-    let (c, t, _dir) = start(false).await;
+    let (c, t, _dir) = start(1, |_| {}).await;
     let bad = format!("{}x", &t.read[..t.read.len() - 1]);
     let principals: [(&str, Option<&str>, Option<Role>, bool); 6] = [
         ("no token", None, None, false),
@@ -192,7 +191,7 @@ async fn every_route_for_every_role() {
         ("tenant", Some(&t.tenant), Some(Role::Write), true),
     ];
     let mut checked = 0;
-    for &(method, path, body, needs) in ROUTES {
+    for (method, path, body, needs) in routes() {
         for &(who, token, role, limited) in &principals {
             let r = call(&c, token, method, path, body).await;
             let what = format!(
@@ -240,7 +239,7 @@ async fn every_route_for_every_role() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn probes_can_be_protected() {
-    let (c, t, _dir) = start(true).await;
+    let (c, t, _dir) = start(1, |cfg| cfg.auth.protect_probes = true).await;
     for path in ["/livez", "/readyz", "/metrics"] {
         let r = call(&c, None, "GET", path, "").await;
         assert_eq!(
@@ -260,12 +259,7 @@ async fn probes_can_be_protected() {
 /// against the follower's IP.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_with_tokens_and_a_secret() {
-    let dir = tempfile::tempdir().unwrap();
-    let t = tokens(dir.path());
-    let file = t.file.clone();
-    let c = TestCluster::start(3, move |cfg| {
-        cfg.auth.enabled = true;
-        cfg.auth.tokens_file = file.clone();
+    let (c, t, _dir) = start(3, |cfg| {
         cfg.cluster.secret = dcache::config::Secret::new("tokens-and-secret-test-0123456789");
         cfg.http.rate_limit_per_ip = 1;
         cfg.http.rate_limit_burst = 20;
@@ -292,22 +286,6 @@ async fn three_nodes_with_tokens_and_a_secret() {
     c.shutdown_all().await;
 }
 
-async fn call_at(
-    c: &TestCluster,
-    i: usize,
-    token: Option<&str>,
-    method: &str,
-    path: &str,
-    body: &str,
-) -> Resp {
-    let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut rb = c.client.request(m, c.url(i, path)).body(body.to_string());
-    if let Some(t) = token {
-        rb = rb.header("authorization", format!("Bearer {t}"));
-    }
-    dcache_testkit::http::send(rb).await
-}
-
 // ---------------------------------------------------------------------------
 // Redis: AUTH / HELLO AUTH with the same tokens
 // ---------------------------------------------------------------------------
@@ -327,7 +305,7 @@ fn err(v: &Value) -> &str {
 /// key, with Redis's NOPERM words; and nothing refused ran.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_auth_roles_and_prefixes() {
-    let (c, t, _dir) = start(false).await;
+    let (c, t, _dir) = start(1, |_| {}).await;
     let addr = c.node(0).redis_addr.expect("redis listener");
     let mut r = Redis::connect(addr).await;
     assert_eq!(
@@ -426,7 +404,7 @@ async fn redis_cli_authenticates_with_a_token() {
     ) {
         return;
     }
-    let (c, t, _dir) = start(false).await;
+    let (c, t, _dir) = start(1, |_| {}).await;
     let port = c.node(0).redis_addr.expect("redis listener").port();
     let cli = |args: &[&str]| dcache_testkit::redis::cli(port, args);
     let (_, out) = cli(&["SET", "a", "1"]);

@@ -152,7 +152,8 @@ async fn keys_through_the_cli_with_exit_codes_a_script_can_use() {
     // Bad input is refused by the server: 5 (not applied).
     let r = cli(&f, &["put", "k", "v", "--ttl", "forever"]).await;
     assert_eq!(r.code, 5, "{} {}", r.stdout, r.stderr);
-    assert!(r.stderr.contains("invalid_input"), "{}", r.stderr);
+    let code = dcache::wire::Code::InvalidInput.as_str();
+    assert!(r.stderr.contains(code), "{}", r.stderr);
     c.shutdown_all().await;
 }
 

@@ -271,6 +271,14 @@ async fn no_quorum_means_503_not_a_hang_and_not_a_stale_read() {
     assert_eq!(w.header("retry-after"), Some("1"));
     let r = c.req(survivor, "GET", "/v1/kv/q", "").await;
     r.assert_error(Code::NoLeader);
+    // The seed routes too: the seed's status and body, the true code in
+    // X-Dcache-Error (not applied: safe to retry).
+    let r = c
+        .req(survivor, "POST", "/store", r#"{"key":"q","value":"4"}"#)
+        .await;
+    r.assert_seed_error(503, Code::NoLeader);
+    let r = c.req(survivor, "GET", "/store/q", "").await;
+    r.assert_seed_error(503, Code::NoLeader);
     // A stale read is still served, explicitly.
     let r = c
         .req(survivor, "GET", "/v1/kv/q?consistency=stale", "")

@@ -469,14 +469,12 @@ async fn three_processes_survive_sigkill_of_the_leader_and_a_full_restart() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let c = client();
-    let n1 = node(d, "node1", "");
-    let n2 = node(d, "node2", &n1.http);
-    let n3 = node(d, "node3", &n1.http);
-    let specs = vec![n1, n2, n3];
-    let mut procs: Vec<Option<Proc>> = Vec::new();
-    for s in &specs {
-        procs.push(Some(start_ready(&c, s).await));
-    }
+    let specs = proc::nodes(d, 3, node);
+    let mut procs: Vec<Option<Proc>> = proc::start_all(&c, &specs)
+        .await
+        .into_iter()
+        .map(Some)
+        .collect();
 
     // The leader reports three voters.
     let voters = wait_voters(&c, &specs, 3, CONVERGE).await;

@@ -140,6 +140,29 @@ async fn present(c: &TestCluster, via: usize, keys: &[String]) -> BTreeSet<Strin
     out
 }
 
+/// The cluster converged under `max` with these (evicted keys, refused
+/// writes, keys with a TTL), and every replica holds exactly `want` of
+/// `keys`.
+async fn assert_settled(
+    c: &TestCluster,
+    max: u64,
+    (evicted, refused, ttl_keys): (u64, u64, u64),
+    keys: &[String],
+    want: &BTreeSet<String>,
+) {
+    let s = converged(c, max).await;
+    assert_eq!(
+        (
+            s["evicted_keys"].as_u64(),
+            s["out_of_memory_writes"].as_u64(),
+            s["ttl_keys"].as_u64()
+        ),
+        (Some(evicted), Some(refused), Some(ttl_keys)),
+        "{s}"
+    );
+    assert_replicas_hold(c, keys, want).await;
+}
+
 /// Every running node's local state (stale reads) holds exactly `want` of
 /// `keys`.
 async fn assert_replicas_hold(c: &TestCluster, keys: &[String], want: &BTreeSet<String>) {
@@ -389,17 +412,7 @@ async fn volatile_ttl_evicts_the_nearest_deadline_and_never_a_key_without_one() 
     let r = put(&c, 1, "n4", 100, "").await;
     r.assert_error(Code::OutOfMemory);
     assert_eq!(r.json()["error"], full(cost("n4", 100, false), max));
-    let s = converged(&c, max).await;
-    assert_eq!(
-        (
-            s["evicted_keys"].as_u64(),
-            s["out_of_memory_writes"].as_u64(),
-            s["ttl_keys"].as_u64()
-        ),
-        (Some(3), Some(1), Some(0)),
-        "{s}"
-    );
-    assert_replicas_hold(&c, &all, &want).await;
+    assert_settled(&c, max, (3, 1, 0), &all, &want).await;
     c.shutdown_all().await;
 }
 
@@ -478,17 +491,7 @@ async fn volatile_lru_never_evicts_a_key_without_a_ttl() {
         .assert_error(Code::OutOfMemory);
     let want = set(&["p0", "p1", "p2", "n0", "n1", "n2"]);
     assert_eq!(present(&c, 0, &all).await, want);
-    let s = converged(&c, max).await;
-    assert_eq!(
-        (
-            s["evicted_keys"].as_u64(),
-            s["out_of_memory_writes"].as_u64(),
-            s["ttl_keys"].as_u64()
-        ),
-        (Some(3), Some(1), Some(0)),
-        "{s}"
-    );
-    assert_replicas_hold(&c, &all, &want).await;
+    assert_settled(&c, max, (3, 1, 0), &all, &want).await;
     c.shutdown_all().await;
 }
 

@@ -115,6 +115,66 @@ fn imports_follow_the_stated_direction() {
     );
 }
 
+/// The modules a module's doc names on its `//! Uses:` line (up to `Used
+/// by:` or the end of the paragraph), in backticks.
+fn stated_uses(doc: &str) -> Option<Vec<String>> {
+    let start = doc.find("//! Uses:")?;
+    let mut text = String::new();
+    for line in doc[start..].lines() {
+        let Some(l) = line.strip_prefix("//!") else {
+            break;
+        };
+        if l.trim().is_empty() {
+            break;
+        }
+        text.push_str(l);
+        text.push(' ');
+    }
+    let text = text.split("Used by:").next().unwrap_or("");
+    Some(
+        text.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+#[test]
+fn every_module_doc_states_its_rule() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut wrong = Vec::new();
+    for (module, allowed) in RULES {
+        let file = [
+            src.join(format!("{module}.rs")),
+            src.join(module).join("mod.rs"),
+        ]
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("no file for module {module}"));
+        let doc = std::fs::read_to_string(&file).unwrap();
+        let Some(mut stated) = stated_uses(&doc) else {
+            wrong.push(format!("{}: no `//! Uses:` line", file.display()));
+            continue;
+        };
+        stated.retain(|m| RULES.iter().any(|(r, _)| r == m));
+        stated.sort();
+        let mut rule: Vec<String> = allowed.iter().map(|s| s.to_string()).collect();
+        rule.sort();
+        if stated != rule {
+            wrong.push(format!(
+                "{}: doc says it uses {stated:?}, RULES say {rule:?}",
+                file.display()
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "module docs against RULES:\n{}",
+        wrong.join("\n")
+    );
+}
+
 #[test]
 fn the_checker_sees_references() {
     assert_eq!(

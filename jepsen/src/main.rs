@@ -190,20 +190,20 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Poll `cond` every 100 ms until true or `timeout`.
+/// Whether `cond` holds within `timeout`, checked every 100 ms (testkit's
+/// one poll loop).
 pub(crate) async fn wait_until<F, Fut>(timeout: Duration, mut cond: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if cond().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
+    let every = Duration::from_millis(100);
+    dcache_testkit::wait::until_every(timeout, every, || {
+        let f = cond();
+        async move { if f.await { Ok(()) } else { Err(()) } }
+    })
+    .await
+    .is_ok()
 }
 
 /// Samples every running node's applied index; an index that goes down

@@ -163,16 +163,12 @@ impl Nemesis {
 
     /// Waits up to [`LEADER_WAIT`] for a leader.
     async fn wait_leader(&mut self) -> Option<usize> {
-        let deadline = Instant::now() + LEADER_WAIT;
-        loop {
-            if let Some(l) = find_leader(&self.api, &self.db).await {
-                return Some(l);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let every = Duration::from_millis(200);
+        dcache_testkit::wait::until_every(LEADER_WAIT, every, || async {
+            find_leader(&self.api, &self.db).await.ok_or(())
+        })
+        .await
+        .ok()
     }
 
     /// Running nodes other than `except`.

@@ -29,11 +29,13 @@ use dcache_jepsen::checker::counter::CounterOp;
 use dcache_jepsen::history::Op;
 use dcache_jepsen::history::Outcome;
 use dcache_jepsen::history::Ret;
+use dcache_testkit::redis::Bounds;
+use dcache_testkit::redis::Value;
+use dcache_testkit::redis::encode;
+use dcache_testkit::redis::read_value;
 use rand::Rng;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tokio::io::AsyncBufReadExt;
-use tokio::io::AsyncReadExt;
 use tokio::io::AsyncWriteExt;
 use tokio::io::BufReader;
 use tokio::net::TcpStream;
@@ -44,19 +46,13 @@ use crate::register::Recorder;
 
 /// How long one command may take, connecting included.
 const TIMEOUT: Duration = Duration::from_secs(4);
-/// Largest reply line or bulk the client accepts (the workload's values
-/// are short).
-const MAX_REPLY: usize = 1 << 20;
-
-/// A RESP2 reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Reply {
-    Simple(String),
-    Error(String),
-    Int(i64),
-    Bulk(Option<Vec<u8>>),
-    Array(Option<Vec<Reply>>),
-}
+/// How large a reply the client accepts (the workload's values are
+/// short, its replies flat).
+const BOUNDS: Bounds = Bounds {
+    bulk: 1 << 20,
+    items: 1024,
+    depth: 4,
+};
 
 /// Why a command got no reply.
 #[derive(Debug)]
@@ -96,7 +92,7 @@ impl Conn {
             };
             if let Some(token) = &access.token {
                 match conn.call(&["AUTH", token]).await {
-                    Ok(Reply::Simple(ok)) if ok == "OK" => {}
+                    Ok(Value::Simple(ok)) if ok == "OK" => {}
                     _ => return None,
                 }
             }
@@ -106,78 +102,17 @@ impl Conn {
     }
 
     /// Send one command and read its reply, within [`TIMEOUT`].
-    pub(crate) async fn call(&mut self, args: &[&str]) -> Result<Reply, CallError> {
-        let mut buf = format!("*{}\r\n", args.len());
-        for a in args {
-            buf.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
+    pub(crate) async fn call(&mut self, args: &[&str]) -> Result<Value, CallError> {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
         let exchange = async {
-            self.stream.get_mut().write_all(buf.as_bytes()).await?;
-            read_reply(&mut self.stream, 0).await
+            self.stream.get_mut().write_all(&encode(&args)).await?;
+            read_value(&mut self.stream, BOUNDS).await
         };
         match tokio::time::timeout(TIMEOUT, exchange).await {
             Ok(Ok(r)) => Ok(r),
             _ => Err(CallError::Lost),
         }
     }
-}
-
-fn bad(what: &str) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string())
-}
-
-async fn read_line(r: &mut Stream) -> std::io::Result<String> {
-    let mut line = Vec::new();
-    let n = (&mut *r)
-        .take(MAX_REPLY as u64)
-        .read_until(b'\n', &mut line)
-        .await?;
-    if n == 0 || !line.ends_with(b"\r\n") {
-        return Err(bad("reply line cut or too long"));
-    }
-    line.truncate(line.len() - 2);
-    String::from_utf8(line).map_err(|_| bad("reply line not UTF-8"))
-}
-
-fn read_reply(
-    r: &mut Stream,
-    depth: usize,
-) -> std::pin::Pin<Box<dyn Future<Output = std::io::Result<Reply>> + Send + '_>> {
-    Box::pin(async move {
-        if depth > 4 {
-            return Err(bad("reply nested too deep"));
-        }
-        let line = read_line(r).await?;
-        let (kind, rest) = line.split_at(line.len().min(1));
-        let num = || rest.parse::<i64>().map_err(|_| bad("bad length"));
-        Ok(match kind {
-            "+" => Reply::Simple(rest.to_string()),
-            "-" => Reply::Error(rest.to_string()),
-            ":" => Reply::Int(num()?),
-            "$" => match num()? {
-                -1 => Reply::Bulk(None),
-                n if n < 0 || n as usize > MAX_REPLY => return Err(bad("bad bulk length")),
-                n => {
-                    let mut b = vec![0; n as usize + 2];
-                    r.read_exact(&mut b).await?;
-                    b.truncate(n as usize);
-                    Reply::Bulk(Some(b))
-                }
-            },
-            "*" => match num()? {
-                -1 => Reply::Array(None),
-                n if !(0..=1024).contains(&n) => return Err(bad("bad array length")),
-                n => {
-                    let mut items = Vec::with_capacity(n as usize);
-                    for _ in 0..n {
-                        items.push(read_reply(r, depth + 1).await?);
-                    }
-                    Reply::Array(Some(items))
-                }
-            },
-            _ => return Err(bad("unknown reply type")),
-        })
-    })
 }
 
 /// Whether an error reply says the command was not applied.
@@ -188,22 +123,22 @@ pub(crate) fn not_applied(err: &str) -> bool {
 }
 
 /// A write's outcome from its reply, given how the normal answer maps.
-fn write_outcome(r: Result<Reply, CallError>, ok: impl FnOnce(Reply) -> Option<Ret>) -> Outcome {
+fn write_outcome(r: Result<Value, CallError>, ok: impl FnOnce(Value) -> Option<Ret>) -> Outcome {
     match r {
         Err(CallError::NotSent) => Outcome::Fail,
         Err(CallError::Lost) => Outcome::Indeterminate,
-        Ok(Reply::Error(e)) if not_applied(&e) => Outcome::Fail,
-        Ok(Reply::Error(_)) => Outcome::Indeterminate,
+        Ok(Value::Error(e)) if not_applied(&e) => Outcome::Fail,
+        Ok(Value::Error(_)) => Outcome::Indeterminate,
         // An answer the command cannot give: record it as unknown, and the
         // checker will find any effect it had.
         Ok(reply) => ok(reply).map_or(Outcome::Indeterminate, Outcome::Ok),
     }
 }
 
-fn bulk_string(r: &Reply) -> Option<Option<String>> {
+fn bulk_string(r: &Value) -> Option<Option<String>> {
     match r {
-        Reply::Bulk(None) => Some(None),
-        Reply::Bulk(Some(b)) => String::from_utf8(b.clone()).ok().map(Some),
+        Value::Nil => Some(None),
+        Value::Bulk(b) => String::from_utf8(b.clone()).ok().map(Some),
         _ => None,
     }
 }
@@ -231,7 +166,7 @@ impl Conns {
         Conns((0..ctx.n).map(|_| None).collect(), ctx.access.clone())
     }
 
-    async fn call(&mut self, node: usize, args: &[&str]) -> Result<Reply, CallError> {
+    async fn call(&mut self, node: usize, args: &[&str]) -> Result<Value, CallError> {
         let slot = &mut self.0[node - 1];
         if slot.is_none() {
             *slot = Conn::connect(&Db::redis(node), &self.1).await;
@@ -267,11 +202,11 @@ pub(crate) async fn resp_loop(ctx: Arc<RespCtx>, seed: u64, until: Instant) {
                 .await;
             let complete = rec.now();
             let op = match (&r, incr) {
-                (Ok(Reply::Int(v)), true) => Some(CounterOp::IncrOk(*v)),
-                (Ok(Reply::Error(e)), true) if not_applied(e) => Some(CounterOp::IncrFailed),
+                (Ok(Value::Int(v)), true) => Some(CounterOp::IncrOk(*v)),
+                (Ok(Value::Error(e)), true) if not_applied(e) => Some(CounterOp::IncrFailed),
                 (Err(CallError::NotSent), true) => Some(CounterOp::IncrFailed),
                 (_, true) => Some(CounterOp::IncrUnknown),
-                (Ok(Reply::Bulk(None)), false) => Some(CounterOp::Read(0)),
+                (Ok(Value::Nil), false) => Some(CounterOp::Read(0)),
                 (Ok(reply), false) => bulk_string(reply)
                     .flatten()
                     .and_then(|s| s.parse().ok())
@@ -309,7 +244,7 @@ pub(crate) async fn resp_loop(ctx: Arc<RespCtx>, seed: u64, until: Instant) {
                 6 => {
                     let r = conns.call(node, &["SET", &key, &value]).await;
                     let o = write_outcome(r, |r| {
-                        (r == Reply::Simple("OK".into())).then_some(Ret::Written)
+                        (r == Value::Simple("OK".into())).then_some(Ret::Written)
                     });
                     (Op::Write(value), o)
                 }
@@ -317,8 +252,8 @@ pub(crate) async fn resp_loop(ctx: Arc<RespCtx>, seed: u64, until: Instant) {
                     // SET NX: a CAS from absent.
                     let r = conns.call(node, &["SET", &key, &value, "NX"]).await;
                     let o = write_outcome(r, |r| match r {
-                        Reply::Simple(s) if s == "OK" => Some(Ret::Cas(true)),
-                        Reply::Bulk(None) => Some(Ret::Cas(false)),
+                        Value::Simple(s) if s == "OK" => Some(Ret::Cas(true)),
+                        Value::Nil => Some(Ret::Cas(false)),
                         _ => None,
                     });
                     (
@@ -335,7 +270,7 @@ pub(crate) async fn resp_loop(ctx: Arc<RespCtx>, seed: u64, until: Instant) {
                     // write when its outcome is unknown.
                     let r = conns.call(node, &["SET", &key, &value, "GET"]).await;
                     match r {
-                        Ok(ref reply @ Reply::Bulk(_)) => {
+                        Ok(ref reply @ (Value::Bulk(_) | Value::Nil)) => {
                             let old = bulk_string(reply).flatten();
                             let op = Op::Cas {
                                 expected: old,
@@ -349,7 +284,7 @@ pub(crate) async fn resp_loop(ctx: Arc<RespCtx>, seed: u64, until: Instant) {
                 _ => {
                     let r = conns.call(node, &["DEL", &key]).await;
                     let o = write_outcome(r, |r| {
-                        matches!(r, Reply::Int(0 | 1)).then_some(Ret::Deleted)
+                        matches!(r, Value::Int(0 | 1)).then_some(Ret::Deleted)
                     });
                     (Op::Delete, o)
                 }
@@ -378,7 +313,7 @@ pub(crate) async fn final_counter_reads(ctx: &RespCtx) {
             let invoke = ctx.rec.now();
             let r = conns.call(node, &["GET", &key]).await;
             let value = match r {
-                Ok(Reply::Bulk(None)) => Some(0),
+                Ok(Value::Nil) => Some(0),
                 Ok(reply) => bulk_string(&reply).flatten().and_then(|s| s.parse().ok()),
                 Err(_) => None,
             };

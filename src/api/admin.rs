@@ -31,13 +31,13 @@ pub fn routes() -> Router<AppState> {
 /// Always 200 like the seed (use `/readyz` for a status-code check);
 /// `status` is "healthy" only when the node is ready.
 #[utoipa::path(get, path = "/health", tag = "ops",
-    responses((status = 200, description = "Always 200 (as the seed); `status` says healthy or not", body = super::openapi::Health), super::openapi::Errors))]
+    responses((status = 200, description = "Always 200 (as the seed); `status` says healthy or not", body = super::schema::Health), super::schema::Errors))]
 pub(super) async fn health(State(state): State<AppState>) -> Response {
     let c = state.cluster();
     let st = c.status();
     let ready = c.readiness().await.ready;
     let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    super::seed::respond(
+    super::seed::render::respond(
         StatusCode::OK,
         json!({
             "is_leader": st.is_leader,
@@ -57,7 +57,7 @@ pub(super) async fn health(State(state): State<AppState>) -> Response {
 
 /// The process is up and serving HTTP.
 #[utoipa::path(get, path = "/livez", tag = "ops",
-    responses((status = 200, description = "Alive", body = super::openapi::Live), super::openapi::Errors))]
+    responses((status = 200, description = "Alive", body = super::schema::Live), super::schema::Errors))]
 pub(super) async fn livez() -> Response {
     Json(json!({ "status": "ok" })).into_response()
 }
@@ -66,7 +66,7 @@ pub(super) async fn livez() -> Response {
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, description = "Ready", body = crate::cluster::Readiness),
         (status = 503, description = "Not ready", body = crate::cluster::Readiness,
-            headers(("retry-after" = u64, description = "Seconds"))), super::openapi::Errors))]
+            headers(("retry-after" = u64, description = "Seconds"))), super::schema::Errors))]
 pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     let r = state.cluster().readiness().await;
     let status = if r.ready {
@@ -84,7 +84,7 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
 
 /// Prometheus / OpenMetrics text.
 #[utoipa::path(get, path = "/metrics", tag = "ops",
-    responses((status = 200, description = "Metrics", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String), super::openapi::Errors))]
+    responses((status = 200, description = "Metrics", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String), super::schema::Errors))]
 pub(super) async fn metrics(State(state): State<AppState>) -> Response {
     let body = state.metrics().render(state.cluster()).await;
     (

@@ -27,7 +27,7 @@ use super::AppState;
 use super::Limits;
 use super::error::ApiError;
 use super::keys;
-use super::seed;
+use super::seed::render as seed;
 use crate::wire::Code;
 use crate::wire::header;
 

@@ -96,6 +96,27 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// What a handler returns: an answer, or the one error rendering.
+pub type ApiResult = Result<Response, ApiError>;
+
+impl ApiError {
+    /// A write the cache has no room for (`cache.max_memory`).
+    pub fn out_of_memory(needed: u64, max: u64) -> ApiError {
+        ApiError::new(
+            Code::OutOfMemory,
+            format!(
+                "the cache is full: the write needs {needed} bytes and cache.max_memory is {max} bytes"
+            ),
+        )
+    }
+
+    /// A state-machine response the operation cannot give (a bug: logged).
+    pub fn unexpected(r: crate::kv::Response) -> ApiError {
+        tracing::error!(response = ?r, "state machine returned an unexpected response");
+        ApiError::new(Code::Internal, "unexpected state machine response")
+    }
+}
+
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         let msg = e.to_string();

@@ -50,7 +50,7 @@ use axum::response::Response;
 
 use super::AppState;
 use super::error::ApiError;
-use super::seed;
+use super::seed::render as seed;
 use crate::auth::Denied;
 use crate::auth::Need;
 use crate::auth::Role;

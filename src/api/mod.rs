@@ -31,6 +31,7 @@ pub mod leader;
 pub mod metrics;
 pub mod openapi;
 pub mod scan;
+pub mod schema;
 pub mod seed;
 pub mod txn;
 pub mod v1;

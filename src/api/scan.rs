@@ -32,12 +32,12 @@ use serde_json::json;
 use super::AppState;
 use super::body::Raw;
 use super::error::ApiError;
+use super::error::ApiResult;
 use super::keys;
 use super::leader;
 use super::leader::Routed;
 use super::leader::on_leader;
 use super::txn::DEFAULT_RANGE_LIMIT;
-use super::v1::ApiResult;
 use super::values::Encoding;
 use super::values::parse_encoding;
 use crate::cluster::Consistency;
@@ -180,18 +180,18 @@ pub fn render(q: &ScanQuery, out: &ScanOutcome) -> axum::response::Response {
         ("cursor" = Option<String>, Query, description = "From the previous page: continue after its last key"),
         ("keys_only" = Option<bool>, Query, description = "No values"),
         ("count" = Option<bool>, Query, description = "Only count the keys"),
-        ("consistency" = Option<super::openapi::Consistency>, Query, description = "`linearizable` (default) or `stale`"),
+        ("consistency" = Option<super::schema::Consistency>, Query, description = "`linearizable` (default) or `stale`"),
         ("encoding" = Option<String>, Query, description = "`base64`: every value in the request and answer is base64 (default: UTF-8 text, `value_base64` for other bytes)"),
         ("index" = Option<u64>, Query, description = "Blocking query: answer once this node has applied a change after this Raft index (or when `wait` ends)"),
         ("wait" = Option<String>, Query, description = "Longest wait of a blocking query (default 5m, at most 10m, plus up to 1/16 jitter)")),
     responses(
-        (status = 200, description = "A page (or a count)", body = super::openapi::ScanPage,
+        (status = 200, description = "A page (or a count)", body = super::schema::ScanPage,
             headers(("x-dcache-raft-index" = u64, description = "The Raft index the page was read at"))),
-        super::openapi::Errors))]
+        super::schema::Errors))]
 pub async fn get(State(state): State<AppState>, raw: Raw) -> ApiResult {
     let q = parse_scan(&state, &raw)?;
     if let Some(index) = q.index {
-        let out = super::watch::blocking_scan(&state, &q, index).await?;
+        let out = super::watch::blocking_scan(&state, &q.scan, q.wait_ms, index).await?;
         return Ok(render(&q, &out));
     }
     let scan = |d| state.cluster().scan(&q.scan, q.consistency, d);
@@ -209,9 +209,9 @@ pub async fn get(State(state): State<AppState>, raw: Raw) -> ApiResult {
 #[utoipa::path(delete, path = "/v1/kv", tag = "kv",
     params(("prefix" = String, Query, description = "Delete the keys starting with this (non-empty); at most 10,000 per request")),
     responses(
-        (status = 200, description = "Deleted (one log entry)", body = super::openapi::PrefixDeleted,
+        (status = 200, description = "Deleted (one log entry)", body = super::schema::PrefixDeleted,
             headers(("x-dcache-raft-index" = u64, description = "The Raft index of the delete"))),
-        super::openapi::Errors))]
+        super::schema::Errors))]
 pub async fn delete(State(state): State<AppState>, raw: Raw) -> ApiResult {
     let mut prefix = None;
     for (k, v) in raw.query()? {
@@ -248,6 +248,6 @@ pub async fn delete(State(state): State<AppState>, raw: Raw) -> ApiResult {
                 .insert(h::RAFT_INDEX, HeaderValue::from(out.raft_index));
             Ok(r)
         }
-        other => Err(super::v1::unexpected(other)),
+        other => Err(ApiError::unexpected(other)),
     }
 }

@@ -29,10 +29,10 @@ use serde_json::json;
 use super::AppState;
 use super::body::Raw;
 use super::error::ApiError;
+use super::error::ApiResult;
 use super::keys;
 use super::leader;
 use super::leader::Routed;
-use super::v1::ApiResult;
 use super::values::Encoding;
 use super::values::expires_json;
 use super::values::parse_encoding;
@@ -58,6 +58,20 @@ struct Body {
     success: Vec<Value>,
     #[serde(default)]
     failure: Vec<Value>,
+}
+
+// For the OpenAPI document: `Body` with the compares and ops as they
+// parse (the doc comment below is the schema's description).
+/// `POST /v1/txn` body (README "Transactions").
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct TxnBody {
+    /// All must hold for `success` to run, else `failure` runs.
+    #[schema(value_type = Option<Vec<CompareJson>>)]
+    pub compare: Option<Vec<serde_json::Value>>,
+    #[schema(value_type = Option<Vec<OpJson>>)]
+    pub success: Option<Vec<serde_json::Value>>,
+    #[schema(value_type = Option<Vec<OpJson>>)]
+    pub failure: Option<Vec<serde_json::Value>>,
 }
 
 /// One compare of a transaction: `target` is `value`, `version`,
@@ -321,11 +335,11 @@ fn result_json(op: &Command, r: &KvResponse, enc: Encoding, now_ms: u64) -> Valu
 /// `POST /v1/txn`.
 #[utoipa::path(post, path = "/v1/txn", tag = "kv",
     params(("encoding" = Option<String>, Query, description = "`base64`: every value in the request and answer is base64 (default: UTF-8 text, `value_base64` for other bytes)")),
-    request_body = super::openapi::TxnBody,
+    request_body = TxnBody,
     responses(
-        (status = 200, description = "Applied at one index: `succeeded` says which branch ran", body = super::openapi::TxnAnswer,
+        (status = 200, description = "Applied at one index: `succeeded` says which branch ran", body = super::schema::TxnAnswer,
             headers(("x-dcache-raft-index" = u64, description = "The Raft index of the transaction"))),
-        super::openapi::Errors))]
+        super::schema::Errors))]
 pub async fn post(State(state): State<AppState>, raw: Raw) -> ApiResult {
     let mut enc = Encoding::default();
     for (k, v) in raw.query()? {
@@ -363,8 +377,8 @@ pub async fn post(State(state): State<AppState>, raw: Raw) -> ApiResult {
                 .insert(h::RAFT_INDEX, HeaderValue::from(out.raft_index));
             Ok(resp)
         }
-        KvResponse::OutOfMemory { needed, max } => Err(super::v1::out_of_memory(needed, max)),
+        KvResponse::OutOfMemory { needed, max } => Err(ApiError::out_of_memory(needed, max)),
         KvResponse::Invalid { op, reason } => Err(ApiError::invalid(format!("{op}: {reason}"))),
-        other => Err(super::v1::unexpected(other)),
+        other => Err(ApiError::unexpected(other)),
     }
 }

@@ -18,6 +18,7 @@ use serde_json::json;
 use super::AppState;
 use super::body::Raw;
 use super::error::ApiError;
+use super::error::ApiResult;
 use super::keys;
 use super::leader;
 use super::leader::Routed;
@@ -32,8 +33,6 @@ use crate::kv::Response as KvResponse;
 use crate::kv::Ttl;
 use crate::wire::Code;
 use crate::wire::header as h;
-
-pub(super) type ApiResult = Result<Response, ApiError>;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -121,15 +120,6 @@ fn ttl_headers(h: &mut HeaderMap, expires_at: u64, now_ms: u64) {
     header_u64(h, h::TTL_MS, expires_at.saturating_sub(now_ms));
 }
 
-pub(super) fn out_of_memory(needed: u64, max: u64) -> ApiError {
-    ApiError::new(
-        Code::OutOfMemory,
-        format!(
-            "the cache is full: the write needs {needed} bytes and cache.max_memory is {max} bytes"
-        ),
-    )
-}
-
 fn cas_failed(current: u64, raft_index: u64) -> ApiError {
     let msg = if current == 0 {
         "compare-and-set failed: the key does not exist".to_string()
@@ -146,7 +136,7 @@ fn cas_failed(current: u64, raft_index: u64) -> ApiError {
 /// Read a key: its value as raw bytes, metadata in headers.
 #[utoipa::path(get, path = "/v1/kv/{key}", tag = "kv",
     params(("key" = String, Path, description = "The key (UTF-8; may contain `/`; percent-encode other reserved characters)"),
-        ("consistency" = Option<super::openapi::Consistency>, Query, description = "`linearizable` (default) or `stale` (this node's state, may lag)"),
+        ("consistency" = Option<super::schema::Consistency>, Query, description = "`linearizable` (default) or `stale` (this node's state, may lag)"),
         ("redirect" = Option<bool>, Query, description = "On a follower, answer 307 to the leader instead of forwarding"),
         ("index" = Option<u64>, Query, description = "Blocking query: answer once this node has applied a change after this Raft index (or when `wait` ends)"),
         ("wait" = Option<String>, Query, description = "Longest wait of a blocking query (default 5m, at most 10m, plus up to 1/16 jitter)")),
@@ -157,7 +147,7 @@ fn cas_failed(current: u64, raft_index: u64) -> ApiError {
                 ("x-dcache-version" = u64, description = "Writes since creation"),
                 ("x-dcache-expires-at" = String, description = "The deadline (RFC 3339, ms), keys with a TTL only"),
                 ("x-dcache-ttl-ms" = u64, description = "Milliseconds left, keys with a TTL only"))),
-        super::openapi::Errors))]
+        super::schema::Errors))]
 pub(super) async fn get_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
     let (key, q) = kv_request(&state, &raw)?;
     if let Some(index) = q.index {
@@ -202,8 +192,8 @@ fn key_response(out: ReadOutcome) -> ApiResult {
         ("keepttl" = Option<bool>, Query, description = "Keep the key's current TTL (a write without ttl clears it)")),
     request_body(content = String, content_type = "application/octet-stream", description = "The value"),
     responses(
-        (status = 200, description = "Written", body = super::openapi::PutAnswer, headers(("x-dcache-index" = u64, description = "The key's modify index"), ("x-dcache-raft-index" = u64, description = "The Raft index the answer was served at"))),
-        super::openapi::Errors))]
+        (status = 200, description = "Written", body = super::schema::PutAnswer, headers(("x-dcache-index" = u64, description = "The key's modify index"), ("x-dcache-raft-index" = u64, description = "The Raft index the answer was served at"))),
+        super::schema::Errors))]
 pub(super) async fn put_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
     let (key, q) = kv_request(&state, &raw)?;
     let max = state.limits().max_value_bytes;
@@ -251,8 +241,8 @@ pub(super) async fn put_key(State(state): State<AppState>, raw: Raw) -> ApiResul
             Ok(r)
         }
         KvResponse::CasFailed { current } => Err(cas_failed(current, out.raft_index)),
-        KvResponse::OutOfMemory { needed, max } => Err(out_of_memory(needed, max)),
-        other => Err(unexpected(other)),
+        KvResponse::OutOfMemory { needed, max } => Err(ApiError::out_of_memory(needed, max)),
+        other => Err(ApiError::unexpected(other)),
     }
 }
 
@@ -263,9 +253,9 @@ pub(super) async fn put_key(State(state): State<AppState>, raw: Raw) -> ApiResul
         ("expire_at" = Option<String>, Query, description = "New absolute deadline"),
         ("persist" = Option<bool>, Query, description = "Remove the TTL")),
     responses(
-        (status = 200, description = "The key's deadline now", body = super::openapi::ExpireAnswer,
+        (status = 200, description = "The key's deadline now", body = super::schema::ExpireAnswer,
             headers(("x-dcache-raft-index" = u64, description = "The Raft index the answer was served at"))),
-        super::openapi::Errors))]
+        super::schema::Errors))]
 pub(super) async fn expire_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
     let (key, q) = kv_request(&state, &raw)?;
     let ttl = match (q.expire, q.expire_at, q.persist) {
@@ -300,8 +290,8 @@ pub(super) async fn expire_key(State(state): State<AppState>, raw: Raw) -> ApiRe
             Err(ApiError::new(Code::KeyNotFound, "key not found")
                 .with_header(h::RAFT_INDEX, out.raft_index))
         }
-        KvResponse::OutOfMemory { needed, max } => Err(out_of_memory(needed, max)),
-        other => Err(unexpected(other)),
+        KvResponse::OutOfMemory { needed, max } => Err(ApiError::out_of_memory(needed, max)),
+        other => Err(ApiError::unexpected(other)),
     }
 }
 
@@ -310,8 +300,8 @@ pub(super) async fn expire_key(State(state): State<AppState>, raw: Raw) -> ApiRe
     params(("key" = String, Path, description = "The key (UTF-8; may contain `/`; percent-encode other reserved characters)"),
         ("cas" = Option<u64>, Query, description = "Only if the key's modify index is this")),
     responses(
-        (status = 200, description = "Deleted, or absent (`deleted: false`)", body = super::openapi::DeleteAnswer, headers(("x-dcache-index" = u64, description = "The key's modify index"), ("x-dcache-raft-index" = u64, description = "The Raft index the answer was served at"))),
-        super::openapi::Errors))]
+        (status = 200, description = "Deleted, or absent (`deleted: false`)", body = super::schema::DeleteAnswer, headers(("x-dcache-index" = u64, description = "The key's modify index"), ("x-dcache-raft-index" = u64, description = "The Raft index the answer was served at"))),
+        super::schema::Errors))]
 pub(super) async fn delete_key(State(state): State<AppState>, raw: Raw) -> ApiResult {
     let (key, q) = kv_request(&state, &raw)?;
     let cmd = Command::Delete {
@@ -330,32 +320,27 @@ pub(super) async fn delete_key(State(state): State<AppState>, raw: Raw) -> ApiRe
             Ok(r)
         }
         KvResponse::CasFailed { current } => Err(cas_failed(current, out.raft_index)),
-        other => Err(unexpected(other)),
+        other => Err(ApiError::unexpected(other)),
     }
-}
-
-pub(super) fn unexpected(r: KvResponse) -> ApiError {
-    tracing::error!(response = ?r, "state machine returned an unexpected response");
-    ApiError::new(Code::Internal, "unexpected state machine response")
 }
 
 /// Members, roles, leader, term and indexes as this node sees them.
 #[utoipa::path(get, path = "/v1/cluster", tag = "cluster",
-    responses((status = 200, description = "This node's view", body = crate::cluster::Status), super::openapi::Errors))]
+    responses((status = 200, description = "This node's view", body = crate::cluster::Status), super::schema::Errors))]
 pub(super) async fn cluster_status(State(state): State<AppState>) -> Response {
     Json(state.cluster().status()).into_response()
 }
 
 /// The applied index and a digest of the state: replicas at the same index have the same digest.
 #[utoipa::path(get, path = "/v1/status/digest", tag = "cluster",
-    responses((status = 200, description = "Applied index and digest", body = crate::cluster::StateSummary), super::openapi::Errors))]
+    responses((status = 200, description = "Applied index and digest", body = crate::cluster::StateSummary), super::schema::Errors))]
 pub(super) async fn digest(State(state): State<AppState>) -> Response {
     Json(state.cluster().digest()).into_response()
 }
 
 /// Cache statistics (README "Cache statistics").
 #[utoipa::path(get, path = "/v1/status", tag = "cluster",
-    responses((status = 200, description = "This node's cache figures", body = crate::cluster::CacheStatus), super::openapi::Errors))]
+    responses((status = 200, description = "This node's cache figures", body = crate::cluster::CacheStatus), super::schema::Errors))]
 pub(super) async fn status(State(state): State<AppState>) -> Response {
     Json(state.cluster().cache_status()).into_response()
 }
@@ -381,8 +366,8 @@ struct MemberBody {
 
 /// Add a running node: probed, added as a learner, caught up, promoted.
 #[utoipa::path(post, path = "/v1/cluster/members", tag = "cluster",
-    request_body = super::openapi::MemberBody,
-    responses((status = 200, description = "A voter now", body = super::openapi::MemberAdded), super::openapi::Errors))]
+    request_body = super::schema::MemberBody,
+    responses((status = 200, description = "A voter now", body = super::schema::MemberAdded), super::schema::Errors))]
 pub(super) async fn add_member(State(state): State<AppState>, raw: Raw) -> ApiResult {
     let body: MemberBody = json_body(&raw)?;
     if body.id.is_empty() {
@@ -400,7 +385,7 @@ pub(super) async fn add_member(State(state): State<AppState>, raw: Raw) -> ApiRe
 /// Remove a member.
 #[utoipa::path(delete, path = "/v1/cluster/members/{id}", tag = "cluster",
     params(("id" = String, Path, description = "The member's id")),
-    responses((status = 200, description = "Removed", body = super::openapi::MemberRemoved), super::openapi::Errors))]
+    responses((status = 200, description = "Removed", body = super::schema::MemberRemoved), super::schema::Errors))]
 pub(super) async fn remove_member(State(state): State<AppState>, raw: Raw) -> ApiResult {
     let rest = raw
         .uri
@@ -423,8 +408,8 @@ struct TransferBody {
 
 /// Hand leadership to `to`, or to the most up-to-date voter.
 #[utoipa::path(post, path = "/v1/cluster/transfer-leader", tag = "cluster",
-    request_body(content = Option<super::openapi::TransferBody>, description = "Empty, or `{\"to\": id}`"),
-    responses((status = 200, description = "The new leader", body = super::openapi::Transferred), super::openapi::Errors))]
+    request_body(content = Option<super::schema::TransferBody>, description = "Empty, or `{\"to\": id}`"),
+    responses((status = 200, description = "The new leader", body = super::schema::Transferred), super::schema::Errors))]
 pub(super) async fn transfer_leader(State(state): State<AppState>, raw: Raw) -> ApiResult {
     // An empty body or JSON `null`: the best voter.
     let body: TransferBody = if raw.body.is_empty() {

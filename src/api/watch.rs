@@ -46,13 +46,14 @@ use super::AppState;
 use super::body::Raw;
 use super::error::ApiError;
 use super::keys;
-use super::scan::ScanQuery;
-use super::v1::ApiResult;
+
+use super::error::ApiResult;
 use super::values::Encoding;
 use super::values::expires_json;
 use super::values::parse_encoding;
 use crate::cluster::Consistency;
 use crate::cluster::ReadOutcome;
+use crate::cluster::Scan;
 use crate::cluster::ScanOutcome;
 use crate::cluster::watch::Group;
 use crate::cluster::watch::WatchHub;
@@ -116,21 +117,22 @@ pub async fn blocking_key(
     Ok(cluster.read(key, Consistency::Stale, until).await?)
 }
 
-/// `GET /v1/kv?prefix=P&index=N`: wait for a change in the range after
-/// `index`, then scan it here.
+/// `GET /v1/kv?prefix=P&index=N`: wait (up to `wait_ms`) for a change in
+/// the range after `index`, then scan it here.
 pub async fn blocking_scan(
     state: &AppState,
-    q: &ScanQuery,
+    scan: &Scan,
+    wait_ms: Option<u64>,
     index: u64,
 ) -> Result<ScanOutcome, ApiError> {
-    let until = wait_until(q.wait_ms);
+    let until = wait_until(wait_ms);
     let cluster = state.cluster();
-    let range = &q.scan.range;
+    let range = &scan.range;
     cluster
         .watch()
         .wait_change(index, |k| range.holds(k.as_bytes()), until)
         .await;
-    Ok(cluster.scan(&q.scan, Consistency::Stale, until).await?)
+    Ok(cluster.scan(scan, Consistency::Stale, until).await?)
 }
 
 fn kind_name(k: ChangeKind) -> &'static str {
@@ -241,7 +243,7 @@ async fn produce(
         ("encoding" = Option<String>, Query, description = "`base64`: every value in the request and answer is base64 (default: UTF-8 text, `value_base64` for other bytes)")),
     responses(
         (status = 200, description = "Server-Sent Events: `event: kv` with `id:` = Raft index and `data:` = `{index, events: [{type, key, ...}]}`; a final `event: cut` says why a stream ended", content_type = "text/event-stream", body = String),
-        super::openapi::Errors))]
+        super::schema::Errors))]
 pub async fn stream(State(state): State<AppState>, raw: Raw) -> ApiResult {
     let (mut prefix, mut since, mut enc) = (String::new(), None, Encoding::default());
     for (k, v) in raw.query()? {

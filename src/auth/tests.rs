@@ -94,7 +94,7 @@ fn the_file_format() {
             .contains("nonsense")
     );
     // A field that holds (part of) a hash is never quoted (found by
-    // tests/fuzz.rs: a mutation glued the hash onto the role).
+    // tests/fuzz/auth.rs: a mutation glued the hash onto the role).
     let glued = err("a read$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA * x");
     assert!(
         glued.message.contains("role") && !glued.message.contains("argon2"),

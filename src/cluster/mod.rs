@@ -25,7 +25,7 @@
 //! holds the original request); openraft types in the public surface (they
 //! stay in `raft` and inside this module).
 //!
-//! Uses: `raft`, `kv`, `id`, `error`, `net`, `config`, `wire` (header names). Used by: `api`, `node`.
+//! Uses: `raft`, `kv`, `id`, `error`, `net`, `config`, `wire` (header names). Used by: `api`, `resp`, `node`.
 
 mod evict;
 /// Victims one write may name at most (bounds a log entry's size).

@@ -230,20 +230,12 @@ impl Access {
 mod tests {
     use super::*;
 
-    fn meta(c: u64, m: u64, v: u64) -> EntryMeta {
-        EntryMeta {
-            create_index: c,
-            modify_index: m,
-            version: v,
-        }
-    }
-
     #[test]
     fn packs_and_unpacks() {
-        let it = Item::new(b"key", b"value", meta(1, 2, 3), 99, 7);
+        let it = Item::new(b"key", b"value", EntryMeta::at(1, 2, 3), 99, 7);
         assert_eq!(it.key(), b"key");
         assert_eq!(it.value(), b"value");
-        assert_eq!(it.meta(), meta(1, 2, 3));
+        assert_eq!(it.meta(), EntryMeta::at(1, 2, 3));
         assert_eq!(it.expires_at(), 99);
         assert_eq!(it.with_expiry(5).expires_at(), 5);
         assert_eq!(it.with_expiry(5).value(), b"value");
@@ -257,12 +249,12 @@ mod tests {
     #[test]
     fn ordered_and_found_by_key() {
         let mut s = std::collections::BTreeSet::new();
-        s.insert(Item::new(b"b", b"1", meta(1, 1, 1), 0, 0));
-        s.insert(Item::new(b"a", b"2", meta(2, 2, 1), 0, 0));
+        s.insert(Item::new(b"b", b"1", EntryMeta::at(1, 1, 1), 0, 0));
+        s.insert(Item::new(b"a", b"2", EntryMeta::at(2, 2, 1), 0, 0));
         assert_eq!(s.get(b"a".as_slice()).unwrap().value(), b"2");
         let keys: Vec<_> = s.iter().map(|i| i.key().to_vec()).collect();
         assert_eq!(keys, [b"a".to_vec(), b"b".to_vec()]);
-        let it = Item::new(b"a", b"x", meta(3, 3, 1), 0, 0);
+        let it = Item::new(b"a", b"x", EntryMeta::at(3, 3, 1), 0, 0);
         let old = s.replace(it).unwrap();
         assert_eq!(old.value(), b"2");
     }

@@ -38,6 +38,7 @@ use serde::Deserialize;
 use serde::Serialize;
 
 pub use cache::Cache;
+pub use cache::CacheBuilder;
 pub use cache::CacheStats;
 pub use cache::Entry;
 pub use item::Access;
@@ -355,4 +356,16 @@ pub struct EntryMeta {
     pub modify_index: u64,
     /// Number of writes since creation, starting at 1.
     pub version: u64,
+}
+
+#[cfg(test)]
+impl EntryMeta {
+    /// The metadata (create index, modify index, version), for tests.
+    pub(crate) fn at(create_index: u64, modify_index: u64, version: u64) -> EntryMeta {
+        EntryMeta {
+            create_index,
+            modify_index,
+            version,
+        }
+    }
 }

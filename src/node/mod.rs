@@ -11,15 +11,18 @@
 //! Shutdown order ([`Node::shutdown`]): stop the join loop → if leader, hand
 //! leadership to the most up-to-date live voter while still serving (so
 //! requests arriving meanwhile are forwarded, not refused) → stop accepting
-//! client connections (HTTP and Redis), end watch streams and drain in-flight requests (bounded) → stop Raft →
-//! stop the Raft listener → fsync the log.
+//! client connections (HTTP and Redis), end watch streams and drain
+//! in-flight requests (bounded by `shutdown.drain_timeout_ms`) → stop
+//! active expiry → stop Raft → stop the Raft listener → fsync the log
+//! (graceful only).
 //!
 //! Every start-up failure is an [`Error::Startup`] naming what failed
 //! (listener, data dir path, Raft settings).
 //!
 //! Not here: signal handling and process exit codes (the binary).
 //!
-//! Uses: every module below it (see src/lib.rs). Used by: the binary.
+//! Uses: `api`, `resp`, `cluster`, `raft`, `kv`, `config`, `error`, `id`,
+//! `net`, `wire`, `auth`. Used by: the binary.
 
 mod identity;
 mod join;

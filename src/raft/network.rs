@@ -2,8 +2,11 @@
 //! to the peer's `raft.bind_addr` listener (see [`super::rpc`]).
 //!
 //! Bodies are MessagePack. Each target gets its own `reqwest::Client`, which
-//! keeps connections alive and reconnects on demand; every call is bounded by
-//! openraft's per-RPC deadline (`RPCOption::hard_ttl`).
+//! keeps connections alive and reconnects on demand; every call is bounded:
+//! append, vote, pre-vote and leadership transfer by openraft's per-RPC
+//! deadline (`RPCOption::hard_ttl`) capped at `raft.rpc_timeout_ms`; a
+//! snapshot by openraft's install-snapshot timeout alone (node's
+//! `INSTALL_SNAPSHOT_TIMEOUT_MS`).
 //!
 //! Invariants:
 //! - A failed connection and a call that does not finish in time both map

@@ -35,6 +35,7 @@ use std::path::Path;
 use std::path::PathBuf;
 
 use crate::kv::Cache;
+use crate::kv::CacheBuilder;
 use crate::kv::CacheStats;
 use crate::kv::Item;
 use crate::raft::typ;
@@ -273,18 +274,18 @@ pub fn load(path: &Path) -> io::Result<(typ::SnapshotMeta, Cache)> {
         let (mut r, size) = open(path)?;
         let meta = read_meta(&mut r, size)?;
         let left = size - r.stream_position()?;
-        let mut items = Vec::new();
+        let mut builder = CacheBuilder::new();
         let mut prev: Option<Box<[u8]>> = None;
         let mut sorted = true;
         let stats = read_data(&mut r, left, |it| {
             sorted &= prev.as_deref().is_none_or(|p| p < it.key());
             prev = Some(it.key().into());
-            items.push(it);
+            builder.push(it);
         })?;
         if !sorted {
             return Err(invalid("records out of key order"));
         }
-        let mut cache = Cache::from_items(items, stats.clock_ms);
+        let mut cache = builder.finish(stats.clock_ms);
         cache.set_totals(stats.expired_total, stats.evicted_total, stats.oom_total);
         Ok((meta, cache))
     };

@@ -8,8 +8,8 @@ use std::time::SystemTime;
 use std::time::UNIX_EPOCH;
 
 use super::cmd::wrong_args;
-use super::conn::Session;
 use super::reply::Frame;
+use super::session::Session;
 
 /// (name, arity, flags, first key, last key, key step), as COMMAND INFO
 /// shows them.

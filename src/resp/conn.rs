@@ -1,6 +1,6 @@
 //! One Redis connection: read, parse every complete command in the buffer,
-//! answer each in order, flush once per read (pipelining); and the
-//! connection's state: protocol version, name, MULTI queue, WATCHed keys.
+//! answer each in order, flush once per read (pipelining); MULTI/EXEC/WATCH
+//! on the connection's state (`session`).
 //!
 //! Invariants:
 //! - Replies are written in command order; a command's reply is sent only
@@ -26,6 +26,7 @@ use super::cmd;
 use super::cmd::Plan;
 use super::parse;
 use super::reply::Frame;
+use super::session::Session;
 use crate::kv::Command;
 use crate::kv::Response;
 use crate::kv::redis::MultiOp;
@@ -45,17 +46,6 @@ const MAX_BATCH_BYTES: usize = 512 * 1024;
 const MAX_BATCH_OPS: usize = 256;
 /// Commands one MULTI may queue.
 const MAX_QUEUED: usize = 10_000;
-
-pub struct Session {
-    pub(crate) server: Arc<Server>,
-    pub(crate) id: u64,
-    pub(crate) proto: u8,
-    pub(crate) name: String,
-    multi: Option<Vec<MultiOp>>,
-    multi_failed: bool,
-    watch: Vec<Watched>,
-    login: super::auth::Login,
-}
 
 /// What handling one command asks of the loop.
 pub struct Handled {
@@ -83,16 +73,7 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let id = server.register(peer.to_string());
-    let mut s = Session {
-        server: server.clone(),
-        id,
-        proto: 2,
-        name: String::new(),
-        multi: None,
-        multi_failed: false,
-        watch: Vec::new(),
-        login: super::auth::Login::default(),
-    };
+    let mut s = Session::new(server.clone(), id);
     let lim = parse::Limits {
         max_bulk: server
             .limits

@@ -3,7 +3,9 @@
 //!
 //! - `parse`: the incremental, bounded request parser;
 //! - `reply`: reply frames and their RESP2/RESP3 encodings;
-//! - `conn`: one connection: pipelining, MULTI/WATCH state, HELLO;
+//! - `conn`: one connection: pipelining, MULTI/EXEC/WATCH;
+//! - `session`: one connection's state (name, protocol, MULTI queue,
+//!   WATCHed keys), shared by `conn` and `admin`;
 //! - `cmd`: the data commands → `kv::redis` writes and reads;
 //! - `admin`: server commands (INFO, CONFIG, CLIENT, COMMAND, ...);
 //! - `route`: run on the leader, forwarding once from a follower;
@@ -28,6 +30,7 @@
 //! data), HTTP routes (`api`; `/internal/kv` is there).
 //!
 //! Uses: `cluster`, `kv`, `wire`, `error`, `id`, `net`, `config`, `auth`.
+//! Used by: `node`.
 
 pub mod admin;
 pub mod auth;
@@ -36,6 +39,7 @@ pub mod conn;
 pub mod parse;
 pub mod reply;
 pub mod route;
+pub mod session;
 
 use std::collections::BTreeMap;
 use std::collections::VecDeque;

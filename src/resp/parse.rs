@@ -160,62 +160,63 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
             return Some(args);
         }
         let mut cur = Vec::new();
-        let (mut dq, mut sq) = (false, false);
+        let mut quote: Option<u8> = None;
         loop {
-            if dq {
-                let c = *line.get(i)?;
-                if c == b'\\'
-                    && i + 3 < line.len()
-                    && line[i + 1] == b'x'
-                    && let (Some(h), Some(l)) = (hex(line[i + 2]), hex(line[i + 3]))
-                {
-                    cur.push(h * 16 + l);
-                    i += 3;
-                } else if c == b'\\' && i + 1 < line.len() {
-                    i += 1;
-                    cur.push(match line[i] {
-                        b'n' => b'\n',
-                        b'r' => b'\r',
-                        b't' => b'\t',
-                        b'b' => 8,
-                        b'a' => 7,
-                        other => other,
-                    });
-                } else if c == b'"' {
-                    if i + 1 < line.len() && !blank(line[i + 1]) {
-                        return None;
+            match quote {
+                Some(q) => {
+                    let c = *line.get(i)?;
+                    if c == q {
+                        // A closing quote must end the argument.
+                        if i + 1 < line.len() && !blank(line[i + 1]) {
+                            return None;
+                        }
+                        i += 1;
+                        break;
                     }
-                    i += 1;
-                    break;
-                } else {
-                    cur.push(c);
+                    let (byte, used) = if c == b'\\' {
+                        escape(q, &line[i + 1..])
+                    } else {
+                        (c, 0)
+                    };
+                    cur.push(byte);
+                    i += used;
                 }
-            } else if sq {
-                let c = *line.get(i)?;
-                if c == b'\\' && line.get(i + 1) == Some(&b'\'') {
-                    i += 1;
-                    cur.push(b'\'');
-                } else if c == b'\'' {
-                    if i + 1 < line.len() && !blank(line[i + 1]) {
-                        return None;
-                    }
-                    i += 1;
-                    break;
-                } else {
-                    cur.push(c);
-                }
-            } else {
-                match line.get(i) {
+                None => match line.get(i) {
                     None => break,
                     Some(&c) if blank(c) => break,
-                    Some(b'"') => dq = true,
-                    Some(b'\'') => sq = true,
+                    Some(&c @ (b'"' | b'\'')) => quote = Some(c),
                     Some(&c) => cur.push(c),
-                }
+                },
             }
             i += 1;
         }
         args.push(cur);
+    }
+}
+
+/// What a backslash inside `quote` quotes stands for, given the bytes
+/// after it: the byte and how many of those bytes it used. In double
+/// quotes `\xHH` and `\n \r \t \b \a` (any other byte stands for
+/// itself); in single quotes only `\'`. A backslash that escapes nothing is
+/// itself.
+fn escape(quote: u8, rest: &[u8]) -> (u8, usize) {
+    match (quote, rest) {
+        (b'"', [b'x', h, l, ..]) if hex(*h).is_some() && hex(*l).is_some() => {
+            (hex(*h).unwrap() * 16 + hex(*l).unwrap(), 3)
+        }
+        (b'"', [c, ..]) => {
+            let byte = match c {
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b't' => b'\t',
+                b'b' => 8,
+                b'a' => 7,
+                other => *other,
+            };
+            (byte, 1)
+        }
+        (b'\'', [b'\'', ..]) => (b'\'', 1),
+        _ => (b'\\', 0),
     }
 }
 
@@ -247,6 +248,16 @@ mod tests {
             v.extend_from_slice(b"\r\n");
         }
         v
+    }
+
+    #[test]
+    fn inline_quotes_and_escapes() {
+        let args = split_args(br#""a\n\q\x4" 'b\c' "\x4a" '\''"#).unwrap();
+        assert_eq!(args, [&b"a\nqx4"[..], b"b\\c", b"J", b"'"]);
+        assert_eq!(split_args(b"  "), Some(vec![]));
+        for bad in [&b"\"abc"[..], b"'abc", b"\"a\"b", b"'a'b", b"\"a\\"] {
+            assert_eq!(split_args(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]

@@ -1,13 +1,15 @@
-//! dcache-testkit: what dcache's tests (and, later, the fault harness) share.
+//! dcache-testkit: what dcache's tests and the fault harness (`jepsen/`,
+//! without the `cluster` feature: `wait`, `redis`) share.
 //!
 //! ```text
-//! wait      wait_for / wait_ok: a condition under a deadline (the one poll loop)
+//! wait      wait_for / wait_ok / until(_every): a condition under a deadline (the one poll loop)
 //! ports     free loopback ports below the ephemeral range
 //! seed      the run's seed (DCACHE_TEST_SEED) and seeded RNGs; printed on panic
 //! tools     external tools a test needs (TESTKIT_REQUIRE_TOOLS)
+//! faketime  libfaketime: the library (found through its package) and a skewed node's environment
 //! http      the test HTTP client (dcache::net::http_client) and a read response
 //! raw       raw HTTP/1.1 over TCP, for requests a client library will not send
-//! redis     a minimal RESP2 client, redis-cli, the Redis tools' package
+//! redis     the one RESP reply parser (fallible, bounded), a RESP2 test client, redis-cli
 //! proc      the real binary as child processes (Proc kills on drop), Spec
 //! certs     test CA and certificates (scripts/make-certs.sh), TLS configs
 //! cluster   in-process nodes in a temp dir (feature "cluster", default)
@@ -22,6 +24,7 @@
 //! [`seed::rng`]; no other `reqwest::Client` builder than [`http::client`].
 
 pub mod certs;
+pub mod faketime;
 pub mod http;
 pub mod ports;
 pub mod proc;

@@ -363,6 +363,25 @@ pub async fn start_ready(c: &reqwest::Client, spec: &Spec) -> Proc {
     panic!("{} could not bind its ports", spec.id);
 }
 
+/// Specs of `n` nodes in `dir` made by `node(dir, id, join)`: `node1`
+/// bootstraps, the others join it.
+pub fn nodes(dir: &Path, n: usize, node: impl Fn(&Path, &str, &str) -> Spec) -> Vec<Spec> {
+    let first = node(dir, "node1", "");
+    let join = first.http.clone();
+    let mut specs = vec![first];
+    specs.extend((2..=n).map(|i| node(dir, &format!("node{i}"), &join)));
+    specs
+}
+
+/// Start every node of `specs` in order, each ready before the next.
+pub async fn start_all(c: &reqwest::Client, specs: &[Spec]) -> Vec<Proc> {
+    let mut procs = Vec::new();
+    for s in specs {
+        procs.push(start_ready(c, s).await);
+    }
+    procs
+}
+
 /// One PUT: its status, or None if the request failed.
 pub async fn put(c: &reqwest::Client, spec: &Spec, key: &str, value: &str) -> Option<u16> {
     c.put(spec.url(&format!("/v1/kv/{key}")))

@@ -2,11 +2,16 @@
 //! comparison), and the Redis tools the tests drive (`redis-cli`,
 //! `redis-benchmark`, `redis-server`).
 //!
-//! Every read is bounded in time ([`REPLY_TIMEOUT`]); a malformed reply is
-//! a panic naming what was read.
+//! Every read is bounded in time ([`REPLY_TIMEOUT`]) and in size
+//! ([`Bounds`]); [`read_value`] is the one reply parser (fallible: the
+//! fault harness uses it too), [`Client`] panics on a malformed reply,
+//! naming what was read.
 
+use std::io;
+use std::pin::Pin;
 use std::time::Duration;
 
+use tokio::io::AsyncBufRead;
 use tokio::io::AsyncBufReadExt;
 use tokio::io::AsyncReadExt;
 use tokio::io::AsyncWriteExt;
@@ -64,6 +69,28 @@ impl Value {
     }
 }
 
+/// How far a reply may go: a length or nesting beyond these is an error,
+/// not an allocation.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Longest reply line or bulk string, in bytes.
+    pub bulk: usize,
+    /// Most elements of one array (or pairs of one map).
+    pub items: usize,
+    /// Deepest nesting of arrays.
+    pub depth: usize,
+}
+
+impl Bounds {
+    /// The tests' bounds: Redis's own bulk limit, wide arrays (KEYS,
+    /// COMMAND), COMMAND's nesting with room.
+    pub const TESTS: Bounds = Bounds {
+        bulk: 512 << 20,
+        items: 1 << 20,
+        depth: 8,
+    };
+}
+
 /// One connection.
 pub struct Client {
     rd: BufReader<tokio::net::tcp::OwnedReadHalf>,
@@ -110,11 +137,13 @@ impl Client {
         self.read().await
     }
 
-    /// Read one reply.
+    /// Read one reply (a test's reply must come and be well formed: a
+    /// panic otherwise).
     pub async fn read(&mut self) -> Value {
-        tokio::time::timeout(REPLY_TIMEOUT, read_value(&mut self.rd))
+        tokio::time::timeout(REPLY_TIMEOUT, read_value(&mut self.rd, Bounds::TESTS))
             .await
             .expect("a reply within the timeout")
+            .expect("a well-formed reply")
     }
 
     /// Whether the server closed the connection (EOF within the timeout).
@@ -127,57 +156,94 @@ impl Client {
     }
 }
 
-async fn line(rd: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> String {
-    let mut l = Vec::new();
-    rd.read_until(b'\n', &mut l).await.expect("read");
-    assert!(
-        l.ends_with(b"\r\n"),
-        "truncated reply line {:?}",
-        String::from_utf8_lossy(&l)
-    );
-    l.truncate(l.len() - 2);
-    String::from_utf8(l).expect("utf-8 reply line")
+fn bad(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what)
 }
 
-fn read_value(
-    rd: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-) -> std::pin::Pin<Box<dyn Future<Output = Value> + Send + '_>> {
+async fn line<R: AsyncBufRead + Unpin + Send>(rd: &mut R, max: usize) -> io::Result<String> {
+    let mut l = Vec::new();
+    (&mut *rd)
+        .take(max as u64 + 2)
+        .read_until(b'\n', &mut l)
+        .await?;
+    if !l.ends_with(b"\r\n") {
+        return Err(bad(format!(
+            "reply line cut or too long: {:?}",
+            String::from_utf8_lossy(&l)
+        )));
+    }
+    l.truncate(l.len() - 2);
+    String::from_utf8(l).map_err(|e| bad(format!("reply line not UTF-8: {e}")))
+}
+
+/// Read one reply (RESP2, and RESP3's null and map after `HELLO 3`). A
+/// malformed or out-of-bounds reply, or a cut connection, is an error:
+/// the one reply parser of the tests (which panic on it, [`Client::read`])
+/// and of the fault harness (which records the command's outcome as
+/// unknown).
+pub fn read_value<R: AsyncBufRead + Unpin + Send>(
+    rd: &mut R,
+    bounds: Bounds,
+) -> Pin<Box<dyn Future<Output = io::Result<Value>> + Send + '_>> {
+    read_nested(rd, bounds, 0)
+}
+
+fn read_nested<R: AsyncBufRead + Unpin + Send>(
+    rd: &mut R,
+    bounds: Bounds,
+    depth: usize,
+) -> Pin<Box<dyn Future<Output = io::Result<Value>> + Send + '_>> {
     Box::pin(async move {
-        let l = line(rd).await;
-        let (tag, rest) = l.split_at(1);
-        match tag {
+        if depth > bounds.depth {
+            return Err(bad(format!("reply nested deeper than {}", bounds.depth)));
+        }
+        let l = line(rd, bounds.bulk).await?;
+        let (tag, rest) = l.split_at(l.len().min(1));
+        let len = |max: usize| -> io::Result<Option<usize>> {
+            match rest.parse::<i64>() {
+                Ok(-1) => Ok(None),
+                Ok(n) if n >= 0 && n as u64 <= max as u64 => Ok(Some(n as usize)),
+                _ => Err(bad(format!("bad length in {l:?}"))),
+            }
+        };
+        let items = async |rd: &mut R, n: usize| -> io::Result<Vec<Value>> {
+            let mut items = Vec::with_capacity(n);
+            for _ in 0..n {
+                items.push(read_nested(rd, bounds, depth + 1).await?);
+            }
+            Ok(items)
+        };
+        Ok(match tag {
             "+" => Value::Simple(rest.into()),
             "-" => Value::Error(rest.into()),
-            ":" => Value::Int(rest.parse().expect("integer reply")),
-            "$" if rest == "-1" => Value::Nil,
-            "$" => {
-                let n: usize = rest.parse().expect("bulk length");
-                let mut b = vec![0; n + 2];
-                rd.read_exact(&mut b).await.expect("bulk body");
-                b.truncate(n);
-                Value::Bulk(b)
-            }
+            ":" => Value::Int(
+                rest.parse()
+                    .map_err(|_| bad(format!("bad integer reply {l:?}")))?,
+            ),
+            "$" => match len(bounds.bulk)? {
+                None => Value::Nil,
+                Some(n) => {
+                    let mut b = vec![0; n + 2];
+                    rd.read_exact(&mut b).await?;
+                    if !b.ends_with(b"\r\n") {
+                        return Err(bad("bulk string not ended by CRLF".into()));
+                    }
+                    b.truncate(n);
+                    Value::Bulk(b)
+                }
+            },
             // RESP3 (after HELLO 3): null, map (as a flat array).
             "_" => Value::Nil,
-            "%" => {
-                let n: usize = rest.parse().expect("map length");
-                let mut items = Vec::with_capacity(2 * n);
-                for _ in 0..2 * n {
-                    items.push(read_value(rd).await);
-                }
-                Value::Array(items)
-            }
-            "*" if rest == "-1" => Value::NilArray,
-            "*" => {
-                let n: usize = rest.parse().expect("array length");
-                let mut items = Vec::with_capacity(n);
-                for _ in 0..n {
-                    items.push(read_value(rd).await);
-                }
-                Value::Array(items)
-            }
-            _ => panic!("unexpected reply line {l:?}"),
-        }
+            "%" => match len(bounds.items)? {
+                None => return Err(bad(format!("bad map length in {l:?}"))),
+                Some(n) => Value::Array(items(rd, 2 * n).await?),
+            },
+            "*" => match len(bounds.items)? {
+                None => Value::NilArray,
+                Some(n) => Value::Array(items(rd, n).await?),
+            },
+            _ => return Err(bad(format!("unexpected reply line {l:?}"))),
+        })
     })
 }
 
@@ -192,4 +258,50 @@ pub fn cli(port: u16, args: &[&str]) -> (bool, String) {
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).trim_end().to_string(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn parse(bytes: &[u8], bounds: Bounds) -> io::Result<Value> {
+        read_value(&mut BufReader::new(bytes), bounds).await
+    }
+
+    #[tokio::test]
+    async fn replies_parse_and_malformed_ones_are_errors() {
+        let ok = parse(b"*3\r\n+OK\r\n$-1\r\n*1\r\n$2\r\nab\r\n", Bounds::TESTS).await;
+        assert_eq!(
+            ok.unwrap(),
+            Value::Array(vec![
+                Value::ok(),
+                Value::Nil,
+                Value::Array(vec![Value::bulk("ab")])
+            ])
+        );
+        assert_eq!(
+            parse(b"%1\r\n+a\r\n:1\r\n", Bounds::TESTS).await.unwrap(),
+            Value::Array(vec![Value::Simple("a".into()), Value::Int(1)])
+        );
+        let tight = Bounds {
+            bulk: 4,
+            items: 2,
+            depth: 1,
+        };
+        for bad in [
+            &b"?x\r\n"[..],
+            b"$5\r\nhello\r\n",
+            b"*3\r\n:1\r\n:2\r\n:3\r\n",
+            b"*1\r\n*1\r\n*1\r\n:1\r\n",
+            b"$2\r\nabcd",
+            b":1",
+            b":x\r\n",
+        ] {
+            assert!(
+                parse(bad, tight).await.is_err(),
+                "{:?} parsed",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 }

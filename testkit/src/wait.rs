@@ -46,7 +46,21 @@ where
 
 /// Check `cond` until it returns `Ok` (that value) or `timeout` has passed
 /// (the last `Err`), for callers that add their own context to a timeout.
-pub async fn until<T, E, F, Fut>(timeout: Duration, mut cond: F) -> Result<T, E>
+pub async fn until<T, E, F, Fut>(timeout: Duration, cond: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    until_every(timeout, POLL, cond).await
+}
+
+/// [`until`], checking every `every` (the fault harness polls nodes under
+/// faults more gently than a test polls a quiet cluster).
+pub async fn until_every<T, E, F, Fut>(
+    timeout: Duration,
+    every: Duration,
+    mut cond: F,
+) -> Result<T, E>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
@@ -60,7 +74,7 @@ where
         if start.elapsed() >= timeout {
             return Err(last);
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(every).await;
     }
 }
 

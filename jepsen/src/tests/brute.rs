@@ -159,33 +159,35 @@ fn brute_force(h: &History) -> bool {
     search(&ops, &mut used, &None)
 }
 
-/// A random small history over one key; results are random, so many are not
-/// linearizable. Values: writes use fresh ones, reads/CAS pick from a small
-/// pool so that matches are likely.
-fn random_history(rng: &mut Rng, n: usize) -> History {
-    let pool = ["a", "b", "c", "d"];
+/// The values ops draw from: writes take them in turn, reads and CAS pick
+/// among them (or none) so that matches are likely.
+const POOL: [&str; 4] = ["a", "b", "c", "d"];
+
+/// A value of [`POOL`], or none.
+fn pick(rng: &mut Rng) -> Option<String> {
+    let i = rng.below(POOL.len() as u64 + 1) as usize;
+    POOL.get(i).map(|s| s.to_string())
+}
+
+/// One op each of `n` clients on one key, with random overlapping
+/// intervals, random results and random fates (some failed, some
+/// indeterminate); `draw` makes each op, given a source of fresh values.
+fn random_events(
+    rng: &mut Rng,
+    n: usize,
+    mut draw: impl FnMut(&mut Rng, &mut dyn FnMut() -> String) -> Op,
+) -> History {
     let mut next_value = 0;
     let mut events = Vec::new();
-    let pick = |rng: &mut Rng| -> Option<String> {
-        let i = rng.below(pool.len() as u64 + 1) as usize;
-        pool.get(i).map(|s| s.to_string())
-    };
     for client in 0..n as u64 {
         let a = rng.below(20);
         let b = a + rng.below(12);
-        let op = match rng.below(10) {
-            0..=3 => Op::Read,
-            4..=6 => {
-                let v = pool[next_value % pool.len()].to_string();
-                next_value += 1;
-                Op::Write(v)
-            }
-            7..=8 => Op::Cas {
-                expected: pick(rng),
-                new: pick(rng).unwrap_or_else(|| "a".into()),
-            },
-            _ => Op::Delete,
+        let mut fresh = || {
+            let v = POOL[next_value % POOL.len()].to_string();
+            next_value += 1;
+            v
         };
+        let op = draw(rng, &mut fresh);
         let ret = random_ret(rng, &op, pick);
         let e = match rng.below(10) {
             0..=1 => Event::indeterminate(client, K, op, a),
@@ -195,6 +197,20 @@ fn random_history(rng: &mut Rng, n: usize) -> History {
         events.push(e);
     }
     History { events }
+}
+
+/// A random small history over one key; results are random, so many are not
+/// linearizable.
+fn random_history(rng: &mut Rng, n: usize) -> History {
+    random_events(rng, n, |rng, fresh| match rng.below(10) {
+        0..=3 => Op::Read,
+        4..=6 => Op::Write(fresh()),
+        7..=8 => Op::Cas {
+            expected: pick(rng),
+            new: pick(rng).unwrap_or_else(|| "a".into()),
+        },
+        _ => Op::Delete,
+    })
 }
 
 /// A random result for `op`.
@@ -211,47 +227,73 @@ fn random_ret(rng: &mut Rng, op: &Op, pick: impl Fn(&mut Rng) -> Option<String>)
 /// Like [`random_history`], with TTL operations: writes with a short or a
 /// long TTL, keepttl writes, expire (short or long) and persist.
 fn random_ttl_history(rng: &mut Rng, n: usize) -> History {
-    let pool = ["a", "b", "c", "d"];
-    let mut next_value = 0;
-    let mut events = Vec::new();
-    let pick = |rng: &mut Rng| -> Option<String> {
-        let i = rng.below(pool.len() as u64 + 1) as usize;
-        pool.get(i).map(|s| s.to_string())
-    };
     let ttl = |rng: &mut Rng| if rng.chance(0.6) { 50 } else { LONG_TTL };
-    for client in 0..n as u64 {
-        let a = rng.below(20);
-        let b = a + rng.below(12);
-        let mut fresh = || {
-            let v = pool[next_value % pool.len()].to_string();
-            next_value += 1;
-            v
-        };
-        let op = match rng.below(20) {
-            0..=7 => Op::Read,
-            8 => Op::Write(fresh()),
-            9..=10 => Op::WriteTtl {
-                value: fresh(),
-                ttl_ms: ttl(rng),
-            },
-            11 => Op::WriteKeepTtl(fresh()),
-            12..=13 => Op::Expire { ttl_ms: ttl(rng) },
-            14 => Op::Persist,
-            15..=17 => Op::Cas {
-                expected: pick(rng),
-                new: fresh(),
-            },
-            _ => Op::Delete,
-        };
-        let ret = random_ret(rng, &op, pick);
-        let e = match rng.below(10) {
-            0..=1 => Event::indeterminate(client, K, op, a),
-            2 => Event::fail(client, K, op, a, b),
-            _ => Event::ok(client, K, op, a, b, ret),
-        };
-        events.push(e);
+    random_events(rng, n, |rng, fresh| match rng.below(20) {
+        0..=7 => Op::Read,
+        8 => Op::Write(fresh()),
+        9..=10 => Op::WriteTtl {
+            value: fresh(),
+            ttl_ms: ttl(rng),
+        },
+        11 => Op::WriteKeepTtl(fresh()),
+        12..=13 => Op::Expire { ttl_ms: ttl(rng) },
+        14 => Op::Persist,
+        15..=17 => Op::Cas {
+            expected: pick(rng),
+            new: fresh(),
+        },
+        _ => Op::Delete,
+    })
+}
+
+/// The checker's verdict on `h` equals the brute force's; returns it and
+/// the report.
+#[track_caller]
+fn agree(what: &str, h: &History) -> (bool, Report) {
+    let expected = brute_force(h);
+    let report = check(h, Budget::default());
+    assert_eq!(
+        report.ok(),
+        expected,
+        "{what}: brute force says {expected}, checker:\n{report}\nhistory:\n{}",
+        h.to_jsonl_string()
+    );
+    (expected, report)
+}
+
+/// Both verdicts came up more than `min` times (for the comparison to
+/// mean much).
+#[track_caller]
+fn assert_both(verdicts: impl IntoIterator<Item = bool>, min: usize) {
+    let (yes, no) = verdicts
+        .into_iter()
+        .fold((0, 0), |(y, n), v| if v { (y + 1, n) } else { (y, n + 1) });
+    println!("{yes} linearizable, {no} not");
+    assert!(yes > min && no > min, "{yes} linearizable, {no} not");
+}
+
+/// Make one random completed read of `h` (if any, with probability `p`)
+/// return a random value among those written (or none): a subtle
+/// non-linearizable history, most of the time.
+fn corrupt_a_read(rng: &mut Rng, h: &mut History, p: f64) {
+    let reads: Vec<usize> = (0..h.len())
+        .filter(|&i| matches!(h.events[i].outcome, Outcome::Ok(Ret::Read(_))))
+        .collect();
+    if reads.is_empty() || !rng.chance(p) {
+        return;
     }
-    History { events }
+    let i = reads[rng.below(reads.len() as u64) as usize];
+    let values: Vec<Option<String>> = std::iter::once(None)
+        .chain(h.events.iter().filter_map(|e| match &e.op {
+            Op::Write(v)
+            | Op::WriteTtl { value: v, .. }
+            | Op::WriteKeepTtl(v)
+            | Op::Cas { new: v, .. } => Some(Some(v.clone())),
+            _ => None,
+        }))
+        .collect();
+    let v = values[rng.below(values.len() as u64) as usize].clone();
+    h.events[i].outcome = Outcome::Ok(Ret::Read(v));
 }
 
 #[test]
@@ -260,33 +302,19 @@ fn brute_force_agrees_on_small_random_ttl_histories() {
     // outcome when both are legal; the brute force enumerates every expiry
     // explicitly. They must agree.
     let mut rng = Rng::new(4242);
-    let (mut yes, mut no) = (0, 0);
-    for case in 0..4_000 {
+    let verdicts = (0..4_000).map(|case| {
         let n = 1 + rng.below(8) as usize;
-        let h = random_ttl_history(&mut rng, n);
-        let expected = brute_force(&h);
-        let report = check(&h, Budget::default());
-        assert_eq!(
-            report.ok(),
-            expected,
-            "case {case}: brute force says {expected}, checker:\n{report}\nhistory:\n{}",
-            h.to_jsonl_string()
-        );
-        if expected { yes += 1 } else { no += 1 }
-    }
-    println!("{yes} linearizable, {no} not");
-    assert!(yes > 500 && no > 500, "{yes} linearizable, {no} not");
+        agree(&format!("case {case}"), &random_ttl_history(&mut rng, n)).0
+    });
+    assert_both(verdicts, 500);
 }
 
 #[test]
 fn brute_force_agrees_on_small_random_histories() {
     let mut rng = Rng::new(42);
-    let (mut yes, mut no) = (0, 0);
-    for case in 0..4_000 {
+    let verdicts = (0..4_000).map(|case| {
         let n = 1 + rng.below(8) as usize;
-        let h = random_history(&mut rng, n);
-        let expected = brute_force(&h);
-        let report = check(&h, Budget::default());
+        let (expected, report) = agree(&format!("case {case}"), &random_history(&mut rng, n));
         assert!(
             matches!(
                 report.keys[0].verdict,
@@ -294,17 +322,9 @@ fn brute_force_agrees_on_small_random_histories() {
             ),
             "{report}"
         );
-        assert_eq!(
-            report.ok(),
-            expected,
-            "case {case}: brute force says {expected}, checker:\n{report}\nhistory:\n{}",
-            h.to_jsonl_string()
-        );
-        if expected { yes += 1 } else { no += 1 }
-    }
-    println!("{yes} linearizable, {no} not");
-    // Both outcomes must be well represented for the comparison to mean much.
-    assert!(yes > 500 && no > 500, "{yes} linearizable, {no} not");
+        expected
+    });
+    assert_both(verdicts, 500);
 }
 
 #[test]
@@ -312,36 +332,13 @@ fn brute_force_agrees_on_generated_histories() {
     // Linearizable by construction, then one random read result changed:
     // more subtle failures than fully random histories.
     let mut rng = Rng::new(9);
-    let (mut yes, mut no) = (0, 0);
-    for _ in 0..1_500 {
+    let verdicts = (0..1_500).map(|case| {
         let seed = rng.next_u64();
         let mut h = super::generated::generate(&mut Rng::new(seed), 9, 1, 4, 0.25, 0.1);
-        let reads: Vec<usize> = (0..h.len())
-            .filter(|&i| matches!(h.events[i].outcome, Outcome::Ok(Ret::Read(_))))
-            .collect();
-        if !reads.is_empty() && rng.chance(0.6) {
-            let i = reads[rng.below(reads.len() as u64) as usize];
-            let values: Vec<Option<String>> = std::iter::once(None)
-                .chain(h.events.iter().filter_map(|e| match &e.op {
-                    Op::Write(v) | Op::Cas { new: v, .. } => Some(Some(v.clone())),
-                    _ => None,
-                }))
-                .collect();
-            let v = values[rng.below(values.len() as u64) as usize].clone();
-            h.events[i].outcome = Outcome::Ok(Ret::Read(v));
-        }
-        let expected = brute_force(&h);
-        let report = check(&h, Budget::default());
-        assert_eq!(
-            report.ok(),
-            expected,
-            "brute force says {expected}, checker:\n{report}\n{}",
-            h.to_jsonl_string()
-        );
-        if expected { yes += 1 } else { no += 1 }
-    }
-    println!("{yes} linearizable, {no} not");
-    assert!(yes > 200 && no > 200, "{yes} linearizable, {no} not");
+        corrupt_a_read(&mut rng, &mut h, 0.6);
+        agree(&format!("case {case}"), &h).0
+    });
+    assert_both(verdicts, 200);
 }
 
 #[test]
@@ -351,37 +348,11 @@ fn brute_force_agrees_on_generated_ttl_histories() {
     // lazy expiry, such as a CAS mismatch or a keepttl write on a value
     // that may have expired.
     let mut rng = Rng::new(77);
-    let (mut yes, mut no) = (0, 0);
-    for _ in 0..1_500 {
+    let verdicts = (0..1_500).map(|case| {
         let seed = rng.next_u64();
         let mut h = super::ttl::generate_ttl(&mut Rng::new(seed), 9, 1, 4, 0.2, 0.1, 0.3);
-        let reads: Vec<usize> = (0..h.len())
-            .filter(|&i| matches!(h.events[i].outcome, Outcome::Ok(Ret::Read(_))))
-            .collect();
-        if !reads.is_empty() && rng.chance(0.5) {
-            let i = reads[rng.below(reads.len() as u64) as usize];
-            let values: Vec<Option<String>> = std::iter::once(None)
-                .chain(h.events.iter().filter_map(|e| match &e.op {
-                    Op::Write(v)
-                    | Op::WriteTtl { value: v, .. }
-                    | Op::WriteKeepTtl(v)
-                    | Op::Cas { new: v, .. } => Some(Some(v.clone())),
-                    _ => None,
-                }))
-                .collect();
-            let v = values[rng.below(values.len() as u64) as usize].clone();
-            h.events[i].outcome = Outcome::Ok(Ret::Read(v));
-        }
-        let expected = brute_force(&h);
-        let report = check(&h, Budget::default());
-        assert_eq!(
-            report.ok(),
-            expected,
-            "brute force says {expected}, checker:\n{report}\n{}",
-            h.to_jsonl_string()
-        );
-        if expected { yes += 1 } else { no += 1 }
-    }
-    println!("{yes} linearizable, {no} not");
-    assert!(yes > 200 && no > 200, "{yes} linearizable, {no} not");
+        corrupt_a_read(&mut rng, &mut h, 0.5);
+        agree(&format!("case {case}"), &h).0
+    });
+    assert_both(verdicts, 200);
 }

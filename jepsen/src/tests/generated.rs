@@ -15,6 +15,75 @@ enum Kind {
     Delete,
 }
 
+/// One op as planned: its client, key, kind and times (invoke ≤
+/// linearization point ≤ complete).
+pub(crate) struct Planned<K> {
+    pub(crate) client: u64,
+    pub(crate) key: usize,
+    pub(crate) kind: K,
+    pub(crate) invoke: u64,
+    pub(crate) lp: u64,
+    pub(crate) complete: u64,
+}
+
+impl<K> Planned<K> {
+    /// This op's event: `fate` says whether it completed (answering
+    /// `ret`), failed, or has an unknown outcome.
+    pub(crate) fn event(&self, key: String, op: Op, fate: Outcome, ret: Ret) -> Event {
+        let (complete_ns, outcome) = match fate {
+            Outcome::Ok(_) => (Some(self.complete), Outcome::Ok(ret)),
+            Outcome::Fail => (Some(self.complete), Outcome::Fail),
+            Outcome::Indeterminate => (None, Outcome::Indeterminate),
+        };
+        Event {
+            client: self.client,
+            key,
+            op,
+            invoke_ns: self.invoke,
+            complete_ns,
+            outcome,
+            ttl: None,
+        }
+    }
+}
+
+/// `n_ops` ops of `clients` clients over `keys` keys, each client's ops one
+/// after another with random, overlapping intervals; `kind` draws each op's
+/// kind. Sorted by linearization point.
+pub(crate) fn plan<K>(
+    rng: &mut Rng,
+    n_ops: usize,
+    keys: usize,
+    clients: u64,
+    mut kind: impl FnMut(&mut Rng) -> K,
+) -> Vec<Planned<K>> {
+    let mut planned = Vec::with_capacity(n_ops);
+    let per_client = n_ops.div_ceil(clients as usize);
+    for client in 0..clients {
+        let mut t = rng.below(1_000);
+        for _ in 0..per_client {
+            if planned.len() >= n_ops {
+                break;
+            }
+            let invoke = t + rng.below(200);
+            let lp = invoke + 1 + rng.below(1_000);
+            let complete = lp + rng.below(1_000);
+            let kind = kind(rng);
+            planned.push(Planned {
+                client,
+                key: rng.below(keys as u64) as usize,
+                kind,
+                invoke,
+                lp,
+                complete,
+            });
+            t = complete;
+        }
+    }
+    planned.sort_by_key(|p| p.lp);
+    planned
+}
+
 /// Generates a linearizable history of `n_ops` ops over `keys` keys by
 /// `clients` concurrent clients. Each op gets a random interval and a
 /// linearization point inside it; ops are applied to per-key registers in
@@ -29,43 +98,12 @@ pub(crate) fn generate(
     p_indet: f64,
     p_fail: f64,
 ) -> History {
-    struct Planned {
-        client: u64,
-        key: usize,
-        kind: Kind,
-        invoke: u64,
-        lp: u64,
-        complete: u64,
-    }
-    let mut planned = Vec::with_capacity(n_ops);
-    let per_client = n_ops.div_ceil(clients as usize);
-    for client in 0..clients {
-        let mut t = rng.below(1_000);
-        for _ in 0..per_client {
-            if planned.len() >= n_ops {
-                break;
-            }
-            let invoke = t + rng.below(200);
-            let lp = invoke + 1 + rng.below(1_000);
-            let complete = lp + rng.below(1_000);
-            let kind = match rng.below(100) {
-                0..45 => Kind::Read,
-                45..75 => Kind::Write,
-                75..93 => Kind::Cas,
-                _ => Kind::Delete,
-            };
-            planned.push(Planned {
-                client,
-                key: rng.below(keys as u64) as usize,
-                kind,
-                invoke,
-                lp,
-                complete,
-            });
-            t = complete;
-        }
-    }
-    planned.sort_by_key(|p| p.lp);
+    let planned = plan(rng, n_ops, keys, clients, |rng| match rng.below(100) {
+        0..45 => Kind::Read,
+        45..75 => Kind::Write,
+        75..93 => Kind::Cas,
+        _ => Kind::Delete,
+    });
     let mut regs: HashMap<usize, Option<String>> = HashMap::new();
     let mut written: HashMap<usize, Vec<String>> = HashMap::new();
     let mut events = Vec::with_capacity(n_ops);
@@ -124,20 +162,7 @@ pub(crate) fn generate(
                 (Op::Delete, Ret::Deleted)
             }
         };
-        let (complete_ns, outcome) = match fate {
-            Outcome::Ok(_) => (Some(p.complete), Outcome::Ok(ret)),
-            Outcome::Fail => (Some(p.complete), Outcome::Fail),
-            Outcome::Indeterminate => (None, Outcome::Indeterminate),
-        };
-        events.push(Event {
-            client: p.client,
-            key,
-            op,
-            invoke_ns: p.invoke,
-            complete_ns,
-            outcome,
-            ttl: None,
-        });
+        events.push(p.event(key, op, fate, ret));
     }
     // Record in invocation order, as a harness would (order is irrelevant).
     events.sort_by_key(|e| e.invoke_ns);
@@ -211,7 +236,7 @@ const DEBUG_BOUND_SECS: u64 = 120;
 
 /// Check `h`, print what was checked and how long it took, and hold the
 /// hang bound.
-fn timed_check(what: &str, h: &History) -> crate::checker::Report {
+pub(crate) fn timed_check(what: &str, h: &History) -> crate::checker::Report {
     let start = Instant::now();
     let report = check(h, Budget::default());
     let took = start.elapsed();

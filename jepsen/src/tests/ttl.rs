@@ -323,49 +323,18 @@ pub(crate) fn generate_ttl(
     p_fail: f64,
     p_expire: f64,
 ) -> History {
-    struct Planned {
-        client: u64,
-        key: usize,
-        kind: Kind,
-        invoke: u64,
-        lp: u64,
-        complete: u64,
-    }
-    let mut planned = Vec::with_capacity(n_ops);
-    let per_client = n_ops.div_ceil(clients as usize);
-    for client in 0..clients {
-        let mut t = rng.below(1_000);
-        for _ in 0..per_client {
-            if planned.len() >= n_ops {
-                break;
-            }
-            let invoke = t + rng.below(200);
-            let lp = invoke + 1 + rng.below(1_000);
-            let complete = lp + rng.below(1_000);
-            let kind = match rng.below(100) {
-                0..45 => Kind::Read,
-                45..51 => Kind::Write,
-                51..61 => Kind::WriteShort,
-                61..65 => Kind::WriteLong,
-                65..69 => Kind::Keep,
-                69..77 => Kind::ExpireShort,
-                77..80 => Kind::ExpireLong,
-                80..84 => Kind::Persist,
-                84..94 => Kind::Cas,
-                _ => Kind::Delete,
-            };
-            planned.push(Planned {
-                client,
-                key: rng.below(keys as u64) as usize,
-                kind,
-                invoke,
-                lp,
-                complete,
-            });
-            t = complete;
-        }
-    }
-    planned.sort_by_key(|p| p.lp);
+    let planned = super::generated::plan(rng, n_ops, keys, clients, |rng| match rng.below(100) {
+        0..45 => Kind::Read,
+        45..51 => Kind::Write,
+        51..61 => Kind::WriteShort,
+        61..65 => Kind::WriteLong,
+        65..69 => Kind::Keep,
+        69..77 => Kind::ExpireShort,
+        77..80 => Kind::ExpireLong,
+        80..84 => Kind::Persist,
+        84..94 => Kind::Cas,
+        _ => Kind::Delete,
+    });
     // Per key: the value and whether it may expire.
     let mut regs: HashMap<usize, Option<(String, bool)>> = HashMap::new();
     let mut written: HashMap<usize, Vec<String>> = HashMap::new();
@@ -468,20 +437,7 @@ pub(crate) fn generate_ttl(
                 (Op::Delete, Ret::Deleted)
             }
         };
-        let (complete_ns, outcome) = match fate {
-            Outcome::Ok(_) => (Some(p.complete), Outcome::Ok(ret)),
-            Outcome::Fail => (Some(p.complete), Outcome::Fail),
-            Outcome::Indeterminate => (None, Outcome::Indeterminate),
-        };
-        events.push(Event {
-            client: p.client,
-            key,
-            op,
-            invoke_ns: p.invoke,
-            complete_ns,
-            outcome,
-            ttl: None,
-        });
+        events.push(p.event(key, op, fate, ret));
     }
     events.sort_by_key(|e| e.invoke_ns);
     History { events }
@@ -497,14 +453,10 @@ fn generated_ttl_histories_pass() {
 }
 
 #[test]
-fn generated_10k_op_ttl_history_is_checked_fast() {
+fn generated_10k_op_ttl_history_is_checked() {
     let h = generate_ttl(&mut Rng::new(77), 10_000, 4, 8, 0.03, 0.03, 0.2);
-    let start = std::time::Instant::now();
-    let report = check(&h, Budget::default());
-    let took = start.elapsed();
-    println!("10k TTL ops checked in {took:.3?}\n{report}");
+    let report = super::generated::timed_check("10k TTL ops", &h);
     assert!(report.ok(), "{report}");
-    assert!(took.as_secs() < 30, "took {took:?}");
 }
 
 // ----- wall-clock checks (checker::ttl) -----

@@ -12,7 +12,7 @@
 //! (`?consistency=stale` opts out); keys may contain `/`; key and value sizes
 //! are capped (413); membership requests are checked (409/404/502).
 
-mod render;
+pub mod render;
 
 use axum::Router;
 use axum::extract::State;
@@ -111,8 +111,8 @@ fn body_ttl(v: Option<serde_json::Value>) -> Result<Ttl, ApiError> {
 }
 
 #[utoipa::path(post, path = "/store", tag = "seed",
-    request_body = super::openapi::SeedSet,
-    responses((status = 201, description = "Set", body = super::openapi::SeedMessage), super::openapi::Errors))]
+    request_body = super::schema::SeedSet,
+    responses((status = 201, description = "Set", body = super::schema::SeedMessage), super::schema::Errors))]
 pub(super) async fn set(State(state): State<AppState>, raw: Raw) -> SeedResult {
     let fail = on_failure(FAILED_SET);
     let body: SetBody = serde_json::from_slice(&raw.body)
@@ -142,7 +142,7 @@ pub(super) async fn set(State(state): State<AppState>, raw: Raw) -> SeedResult {
         Routed::Here(out) => out,
     };
     if let KvResponse::OutOfMemory { needed, max } = out.response {
-        return Err(fail(super::v1::out_of_memory(needed, max)));
+        return Err(fail(ApiError::out_of_memory(needed, max)));
     }
     let body = json!({ "key": key, "message": "value set successfully" });
     Ok(respond(StatusCode::CREATED, body))
@@ -150,8 +150,8 @@ pub(super) async fn set(State(state): State<AppState>, raw: Raw) -> SeedResult {
 
 #[utoipa::path(get, path = "/store/{key}", tag = "seed",
     params(("key" = String, Path, description = "The key"),
-        ("consistency" = Option<super::openapi::Consistency>, Query, description = "`linearizable` (default) or `stale`")),
-    responses((status = 200, description = "The value (UTF-8)", body = super::openapi::SeedValue), super::openapi::Errors))]
+        ("consistency" = Option<super::schema::Consistency>, Query, description = "`linearizable` (default) or `stale`")),
+    responses((status = 200, description = "The value (UTF-8)", body = super::schema::SeedValue), super::schema::Errors))]
 pub(super) async fn get_key(State(state): State<AppState>, raw: Raw) -> SeedResult {
     let fail = on_failure(FAILED_GET);
     let key =
@@ -181,7 +181,7 @@ pub(super) async fn get_key(State(state): State<AppState>, raw: Raw) -> SeedResu
 
 #[utoipa::path(delete, path = "/store/{key}", tag = "seed",
     params(("key" = String, Path, description = "The key")),
-    responses((status = 200, description = "Deleted (also when absent, as the seed)", body = super::openapi::SeedMessage), super::openapi::Errors))]
+    responses((status = 200, description = "Deleted (also when absent, as the seed)", body = super::schema::SeedMessage), super::schema::Errors))]
 pub(super) async fn delete(State(state): State<AppState>, raw: Raw) -> SeedResult {
     let fail = on_failure(FAILED_DELETE);
     let key =
@@ -218,8 +218,8 @@ pub fn check_addr(addr: &str) -> Result<(), ApiError> {
 }
 
 #[utoipa::path(post, path = "/join", tag = "seed",
-    request_body = super::openapi::MemberBody,
-    responses((status = 200, description = "Joined", body = super::openapi::SeedMessage), super::openapi::Errors))]
+    request_body = super::schema::MemberBody,
+    responses((status = 200, description = "Joined", body = super::schema::SeedMessage), super::schema::Errors))]
 pub(super) async fn join(State(state): State<AppState>, raw: Raw) -> SeedResult {
     let fail = on_failure(FAILED_JOIN);
     let body: JoinBody = serde_json::from_slice(&raw.body)
@@ -250,8 +250,8 @@ struct LeaveBody {
 }
 
 #[utoipa::path(post, path = "/leave", tag = "seed",
-    request_body = super::openapi::SeedLeave,
-    responses((status = 200, description = "Removed", body = super::openapi::SeedMessage), super::openapi::Errors))]
+    request_body = super::schema::SeedLeave,
+    responses((status = 200, description = "Removed", body = super::schema::SeedMessage), super::schema::Errors))]
 pub(super) async fn leave(State(state): State<AppState>, raw: Raw) -> SeedResult {
     let fail = on_failure(FAILED_LEAVE);
     let body: LeaveBody = serde_json::from_slice(&raw.body)
@@ -273,7 +273,7 @@ pub(super) async fn leave(State(state): State<AppState>, raw: Raw) -> SeedResult
 }
 
 #[utoipa::path(post, path = "/stepdown", tag = "seed",
-    responses((status = 200, description = "Leadership handed over", body = super::openapi::SeedMessage), super::openapi::Errors))]
+    responses((status = 200, description = "Leadership handed over", body = super::schema::SeedMessage), super::schema::Errors))]
 pub(super) async fn stepdown(State(state): State<AppState>, raw: Raw) -> SeedResult {
     let fail = on_failure(FAILED_STEPDOWN);
     let r = on_leader(&state, &raw, |d| state.cluster().transfer_leader(None, d))

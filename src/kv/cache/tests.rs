@@ -32,28 +32,20 @@ fn del(key: &str, cas: Option<u64>) -> Request {
     )
 }
 
-fn meta(c: u64, m: u64, v: u64) -> EntryMeta {
-    EntryMeta {
-        create_index: c,
-        modify_index: m,
-        version: v,
-    }
-}
-
 #[test]
 fn set_tracks_create_modify_and_version() {
     let mut c = Cache::new();
     assert_eq!(
         c.apply(5, &set("a", "1", None)),
         Response::Set {
-            meta: meta(5, 5, 1),
+            meta: EntryMeta::at(5, 5, 1),
             expires_at: 0
         }
     );
     assert_eq!(
         c.apply(9, &set("a", "2", None)),
         Response::Set {
-            meta: meta(5, 9, 2),
+            meta: EntryMeta::at(5, 9, 2),
             expires_at: 0
         }
     );
@@ -112,7 +104,7 @@ fn delete_absent_reports_not_existed_and_recreate_resets_create_index() {
     assert_eq!(
         c.apply(4, &set("x", "b", None)),
         Response::Set {
-            meta: meta(4, 4, 1),
+            meta: EntryMeta::at(4, 4, 1),
             expires_at: 0
         }
     );
@@ -155,6 +147,31 @@ fn same_log_same_digest_different_log_different_digest() {
     assert_eq!(z.digest(), y.digest());
 }
 
+#[test]
+fn a_cache_built_in_chunks_equals_one_built_by_writes() {
+    // More than three chunks, every fifth key with a deadline.
+    let n = 3 * CacheBuilder::MIN_CHUNK as u64 + 5;
+    let mut written = Cache::new();
+    for i in 0..n {
+        let ttl = if i % 5 == 0 {
+            Ttl::In(60_000)
+        } else {
+            Ttl::Clear
+        };
+        written.apply(
+            i + 1,
+            &at(1_000, set_ttl(&format!("k{i:07}"), "v", None, ttl)),
+        );
+    }
+    let rebuilt = Cache::from_items(written.items().cloned(), written.clock_ms());
+    assert_eq!(rebuilt, written);
+    assert_eq!(rebuilt.digest(), written.digest());
+    assert_eq!(rebuilt.stats(), written.stats());
+    // Key order is best, any order is right.
+    let shuffled = written.items().rev().cloned();
+    assert_eq!(Cache::from_items(shuffled, written.clock_ms()), written);
+}
+
 // ---- TTL -------------------------------------------------------------------
 
 #[test]
@@ -164,7 +181,7 @@ fn a_ttl_is_relative_to_the_replicated_clock_which_never_goes_back() {
     assert_eq!(
         r,
         Response::Set {
-            meta: meta(1, 1, 1),
+            meta: EntryMeta::at(1, 1, 1),
             expires_at: 1_500
         }
     );
@@ -195,7 +212,7 @@ fn a_write_without_ttl_clears_it_keepttl_keeps_it() {
     assert_eq!(
         r,
         Response::Set {
-            meta: meta(1, 2, 2),
+            meta: EntryMeta::at(1, 2, 2),
             expires_at: 110
         }
     );
@@ -203,7 +220,7 @@ fn a_write_without_ttl_clears_it_keepttl_keeps_it() {
     assert_eq!(
         r,
         Response::Set {
-            meta: meta(1, 3, 3),
+            meta: EntryMeta::at(1, 3, 3),
             expires_at: 0
         }
     );
@@ -224,7 +241,7 @@ fn an_expired_key_is_absent_for_every_command() {
     assert_eq!(
         c.apply(3, &at(20, set("k", "w", Some(0)))),
         Response::Set {
-            meta: meta(3, 3, 1),
+            meta: EntryMeta::at(3, 3, 1),
             expires_at: 0
         }
     );
@@ -273,7 +290,7 @@ fn expire_and_persist_change_only_the_deadline() {
         }
     );
     let e = c.get("k").unwrap();
-    assert_eq!((e.meta, e.expires_at), (meta(1, 1, 1), 250));
+    assert_eq!((e.meta, e.expires_at), (EntryMeta::at(1, 1, 1), 250));
     let r = c.apply(3, &at(210, expire(Ttl::Clear)));
     assert_eq!(
         r,

@@ -124,6 +124,30 @@ fn args(addr: &str) -> BenchArgs {
     }
 }
 
+/// Runs `dcache bench` with the arguments `make` builds from [`args`]
+/// against a fresh fake server: the report, the server's view, the
+/// arguments.
+async fn on_fake(make: impl FnOnce(BenchArgs) -> BenchArgs) -> (Report, Arc<Fake>, BenchArgs) {
+    let (addr, fake) = fake_server().await;
+    let a = make(args(&addr));
+    let r = run_bounded(&a).await.unwrap();
+    (r, fake, a)
+}
+
+/// `--preload` PUT each of the `keys` keys once, with the value size of
+/// [`args`].
+fn assert_preloaded(fake: &Fake, keys: usize) {
+    assert_eq!(
+        fake.puts.load(Ordering::SeqCst),
+        keys as u64,
+        "preload PUTs each key once"
+    );
+    let map = fake.map.lock().unwrap();
+    assert_eq!(map.len(), keys);
+    assert!(map.values().all(|v| v.len() == 16));
+    assert!(map.contains_key(&format!("bench-{}", keys - 1)));
+}
+
 /// Runs with a safety net so a bug cannot hang the test suite.
 async fn run_bounded(a: &BenchArgs) -> anyhow::Result<Report> {
     tokio::time::timeout(Duration::from_secs(60), run(a))
@@ -133,13 +157,12 @@ async fn run_bounded(a: &BenchArgs) -> anyhow::Result<Report> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_run_does_exactly_max_requests() {
-    let (addr, fake) = fake_server().await;
-    let a = BenchArgs {
+    let (r, fake, _) = on_fake(|a| BenchArgs {
         connections: 2,
         max_requests: 200,
-        ..args(&addr)
-    };
-    let r = run_bounded(&a).await.unwrap();
+        ..a
+    })
+    .await;
     assert_eq!(r.requests, 200, "{r}");
     assert_eq!(r.errors, 0, "{r}");
     assert_eq!(r.misses, 0, "{r}");
@@ -157,23 +180,17 @@ async fn put_run_does_exactly_max_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_with_preload_has_no_misses() {
-    let (addr, fake) = fake_server().await;
-    let a = BenchArgs {
+    let (r, fake, _) = on_fake(|a| BenchArgs {
         op: Op::Get,
         keys: 50,
         connections: 3,
         max_requests: 300,
         preload: true,
         stale: true,
-        ..args(&addr)
-    };
-    let r = run_bounded(&a).await.unwrap();
-    assert_eq!(
-        fake.puts.load(Ordering::SeqCst),
-        50,
-        "preload PUTs each key once"
-    );
-    assert_eq!(fake.map.lock().unwrap().len(), 50);
+        ..a
+    })
+    .await;
+    assert_preloaded(&fake, 50);
     assert_eq!(r.requests, 300, "{r}");
     assert_eq!(r.misses, 0, "{r}");
     assert_eq!(r.errors, 0, "{r}");
@@ -184,13 +201,12 @@ async fn get_with_preload_has_no_misses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_without_preload_counts_misses_not_errors() {
-    let (addr, fake) = fake_server().await;
-    let a = BenchArgs {
+    let (r, fake, _) = on_fake(|a| BenchArgs {
         op: Op::Get,
         max_requests: 100,
-        ..args(&addr)
-    };
-    let r = run_bounded(&a).await.unwrap();
+        ..a
+    })
+    .await;
     assert_eq!(r.requests, 100, "{r}");
     assert_eq!(r.misses, 100, "{r}");
     assert_eq!(r.errors, 0, "{r}");
@@ -224,15 +240,14 @@ async fn closed_port_counts_errors_and_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_requests_bounds_a_long_duration() {
-    let (addr, fake) = fake_server().await;
-    let a = BenchArgs {
+    let t0 = Instant::now();
+    let (r, fake, _) = on_fake(|a| BenchArgs {
         connections: 4,
         duration: 3600.0,
         max_requests: 150,
-        ..args(&addr)
-    };
-    let t0 = Instant::now();
-    let r = run_bounded(&a).await.unwrap();
+        ..a
+    })
+    .await;
     assert!(t0.elapsed() < Duration::from_secs(30));
     assert_eq!(r.requests, 150, "{r}");
     assert_eq!(fake.puts.load(Ordering::SeqCst), 150);
@@ -241,14 +256,13 @@ async fn max_requests_bounds_a_long_duration() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duration_bounds_a_large_max_requests() {
-    let (addr, _fake) = fake_server().await;
-    let a = BenchArgs {
+    let t0 = Instant::now();
+    let (r, _, _) = on_fake(|a| BenchArgs {
         duration: 0.3,
         max_requests: u64::MAX,
-        ..args(&addr)
-    };
-    let t0 = Instant::now();
-    let r = run_bounded(&a).await.unwrap();
+        ..a
+    })
+    .await;
     assert!(t0.elapsed() < Duration::from_secs(10));
     assert!(r.requests > 0, "{r}");
     assert!(r.duration_s >= 0.3, "{r}");
@@ -256,13 +270,12 @@ async fn duration_bounds_a_large_max_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn percentiles_are_ordered() {
-    let (addr, _fake) = fake_server().await;
-    let a = BenchArgs {
+    let (r, _, _) = on_fake(|a| BenchArgs {
         connections: 2,
         max_requests: 500,
-        ..args(&addr)
-    };
-    let r = run_bounded(&a).await.unwrap();
+        ..a
+    })
+    .await;
     assert!(r.p50_ms > 0.0, "{r}");
     assert!(r.p50_ms <= r.p90_ms, "{r}");
     assert!(r.p90_ms <= r.p99_ms, "{r}");
@@ -271,8 +284,7 @@ async fn percentiles_are_ordered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_target_puts_then_reads_serializable() {
-    let (addr, fake) = fake_server().await;
-    let a = BenchArgs {
+    let (r, fake, a) = on_fake(|a| BenchArgs {
         target: Target::Etcd,
         op: Op::Get,
         keys: 40,
@@ -280,18 +292,10 @@ async fn etcd_target_puts_then_reads_serializable() {
         max_requests: 200,
         preload: true,
         stale: true,
-        ..args(&addr)
-    };
-    let r = run_bounded(&a).await.unwrap();
-    assert_eq!(
-        fake.puts.load(Ordering::SeqCst),
-        40,
-        "preload PUTs each key once"
-    );
-    let map = fake.map.lock().unwrap().clone();
-    assert_eq!(map.len(), 40);
-    assert!(map.values().all(|v| v.len() == 16));
-    assert!(map.contains_key("bench-39"));
+        ..a
+    })
+    .await;
+    assert_preloaded(&fake, 40);
     assert_eq!(
         (r.requests, r.gets, r.errors, r.misses),
         (200, 200, 0, 0),
@@ -314,11 +318,10 @@ async fn etcd_target_puts_then_reads_serializable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mix_sends_both_kinds_and_writes_the_cdf() {
-    let (addr, fake) = fake_server().await;
     let dir = std::env::temp_dir().join(format!("bench-mix-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cdf = dir.join("cdf.csv");
-    let a = BenchArgs {
+    let (r, fake, _) = on_fake(|a| BenchArgs {
         op: Op::Mix,
         get_ratio: 0.9,
         keys: 20,
@@ -327,9 +330,9 @@ async fn mix_sends_both_kinds_and_writes_the_cdf() {
         preload: true,
         latency_cdf: Some(cdf.clone()),
         seed: Some(42),
-        ..args(&addr)
-    };
-    let r = run_bounded(&a).await.unwrap();
+        ..a
+    })
+    .await;
     assert_eq!((r.requests, r.errors, r.misses), (1000, 0, 0), "{r}");
     let puts = fake.puts.load(Ordering::SeqCst) - 20;
     assert_eq!(puts, r.requests - r.gets);
