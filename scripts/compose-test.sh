@@ -2,8 +2,11 @@
 # System test of the container deployment: builds the image offline
 # (scripts/docker-image.sh), runs docker-compose.yml as a separate compose
 # project on its own host ports, and checks failover, partition, rolling
-# restart, graceful stop and restart from volumes. Always ends with
-# `docker-compose down -v` (also on failure, after printing the nodes' logs).
+# restart, graceful stop and restart from volumes; then brings up the secure
+# variant (docker-compose.secure.yml: TLS, cluster secret, tokens) with the
+# same image and checks a TLS + token write and read over HTTP and Redis.
+# Always ends with `docker-compose down -v` of both projects (also on
+# failure, after printing the nodes' logs).
 #
 # Usage: scripts/compose-test.sh [--no-build]
 #   --no-build   reuse target/release/dcache (still rebuilds the image from it)
@@ -13,11 +16,13 @@
 #   COMPOSE_TEST_PORT_BASE   node n is published on 127.0.0.1:<base+n>
 #                            (default 31000, i.e. 31001..31003; the default
 #                            compose file uses 11001..11003); its Redis
-#                            port on 127.0.0.1:<base+10+n>
+#                            port on 127.0.0.1:<base+10+n>; the secure
+#                            variant (project <project>sec) uses base+20+n
+#                            (HTTPS) and base+30+n (Redis over TLS)
 #   COMPOSE_TEST_KEEP=1      do not `down -v` at the end (debugging)
 #
-# Needs docker, docker-compose (v1) or `docker compose` (v2), curl, cargo
-# (unless --no-build). About 65 s on 2 cores, plus the release build when
+# Needs docker, docker-compose (v1) or `docker compose` (v2), curl, openssl,
+# cargo (unless --no-build); redis-cli for the Redis-over-TLS check. About 65 s on 2 cores, plus the release build when
 # src/ changed (1.5-2.5 min); budget: well under 8 minutes.
 set -euo pipefail
 
@@ -31,7 +36,7 @@ BUILD_ARGS=()
 case ${1:-} in
 "") ;;
 --no-build) BUILD_ARGS=(--no-build) ;;
--h | --help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+-h | --help) sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
 *) echo "compose-test.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
 esac
 
@@ -48,8 +53,10 @@ else
     echo "compose-test.sh: docker-compose (or the docker compose plugin) is required" >&2
     exit 1
 fi
+DCS=("${DC[@]}" -p "${PROJECT}sec" -f "$REPO/docker-compose.yml" -f "$REPO/docker-compose.secure.yml")
 DC+=(-p "$PROJECT" -f "$REPO/docker-compose.yml")
 NET=${PROJECT}_cluster
+secure_up=0
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/dcache-compose-test.XXXXXX")
 T0=$(date +%s.%N)
@@ -196,10 +203,17 @@ cleanup() {
             docker logs --tail 40 "$c" 2>&1
         done
     fi
+    if ((rc != 0 && secure_up == 1)); then
+        echo "----- secure variant: docker-compose logs --tail 30"
+        SECURE_DIR=$WORK/secure "${DCS[@]}" logs --tail 30 2>&1
+    fi
     if ((torn_down == 0)) && [[ ${COMPOSE_TEST_KEEP:-} != 1 ]]; then
         echo
         log "cleanup: docker-compose down -v"
         "${DC[@]}" down -v --remove-orphans >"$WORK/down.log" 2>&1 || cat "$WORK/down.log"
+    fi
+    if ((secure_up == 1)) && [[ ${COMPOSE_TEST_KEEP:-} != 1 ]]; then
+        SECURE_DIR=$WORK/secure "${DCS[@]}" down -v --remove-orphans >"$WORK/down.log" 2>&1 || cat "$WORK/down.log"
     fi
     rm -rf "$WORK"
     echo
@@ -421,4 +435,52 @@ else
         fi
     done
     pass "containers, network and volumes removed"
+fi
+
+step "10. secure variant (docker-compose.secure.yml): TLS + cluster secret + tokens, same image"
+command -v openssl >/dev/null || fail "openssl is required (scripts/make-certs.sh)"
+SEC=$WORK/secure
+scripts/secure-setup.sh "$SEC" | sed 's/^/    /'
+export SECURE_DIR=$SEC
+export NODE1_HTTP_PORT=$((PORT_BASE + 21)) NODE2_HTTP_PORT=$((PORT_BASE + 22)) NODE3_HTTP_PORT=$((PORT_BASE + 23))
+export NODE1_REDIS_PORT=$((PORT_BASE + 31)) NODE2_REDIS_PORT=$((PORT_BASE + 32)) NODE3_REDIS_PORT=$((PORT_BASE + 33))
+secure_up=1
+"${DCS[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
+"${DCS[@]}" up -d 2>&1 | sed 's/^/    /'
+TLS=(--cacert "$SEC/ca.crt" --cert "$SEC/client.crt" --key "$SEC/client.key")
+ADMIN=$(cat "$SEC/admin.token")
+surl() { echo "https://localhost:$((PORT_BASE + 20 + $1))$2"; }
+sready() {
+    local n
+    for n in "${NODES[@]}"; do
+        [[ $(curl -s -m 2 "${TLS[@]}" -H "Authorization: Bearer $ADMIN" "$(surl "$n" /v1/cluster)" |
+            grep -o '"role":"voter"' | wc -l) -eq 3 ]] || return 1
+    done
+}
+wait_for 60 "3 secure nodes with 3 voters (https + token)" sready
+code=$(curl -s -m 5 -o /dev/null -w '%{http_code}' "${TLS[@]}" -H "Authorization: Bearer $ADMIN" \
+    -X PUT --data-binary tls-ok "$(surl 1 /v1/kv/secure)") || true
+[[ $code == 200 ]] || fail "TLS + token write via node1: status $code"
+got=$(curl -s -m 5 "${TLS[@]}" -H "Authorization: Bearer $ADMIN" "$(surl 3 /v1/kv/secure)") || true
+[[ $got == tls-ok ]] || fail "TLS + token read via node3: got '$got'"
+code=$(curl -s -m 5 -o /dev/null -w '%{http_code}' "${TLS[@]}" "$(surl 3 /v1/kv/secure)") || true
+[[ $code == 401 ]] || fail "a read without a token: status $code, expected 401"
+if curl -s -m 5 -o /dev/null "$(surl 1 /v1/kv/secure | sed 's/^https/http/')"; then
+    fail "plain HTTP to the TLS port got an HTTP answer"
+fi
+if curl -s -m 5 -o /dev/null --cacert "$SEC/ca.crt" "$(surl 1 /readyz)"; then
+    fail "a client without a certificate got through (tls.client_auth: required)"
+fi
+redis_note="redis-cli not installed: Redis over TLS not checked"
+if command -v redis-cli >/dev/null; then
+    got=$(redis-cli --tls "${TLS[@]}" -p "$((PORT_BASE + 32))" -a "$(cat "$SEC/read.token")" --no-auth-warning GET secure)
+    [[ $got == tls-ok ]] || fail "Redis over TLS + AUTH via node2: got '$got'"
+    got=$(redis-cli --tls "${TLS[@]}" -p "$((PORT_BASE + 32))" GET secure)
+    [[ $got == "NOAUTH Authentication required." ]] || fail "Redis without AUTH: got '$got'"
+    redis_note="Redis over TLS + AUTH read it back; NOAUTH without a token"
+fi
+pass "https write via node1, read via node3 with a token; 401 without; plain HTTP and certificate-less clients refused; $redis_note"
+if [[ ${COMPOSE_TEST_KEEP:-} != 1 ]]; then
+    "${DCS[@]}" down -v --remove-orphans 2>&1 | sed 's/^/    /'
+    secure_up=0
 fi

@@ -8,7 +8,8 @@
 # never injected or a node exited on its own.
 #
 #   scripts/jepsen.sh            the bounded CI version: 3 nodes x 100 s + 5 nodes x 80 s, all faults;
-#                                the 5-node run with a cluster secret (peer authentication on)
+#                                the 5-node run with TLS (mutual, client certificates required),
+#                                a cluster secret and tokens on (--secure; needs openssl)
 #   JEPSEN_LONG=1 scripts/jepsen.sh   the pre-release run: 5 nodes x 30 min, all faults
 #   JEPSEN_SEED=123 ...          replay a seed (printed by every run)
 set -euo pipefail
@@ -23,5 +24,5 @@ if [[ -n "${JEPSEN_LONG:-}" ]]; then
 else
   "$harness" --bin "$bin" --nodes 3 --duration 100 "${seed_arg[@]}"
   secret=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-  "$harness" --bin "$bin" --nodes 5 --duration 80 --cluster-secret "$secret" "${seed_arg[@]}"
+  "$harness" --bin "$bin" --nodes 5 --duration 80 --cluster-secret "$secret" --secure "${seed_arg[@]}"
 fi

@@ -146,6 +146,8 @@ pub enum Read {
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
+    /// "https" when built with TLS options.
+    scheme: &'static str,
 }
 
 impl Client {
@@ -156,8 +158,14 @@ impl Client {
 
     pub fn with_options(opts: HttpClientOptions) -> Self {
         Self {
+            scheme: crate::net::scheme(opts.tls.is_some()),
             http: http_client(opts),
         }
+    }
+
+    /// The URL of `path` (with its query) on node `addr`.
+    pub fn url(&self, addr: &str, path: &str) -> String {
+        format!("{}://{addr}{path}", self.scheme)
     }
 
     /// The underlying HTTP client, for requests this API does not cover.
@@ -215,7 +223,7 @@ impl Client {
             .unwrap_or(0)
     }
 
-    /// Any request: `method` on `http://{addr}{path}` (path with its query)
+    /// Any request: `method` on `http(s)://{addr}{path}` (path with its query)
     /// with an optional body; a 2xx answer, or the failure it stands for.
     pub async fn call(
         &self,
@@ -224,7 +232,9 @@ impl Client {
         path: &str,
         body: Option<Bytes>,
     ) -> Result<Answer, ClientError> {
-        let mut req = self.http.request(method, format!("http://{addr}{path}"));
+        let mut req = self
+            .http
+            .request(method, format!("{}://{addr}{path}", self.scheme));
         if let Some(b) = body {
             req = req.body(b);
         }
@@ -261,7 +271,7 @@ impl Client {
         value: impl Into<Bytes>,
         opts: &Put,
     ) -> Result<u64, ClientError> {
-        let mut url = format!("http://{addr}/v1/kv/{}", encode_key(key));
+        let mut url = format!("{}://{addr}/v1/kv/{}", self.scheme, encode_key(key));
         let mut sep = '?';
         if let Some(c) = opts.cas {
             url.push_str(&format!("{sep}cas={c}"));
@@ -285,7 +295,7 @@ impl Client {
         key: &str,
         read: Read,
     ) -> Result<Option<Versioned>, ClientError> {
-        let mut url = format!("http://{addr}/v1/kv/{}", encode_key(key));
+        let mut url = format!("{}://{addr}/v1/kv/{}", self.scheme, encode_key(key));
         if read == Read::Stale {
             url.push_str("?consistency=stale");
         }
@@ -314,7 +324,7 @@ impl Client {
         key: &str,
         cas: Option<u64>,
     ) -> Result<bool, ClientError> {
-        let mut url = format!("http://{addr}/v1/kv/{}", encode_key(key));
+        let mut url = format!("{}://{addr}/v1/kv/{}", self.scheme, encode_key(key));
         if let Some(c) = cas {
             url.push_str(&format!("?cas={c}"));
         }
@@ -333,7 +343,7 @@ impl Client {
         let body = serde_json::json!({ "key": key, "value": value }).to_string();
         let req = self
             .http
-            .post(format!("http://{addr}/store"))
+            .post(format!("{}://{addr}/store", self.scheme))
             .header("content-type", "application/json")
             .body(body);
         let (status, headers, body) = self.send(req).await?;
@@ -346,7 +356,7 @@ impl Client {
 
     /// The seed's `GET /store/{key}`: `None` when the key does not exist.
     pub async fn seed_get(&self, addr: &str, key: &str) -> Result<Option<String>, ClientError> {
-        let url = format!("http://{addr}/store/{}", encode_key(key));
+        let url = format!("{}://{addr}/store/{}", self.scheme, encode_key(key));
         let (status, headers, body) = self.send(self.http.get(url)).await?;
         if status.is_success() {
             let v: Json =
@@ -371,7 +381,7 @@ impl Client {
     /// `GET {path}` as JSON (2xx only).
     pub async fn json(&self, addr: &str, path: &str) -> Result<Json, ClientError> {
         let (status, headers, body) = self
-            .send(self.http.get(format!("http://{addr}{path}")))
+            .send(self.http.get(format!("{}://{addr}{path}", self.scheme)))
             .await?;
         if !status.is_success() {
             return Err(Self::failure_of(status, &headers, &body));
@@ -384,7 +394,7 @@ impl Client {
     pub async fn txn(&self, addr: &str, body: &Json) -> Result<Json, ClientError> {
         let req = self
             .http
-            .post(format!("http://{addr}/v1/txn"))
+            .post(format!("{}://{addr}/v1/txn", self.scheme))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string());
         let (status, headers, body) = self.send(req).await?;
@@ -397,14 +407,18 @@ impl Client {
     /// Whether `/readyz` answers 200; `Err` only when it could not be asked.
     pub async fn ready(&self, addr: &str) -> Result<bool, ClientError> {
         let (status, _, _) = self
-            .send(self.http.get(format!("http://{addr}/readyz")))
+            .send(self.http.get(format!("{}://{addr}/readyz", self.scheme)))
             .await?;
         Ok(status.is_success())
     }
 
     /// `DELETE /v1/cluster/members/{id}`.
     pub async fn remove_member(&self, addr: &str, id: &str) -> Result<(), ClientError> {
-        let url = format!("http://{addr}/v1/cluster/members/{}", encode_key(id));
+        let url = format!(
+            "{}://{addr}/v1/cluster/members/{}",
+            self.scheme,
+            encode_key(id)
+        );
         let (status, headers, body) = self.send(self.http.delete(url)).await?;
         if status.is_success() {
             Ok(())

@@ -51,8 +51,6 @@ async fn start(
     let c = TestCluster::start(n, move |cfg| {
         cfg.auth.enabled = true;
         cfg.auth.tokens_file = file.clone();
-        // No Redis AUTH yet: a node with tokens refuses a Redis listener.
-        cfg.redis.bind_addr.clear();
         more(cfg);
     })
     .await;
@@ -285,5 +283,159 @@ async fn three_nodes_with_tokens_and_a_secret() {
     r.assert_error(Code::Unauthorized);
     let r = call_at(&c, f, Some(&t.read), "PUT", "/v1/kv/x", "v").await;
     r.assert_error(Code::Forbidden);
+    c.shutdown_all().await;
+}
+
+// ---------------------------------------------------------------------------
+// Redis: AUTH / HELLO AUTH with the same tokens
+// ---------------------------------------------------------------------------
+
+use dcache_testkit::redis::Client as Redis;
+use dcache_testkit::redis::Value;
+
+fn err(v: &Value) -> &str {
+    match v {
+        Value::Error(e) => e,
+        other => panic!("expected an error reply, got {other}"),
+    }
+}
+
+/// Before AUTH nothing but AUTH/HELLO AUTH/QUIT runs (NOAUTH); a bad token
+/// is WRONGPASS; roles and key prefixes are checked per command and per
+/// key, with Redis's NOPERM words; and nothing refused ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_auth_roles_and_prefixes() {
+    let (c, t, _dir) = start(1, |_| {}).await;
+    let addr = c.node(0).redis_addr.expect("redis listener");
+    let mut r = Redis::connect(addr).await;
+    assert_eq!(
+        err(&r.cmd(&["SET", "k", "v"]).await),
+        "NOAUTH Authentication required."
+    );
+    assert_eq!(
+        err(&r.cmd(&["PING"]).await),
+        "NOAUTH Authentication required."
+    );
+    assert!(err(&r.cmd(&["HELLO", "3"]).await).starts_with("NOAUTH HELLO must be called"));
+    let wrongpass = "WRONGPASS invalid username-password pair or user is disabled.";
+    assert_eq!(err(&r.cmd(&["AUTH", "dct.writer.nope"]).await), wrongpass);
+    assert_eq!(err(&r.cmd(&["AUTH", "garbage"]).await), wrongpass);
+    // The user must be "default" or the token's name.
+    assert_eq!(err(&r.cmd(&["AUTH", "someone", &t.write]).await), wrongpass);
+    assert_eq!(
+        err(&r.cmd(&["GET", "k"]).await),
+        "NOAUTH Authentication required."
+    );
+
+    // A read token: reads yes, writes and CONFIG no.
+    assert_eq!(r.cmd(&["AUTH", &t.read]).await, Value::ok());
+    assert_eq!(r.cmd(&["GET", "k"]).await, Value::Nil);
+    let noperm =
+        |cmd: &str| format!("NOPERM this user has no permissions to run the '{cmd}' command");
+    assert_eq!(err(&r.cmd(&["SET", "k", "v"]).await), noperm("set"));
+    assert_eq!(err(&r.cmd(&["DEL", "k"]).await), noperm("del"));
+    assert_eq!(
+        err(&r.cmd(&["CONFIG", "GET", "maxmemory"]).await),
+        noperm("config")
+    );
+    // A write token, as "default" and under its own name.
+    assert_eq!(r.cmd(&["AUTH", "default", &t.write]).await, Value::ok());
+    assert_eq!(r.cmd(&["SET", "k", "v"]).await, Value::ok());
+    assert_eq!(r.cmd(&["AUTH", "writer", &t.write]).await, Value::ok());
+    assert_eq!(r.cmd(&["GET", "k"]).await, Value::bulk("v"));
+    // A wrong AUTH keeps the user it had (as Redis does).
+    assert_eq!(err(&r.cmd(&["AUTH", "dct.writer.nope"]).await), wrongpass);
+    assert_eq!(r.cmd(&["GET", "k"]).await, Value::bulk("v"));
+
+    // The tenant token: every key of the command under tenant-a/.
+    let mut r = Redis::connect(addr).await;
+    let hello = r.cmd(&["HELLO", "2", "AUTH", "default", &t.tenant]).await;
+    assert!(
+        matches!(hello, Value::Array(_)),
+        "HELLO AUTH answers the server map: {hello}"
+    );
+    assert_eq!(r.cmd(&["SET", "tenant-a/x", "1"]).await, Value::ok());
+    let keys_refused =
+        "NOPERM this user has no permissions to access one of the keys used as arguments";
+    assert_eq!(err(&r.cmd(&["SET", "other", "1"]).await), keys_refused);
+    assert_eq!(
+        err(&r.cmd(&["MSET", "tenant-a/y", "1", "other", "2"]).await),
+        keys_refused
+    );
+    assert_eq!(
+        err(&r.cmd(&["MGET", "tenant-a/x", "k"]).await),
+        keys_refused
+    );
+    assert_eq!(err(&r.cmd(&["DEL", "tenant-a/x", "k"]).await), keys_refused);
+    assert_eq!(err(&r.cmd(&["KEYS", "*"]).await), keys_refused);
+    // Nothing refused ran: "other" and "tenant-a/y" were never written, k
+    // was not deleted.
+    let mut admin = Redis::connect(addr).await;
+    assert_eq!(admin.cmd(&["AUTH", &t.admin]).await, Value::ok());
+    assert_eq!(
+        admin.cmd(&["EXISTS", "other", "tenant-a/y"]).await,
+        Value::Int(0)
+    );
+    assert_eq!(admin.cmd(&["GET", "k"]).await, Value::bulk("v"));
+    assert!(matches!(
+        admin.cmd(&["CONFIG", "GET", "maxmemory"]).await,
+        Value::Array(_)
+    ));
+    // A refused command inside MULTI aborts the EXEC.
+    assert_eq!(r.cmd(&["MULTI"]).await, Value::ok());
+    assert_eq!(err(&r.cmd(&["SET", "other", "1"]).await), keys_refused);
+    assert!(err(&r.cmd(&["EXEC"]).await).starts_with("EXECABORT"));
+    // RESET forgets the user.
+    assert_eq!(r.cmd(&["RESET"]).await, Value::Simple("RESET".into()));
+    assert_eq!(
+        err(&r.cmd(&["GET", "tenant-a/x"]).await),
+        "NOAUTH Authentication required."
+    );
+    c.shutdown_all().await;
+}
+
+/// redis-cli's `-a TOKEN` and `--user NAME --pass TOKEN`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cli_authenticates_with_a_token() {
+    if !dcache_testkit::tools::require(
+        "redis_cli_authenticates_with_a_token",
+        &["redis-cli"],
+        "apt-get install redis-tools",
+    ) {
+        return;
+    }
+    let (c, t, _dir) = start(1, |_| {}).await;
+    let port = c.node(0).redis_addr.expect("redis listener").port();
+    let cli = |args: &[&str]| dcache_testkit::redis::cli(port, args);
+    let (_, out) = cli(&["SET", "a", "1"]);
+    assert_eq!(out, "NOAUTH Authentication required.");
+    let (_, out) = cli(&["-a", &t.write, "--no-auth-warning", "SET", "a", "1"]);
+    assert_eq!(out, "OK");
+    let as_reader = |cmd: &[&str]| {
+        let mut a = vec!["--user", "reader", "--pass", &t.read, "--no-auth-warning"];
+        a.extend_from_slice(cmd);
+        cli(&a)
+    };
+    let (_, out) = as_reader(&["GET", "a"]);
+    assert_eq!(out, "1");
+    let (_, out) = as_reader(&["SET", "a", "2"]);
+    assert!(out.starts_with("NOPERM"), "{out}");
+    // redis-cli reports the failed AUTH on stderr and still sends GET.
+    let (_, out) = cli(&["-a", "dct.reader.wrong", "--no-auth-warning", "GET", "a"]);
+    assert_eq!(out, "NOAUTH Authentication required.");
+    c.shutdown_all().await;
+}
+
+/// Without auth.enabled, AUTH is Redis's "no password configured" error
+/// and every command runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_auth_without_tokens_configured() {
+    let c = TestCluster::start(1, |_| {}).await;
+    let mut r = Redis::connect(c.node(0).redis_addr.unwrap()).await;
+    assert!(
+        err(&r.cmd(&["AUTH", "x"]).await)
+            .starts_with("ERR AUTH <password> called without any password configured")
+    );
+    assert_eq!(r.cmd(&["SET", "k", "v"]).await, Value::ok());
     c.shutdown_all().await;
 }

@@ -28,7 +28,9 @@ const RULES: &[(&str, &[&str])] = &[
     ),
     (
         "resp",
-        &["cluster", "kv", "wire", "error", "id", "net", "config"],
+        &[
+            "cluster", "kv", "wire", "error", "id", "net", "config", "auth",
+        ],
     ),
     (
         "node",

@@ -169,8 +169,9 @@ async fn no_secret_on_a_public_address_warns() {
     })
     .await;
     let w = h["warnings"].as_array().expect("warnings");
-    assert_eq!(w.len(), 1, "{h}");
-    assert!(w[0].as_str().unwrap().contains("cluster.secret"), "{h}");
+    assert_eq!(w.len(), 2, "{h}");
+    assert!(w[0].as_str().unwrap().contains("no TLS"), "{h}");
+    assert!(w[1].as_str().unwrap().contains("cluster.secret"), "{h}");
     // No secret: the Raft port does not ask for one (the RPC is refused
     // for other reasons: it names no target).
     let resp = raw::request(

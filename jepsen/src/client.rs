@@ -156,28 +156,47 @@ fn write_failure(e: &ClientError) -> Outcome {
     }
 }
 
-/// The cluster-secret header for every request, if there is a secret.
-fn secret_header(secret: Option<&str>) -> reqwest::header::HeaderMap {
+/// The headers of every request: the cluster secret and the bearer
+/// token, when there are.
+fn auth_headers(secret: Option<&str>, token: Option<&str>) -> reqwest::header::HeaderMap {
     let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(s) = secret {
-        let mut v =
-            reqwest::header::HeaderValue::from_str(s).expect("--cluster-secret is visible ASCII");
-        v.set_sensitive(true);
-        headers.insert(dcache::wire::header::CLUSTER_SECRET, v);
+    for (name, value) in [
+        (
+            dcache::wire::header::CLUSTER_SECRET,
+            secret.map(str::to_string),
+        ),
+        ("authorization", token.map(|t| format!("Bearer {t}"))),
+    ] {
+        if let Some(value) = value {
+            let mut v = reqwest::header::HeaderValue::from_str(&value)
+                .expect("secrets and tokens are visible ASCII");
+            v.set_sensitive(true);
+            headers.insert(name, v);
+        }
     }
     headers
 }
 
+/// How the harness reaches the nodes: the cluster secret, and with
+/// `--secure` TLS (the test CA, a client certificate) and a bearer token.
+#[derive(Clone, Default)]
+pub struct Access {
+    pub secret: Option<String>,
+    pub tls: Option<dcache::net::tls::ClientTls>,
+    pub token: Option<String>,
+}
+
 impl Api {
-    /// `secret`: the cluster secret, sent with every request (membership
-    /// changes need it when the nodes have one).
-    pub fn new(timeout: Duration, secret: Option<&str>) -> Api {
+    /// Requests carry `access`'s secret (membership changes need it when
+    /// the nodes have one) and token, over TLS when it has one.
+    pub fn new(timeout: Duration, access: &Access) -> Api {
         Api {
             client: Client::with_options(dcache::net::HttpClientOptions {
                 timeout: Some(timeout),
-                default_headers: secret_header(secret),
+                default_headers: auth_headers(access.secret.as_deref(), access.token.as_deref()),
                 connect_timeout: Duration::from_millis(500),
                 pool_idle_timeout: Duration::from_secs(2),
+                tls: access.tls.clone(),
                 ..Default::default()
             }),
         }
@@ -259,14 +278,15 @@ impl Api {
         }
     }
 
-    fn kv_url(addr: &str, key: &str) -> String {
-        format!("http://{addr}/v1/kv/{}", dcache::client::encode_key(key))
+    fn kv_url(&self, addr: &str, key: &str) -> String {
+        self.client
+            .url(addr, &format!("/v1/kv/{}", dcache::client::encode_key(key)))
     }
 
     /// `GET /v1/kv/{key}` (linearizable, or `?consistency=stale`), keeping
     /// the deadline and serving node. A failed read is `Fail` (dropped).
     pub async fn read_ttl(&self, addr: &str, key: &str, stale: bool) -> TtlAnswer {
-        let mut url = Self::kv_url(addr, key);
+        let mut url = self.kv_url(addr, key);
         if stale {
             url.push_str("?consistency=stale");
         }
@@ -310,7 +330,7 @@ impl Api {
         if let Some(c) = cas {
             query.push(format!("cas={c}"));
         }
-        let mut url = Self::kv_url(addr, key);
+        let mut url = self.kv_url(addr, key);
         if !query.is_empty() {
             url.push('?');
             url.push_str(&query.join("&"));
@@ -350,7 +370,7 @@ impl Api {
             Some(ms) => format!("expire={ms}ms"),
             None => "persist=true".to_string(),
         };
-        let url = format!("{}?{query}", Self::kv_url(addr, key));
+        let url = format!("{}?{query}", self.kv_url(addr, key));
         match send!(self.client.http().post(url)).await {
             Ok(a) if a.ok() => TtlAnswer {
                 outcome: Outcome::Ok(Ret::Found(true)),
@@ -390,7 +410,7 @@ impl Api {
     /// `POST /v1/cluster/transfer-leader` to `to` (a node id): the new
     /// leader the answer names, or the error.
     pub async fn transfer_leader(&self, addr: &str, to: &str) -> Result<Option<String>, String> {
-        let url = format!("http://{addr}/v1/cluster/transfer-leader");
+        let url = self.client.url(addr, "/v1/cluster/transfer-leader");
         let body = serde_json::json!({ "to": to }).to_string();
         let req = self
             .client

@@ -396,6 +396,8 @@ pub struct Db {
     pub skews: SkewLog,
     /// `cluster.secret` of every node (`--cluster-secret`), if any.
     pub cluster_secret: Option<String>,
+    /// `--secure`: TLS and tokens on (files in [`Db::secure_dir`]).
+    pub secure: bool,
 }
 
 impl Db {
@@ -418,7 +420,52 @@ impl Db {
             libfaketime,
             skews: SkewLog::default(),
             cluster_secret: None,
+            secure: false,
         }
+    }
+
+    /// Where `--secure` keeps the CA, certificates and tokens file.
+    pub fn secure_dir(&self) -> PathBuf {
+        self.dir.join("secure")
+    }
+
+    /// `--secure`: make a CA and a certificate for every node (naming its
+    /// id `n<i>` and its IP) and for the harness, and a tokens file with one
+    /// admin token. Returns the harness's TLS config and token.
+    pub fn make_secure(
+        &mut self,
+        n: usize,
+    ) -> anyhow::Result<(dcache::net::tls::ClientTls, String)> {
+        let dir = self.secure_dir();
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-certs.sh");
+        let mut certs: Vec<(String, Option<String>)> = (1..=n)
+            .map(|i| (Self::id(i), Some(format!("IP:{}", Topology::ip(i)))))
+            .collect();
+        certs.push(("harness".into(), None));
+        for (name, san) in certs {
+            let mut cmd = Command::new("bash");
+            cmd.arg(&script);
+            if let Some(san) = san {
+                cmd.args(["--san", &san]);
+            }
+            let out = cmd.arg(&dir).arg(&name).output()?;
+            if !out.status.success() {
+                bail!(
+                    "make-certs.sh {name}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        let (token, line) = dcache::auth::new_token("harness", dcache::auth::Role::Admin, None)
+            .map_err(|e| anyhow::anyhow!("token: {e}"))?;
+        std::fs::write(dir.join("tokens"), format!("{line}\n"))?;
+        let tls = dcache::net::tls::ClientTls::from_files(
+            &dir.join("ca.crt"),
+            Some((&dir.join("harness.crt"), &dir.join("harness.key"))),
+        )?;
+        self.secure = true;
+        Ok((tls, token))
     }
 
     pub fn n(&self) -> usize {
@@ -477,6 +524,21 @@ impl Db {
         }
         if let Some(secret) = &self.cluster_secret {
             cmd.env("DCACHE_CLUSTER_SECRET", secret);
+        }
+        if self.secure {
+            let d = self.secure_dir();
+            cmd.env(
+                "DCACHE_TLS_CERT_FILE",
+                d.join(format!("{}.crt", Self::id(i))),
+            )
+            .env(
+                "DCACHE_TLS_KEY_FILE",
+                d.join(format!("{}.key", Self::id(i))),
+            )
+            .env("DCACHE_TLS_CA_FILE", d.join("ca.crt"))
+            .env("DCACHE_TLS_CLIENT_AUTH", "required")
+            .env("DCACHE_AUTH_ENABLED", "true")
+            .env("DCACHE_AUTH_TOKENS_FILE", d.join("tokens"));
         }
         cmd.env("DCACHE_NODE_ID", Self::id(i))
             .env("DCACHE_NODE_DATA_DIR", self.data_dir(i))

@@ -114,6 +114,12 @@ struct Args {
     /// harness's membership changes carry it.
     #[arg(long)]
     cluster_secret: Option<String>,
+    /// TLS and tokens on every node: a test CA and certificates
+    /// (scripts/make-certs.sh, openssl) with mutual TLS between nodes and
+    /// client certificates required, `auth.enabled` with an admin token.
+    /// The harness talks https (and Redis over TLS with AUTH) with them.
+    #[arg(long)]
+    secure: bool,
     /// Where logs and the history go (default: a new dir under /tmp).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -303,6 +309,19 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         libfaketime,
     );
     db.cluster_secret = args.cluster_secret.clone();
+    let mut access = client::Access {
+        secret: args.cluster_secret.clone(),
+        ..Default::default()
+    };
+    if args.secure {
+        let (tls, token) = db.make_secure(args.nodes)?;
+        println!(
+            "dcache-jepsen: TLS (mutual, client certificates required) and tokens on; certificates in {}",
+            db.secure_dir().display()
+        );
+        access.tls = Some(tls);
+        access.token = Some(token);
+    }
     let db = Arc::new(Mutex::new(db));
     // SIGINT/SIGTERM (e.g. a CI timeout) still removes the namespaces and
     // kills the nodes: stop the run and fall through to the teardown.
@@ -317,7 +336,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         }
     };
     let result = tokio::select! {
-        r = run_with(&args, seed, faults, db.clone(), &out) => r,
+        r = run_with(&args, seed, faults, db.clone(), &out, &access) => r,
         _ = interrupted => Err(anyhow::anyhow!("interrupted; cleaning up")),
     };
     {
@@ -354,8 +373,9 @@ async fn run_with(
     faults: Vec<Fault>,
     db: Arc<Mutex<Db>>,
     out: &std::path::Path,
+    access: &client::Access,
 ) -> anyhow::Result<Summary> {
-    let api = Api::new(Duration::from_secs(4), args.cluster_secret.as_deref());
+    let api = Api::new(Duration::from_secs(4), access);
     let n = args.nodes;
     db::form_cluster(&db, &api, n).await?;
     println!("dcache-jepsen: cluster of {n} formed");
@@ -437,6 +457,7 @@ async fn run_with(
         n,
         keys: args.resp_keys,
         counter_keys: args.resp_counter_keys,
+        access: access.clone(),
     });
     if args.workload.resp() {
         for c in 0..args.resp_clients {

@@ -40,6 +40,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::io::BufReader;
 use tokio::net::TcpStream;
 
+use crate::client::Access;
 use crate::db::Db;
 use crate::register::Recorder;
 
@@ -62,21 +63,42 @@ pub(crate) enum CallError {
     Lost,
 }
 
+/// A connection's byte stream: TCP, or TLS over it (`--secure`).
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+type Stream = BufReader<Box<dyn Io>>;
+
 /// One RESP connection (RESP2, no `HELLO`).
 pub(crate) struct Conn {
-    stream: BufReader<TcpStream>,
+    stream: Stream,
 }
 
 impl Conn {
-    pub(crate) async fn connect(addr: &str) -> Option<Conn> {
-        let s = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr))
-            .await
-            .ok()?
-            .ok()?;
-        s.set_nodelay(true).ok()?;
-        Some(Conn {
-            stream: BufReader::new(s),
-        })
+    /// Connect (TLS and `AUTH <token>` when `access` has them); None if
+    /// any step fails (nothing was sent).
+    pub(crate) async fn connect(addr: &str, access: &Access) -> Option<Conn> {
+        let setup = async {
+            let s = TcpStream::connect(addr).await.ok()?;
+            s.set_nodelay(true).ok()?;
+            let io: Box<dyn Io> = match &access.tls {
+                Some(tls) => {
+                    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+                    Box::new(tls.connect(s, host).await.ok()?)
+                }
+                None => Box::new(s),
+            };
+            let mut conn = Conn {
+                stream: BufReader::new(io),
+            };
+            if let Some(token) = &access.token {
+                match conn.call(&["AUTH", token]).await {
+                    Ok(Value::Simple(ok)) if ok == "OK" => {}
+                    _ => return None,
+                }
+            }
+            Some(conn)
+        };
+        tokio::time::timeout(TIMEOUT, setup).await.ok()?
     }
 
     /// Send one command and read its reply, within [`TIMEOUT`].
@@ -131,17 +153,23 @@ pub(crate) struct RespCtx {
     pub(crate) n: usize,
     pub(crate) keys: usize,
     pub(crate) counter_keys: usize,
+    /// TLS and token (`--secure`).
+    pub(crate) access: Access,
 }
 
 /// A client's connections, one per node, opened on first use and dropped
 /// after any failure.
-struct Conns(Vec<Option<Conn>>);
+struct Conns(Vec<Option<Conn>>, Access);
 
 impl Conns {
+    fn new(ctx: &RespCtx) -> Conns {
+        Conns((0..ctx.n).map(|_| None).collect(), ctx.access.clone())
+    }
+
     async fn call(&mut self, node: usize, args: &[&str]) -> Result<Value, CallError> {
         let slot = &mut self.0[node - 1];
         if slot.is_none() {
-            *slot = Conn::connect(&Db::redis(node)).await;
+            *slot = Conn::connect(&Db::redis(node), &self.1).await;
         }
         let Some(conn) = slot.as_mut() else {
             return Err(CallError::NotSent);
@@ -157,7 +185,7 @@ impl Conns {
 /// One RESP client: random commands on random nodes until `until`.
 pub(crate) async fn resp_loop(ctx: Arc<RespCtx>, seed: u64, until: Instant) {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut conns = Conns((0..ctx.n).map(|_| None).collect());
+    let mut conns = Conns::new(&ctx);
     let rec = &ctx.rec;
     let mut client = rec.new_client();
     let mut counter = 0u64;
@@ -279,7 +307,7 @@ pub(crate) async fn resp_loop(ctx: Arc<RespCtx>, seed: u64, until: Instant) {
 /// Redis port (after healing), added to the counter events.
 pub(crate) async fn final_counter_reads(ctx: &RespCtx) {
     for node in 1..=ctx.n {
-        let mut conns = Conns((0..ctx.n).map(|_| None).collect());
+        let mut conns = Conns::new(ctx);
         for k in 0..ctx.counter_keys {
             let key = format!("ck{k}");
             let invoke = ctx.rec.now();

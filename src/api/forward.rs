@@ -73,7 +73,11 @@ pub async fn to_leader(state: &AppState, raw: &Raw, leader: &Leader) -> Forwarde
     let path_and_query = raw.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     match raw.flag("redirect") {
         Ok(true) => {
-            let location = format!("http://{}{path_and_query}", leader.http_addr);
+            let location = format!(
+                "{}://{}{path_and_query}",
+                state.cluster().scheme(),
+                leader.http_addr
+            );
             return Forwarded::Done(match HeaderValue::from_str(&location) {
                 Ok(v) => {
                     Ok((StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, v)]).into_response())
@@ -92,7 +96,11 @@ pub async fn to_leader(state: &AppState, raw: &Raw, leader: &Leader) -> Forwarde
         )));
     };
     state.metrics().inc_forwarded();
-    let url = format!("http://{}{path_and_query}", leader.http_addr);
+    let url = format!(
+        "{}://{}{path_and_query}",
+        state.cluster().scheme(),
+        leader.http_addr
+    );
     let mut req = state
         .forwarder()
         .request(raw.method.clone(), &url)

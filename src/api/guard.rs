@@ -146,6 +146,9 @@ pub fn need(method: &Method, uri: &axum::http::Uri, protect_probes: bool) -> Nee
     match path {
         "/livez" | "/readyz" | "/metrics" if !protect_probes => Need::Open,
         "/join" | "/leave" | "/stepdown" => Need::Role(Role::Admin),
+        // Members' forwarded Redis ops (with the cluster secret, which
+        // skips the token check); an admin token may send them too.
+        "/internal/kv" => Need::Role(Role::Admin),
         "/v1/cluster/transfer-leader" => Need::Role(Role::Admin),
         p if p.starts_with("/v1/cluster/members") && !reads => Need::Role(Role::Admin),
         "/store" | "/v1/txn" => Need::AnyKey(role),
@@ -206,9 +209,10 @@ pub async fn authorize(State(state): State<AppState>, req: Request<Body>, next: 
     if need == Need::Open {
         return next.run(req).await;
     }
-    // A peer joining or leaving proves itself with the cluster secret.
+    // A peer joining or leaving, or forwarding a Redis op, proves itself
+    // with the cluster secret.
     if let Some(secret) = state.cluster_secret()
-        && is_membership(req.method(), req.uri().path())
+        && members_only(req.method(), req.uri().path())
         && secret.matches(req.headers().get(h::CLUSTER_SECRET).map(|v| v.as_bytes()))
     {
         return next.run(req).await;
@@ -240,7 +244,13 @@ pub fn is_membership(method: &Method, path: &str) -> bool {
     }
 }
 
-/// The layer: 401 for a membership request without the cluster secret.
+/// Whether only members may send the request: membership changes and
+/// forwarded Redis ops (`/internal/kv`).
+pub fn members_only(method: &Method, path: &str) -> bool {
+    is_membership(method, path) || (*method == Method::POST && path == "/internal/kv")
+}
+
+/// The layer: 401 for a members-only request without the cluster secret.
 pub async fn require_secret(
     State(state): State<AppState>,
     req: Request<Body>,
@@ -249,14 +259,14 @@ pub async fn require_secret(
     let Some(secret) = state.cluster_secret() else {
         return next.run(req).await;
     };
-    if !is_membership(req.method(), req.uri().path())
+    if !members_only(req.method(), req.uri().path())
         || secret.matches(req.headers().get(h::CLUSTER_SECRET).map(|v| v.as_bytes()))
     {
         return next.run(req).await;
     }
     let err = ApiError::new(
         Code::Unauthorized,
-        "membership changes require the cluster secret (x-dcache-cluster-secret)",
+        "membership changes and forwarded Redis commands require the cluster secret (x-dcache-cluster-secret)",
     );
     let mut resp = if req.uri().path().starts_with("/v1/") {
         err.into_response()
@@ -297,5 +307,7 @@ mod tests {
         assert!(!is_membership(&Method::GET, "/v1/cluster/members"));
         assert!(!is_membership(&Method::POST, "/store"));
         assert!(!is_membership(&Method::GET, "/join"));
+        assert!(members_only(&Method::POST, "/internal/kv"));
+        assert!(!members_only(&Method::GET, "/v1/kv/a"));
     }
 }

@@ -110,7 +110,7 @@ pub struct AppState(Arc<Inner>);
 impl AppState {
     pub fn new(cluster: Arc<Cluster>, limits: Limits, protection: Protection) -> Self {
         // No whole-request timeout: each forwarded request carries its own.
-        let forwarder = crate::net::http_client(crate::net::HttpClientOptions::default());
+        let forwarder = crate::net::http_client(cluster.node_http_options());
         let node_id = cluster.id().0.clone();
         Self(Arc::new(Inner {
             cluster,

@@ -33,11 +33,51 @@ pub(super) const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 pub(super) const PROBE_MAX_BYTES: usize = 64 * 1024;
 
 impl Cluster {
-    /// Ask the node listening on `raft_addr` who it is.
-    async fn probe(&self, raft_addr: &str) -> Result<rpc::NodeInfo> {
+    /// Options for calls to another node's HTTP port (forwarding, joins):
+    /// with TLS on, https with the CA as the only root, the address's host
+    /// checked, and this node's certificate as client certificate.
+    pub fn node_http_options(&self) -> crate::net::HttpClientOptions {
+        let tls = self.cfg.tls.as_ref().map(|t| {
+            t.node_client(None)
+                .expect("a host-checking client config always builds")
+        });
+        crate::net::HttpClientOptions {
+            tls,
+            ..Default::default()
+        }
+    }
+
+    /// The cluster secret (None: none configured).
+    pub fn secret(&self) -> Option<&crate::net::ClusterSecret> {
+        self.cfg.secret.as_ref()
+    }
+
+    /// The URL scheme of calls to other nodes.
+    pub fn scheme(&self) -> &'static str {
+        crate::net::scheme(self.cfg.tls.is_some())
+    }
+
+    /// Ask the node listening on `raft_addr`, which says it is `id`, who it
+    /// is (with TLS: its certificate must name `id`).
+    async fn probe(&self, id: &NodeId, raft_addr: &str) -> Result<rpc::NodeInfo> {
         let unreachable = |msg: String| Error::MemberUnreachable(msg);
-        let url = format!("http://{raft_addr}{}", rpc::INFO);
-        let mut req = self.probe.get(&url);
+        let tls = match &self.cfg.tls {
+            Some(t) => Some(
+                t.node_client(Some(&id.0))
+                    .map_err(|e| Error::InvalidInput(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let client = crate::net::http_client(crate::net::HttpClientOptions {
+            tls,
+            ..crate::net::HttpClientOptions::default()
+                .timeout(PROBE_TIMEOUT)
+                .connect_timeout(PROBE_TIMEOUT)
+        });
+        let url = format!("{}://{raft_addr}{}", self.scheme(), rpc::INFO);
+        let mut req = client
+            .get(&url)
+            .header(rpc::FROM_HEADER, self.id().0.as_str());
         if let Some(s) = &self.cfg.secret {
             req = req.header(crate::wire::header::CLUSTER_SECRET, s.header_value());
         }
@@ -81,7 +121,7 @@ impl Cluster {
     /// snapshot takes time), then promote it.
     pub async fn join(&self, id: NodeId, raft_addr: String, deadline: Instant) -> Result<()> {
         self.lead(deadline).await?;
-        let info = self.probe(&raft_addr).await?;
+        let info = self.probe(&id, &raft_addr).await?;
         if info.id != id {
             return Err(Error::Conflict(format!(
                 "the node at {raft_addr} reports id {:?}, not {:?}",

@@ -123,6 +123,8 @@ pub struct ServiceConfig {
     /// Clients to peers' Raft listeners: a follower asks the leader for
     /// read indexes through them (`follower_read`).
     pub peers: PeerNetwork,
+    /// TLS for calls to other nodes (None: plain HTTP).
+    pub tls: Option<Arc<crate::net::tls::Tls>>,
 }
 
 /// The outcome of one shared ReadIndex round on the leader (`None`: no
@@ -152,7 +154,6 @@ pub struct Cluster {
     log: LogStore,
     id: NodeId,
     cfg: ServiceConfig,
-    probe: reqwest::Client,
     watch: Arc<WatchHub>,
     /// This node's advertised Redis protocol address, once its listener is
     /// bound (unset: no Redis listener).
@@ -188,11 +189,6 @@ impl Cluster {
         contact: Arc<LeaderContact>,
         watch: Arc<WatchHub>,
     ) -> Self {
-        let probe = crate::net::http_client(
-            crate::net::HttpClientOptions::default()
-                .timeout(membership::PROBE_TIMEOUT)
-                .connect_timeout(membership::PROBE_TIMEOUT),
-        );
         let evictor = Evictor::new(cfg.cache.eviction_policy, cfg.cache.max_memory.0);
         Self {
             raft,
@@ -205,7 +201,6 @@ impl Cluster {
             log,
             id,
             cfg,
-            probe,
             watch,
             redis_addr: std::sync::OnceLock::new(),
             leader_peer: std::sync::Mutex::new(None),

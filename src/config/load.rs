@@ -61,7 +61,13 @@ pub const ENV_PREFIX: &str = "DCACHE_";
 /// `DCACHE_*` variables that belong to the command-line client, not to a
 /// node's settings: a node ignores them (a shell that exports them for the
 /// CLI can still start a node).
-pub const CLIENT_ENV_VARS: &[&str] = &["DCACHE_ENDPOINTS", "DCACHE_TOKEN"];
+pub const CLIENT_ENV_VARS: &[&str] = &[
+    "DCACHE_ENDPOINTS",
+    "DCACHE_TOKEN",
+    "DCACHE_CACERT",
+    "DCACHE_CERT",
+    "DCACHE_KEY",
+];
 
 /// The environment variable for a dotted key: `raft.heartbeat_interval_ms`
 /// → `DCACHE_RAFT_HEARTBEAT_INTERVAL_MS`.

@@ -89,6 +89,7 @@ use std::str::FromStr;
 const EXPECT_BOOL: &str = "a boolean (true/false, yes/no, 1/0)";
 const EXPECT_LEVEL: &str = "one of trace, debug, info, warn, error";
 const EXPECT_READ_POLICY: &str = "one of read_index, lease";
+const EXPECT_CLIENT_AUTH: &str = "one of none, optional, required";
 
 // ---------------------------------------------------------------------------
 // Enums
@@ -140,6 +141,42 @@ impl FromStr for ReadPolicy {
 impl<'de> Deserialize<'de> for ReadPolicy {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_str(FromStrVisitor(PhantomData, EXPECT_READ_POLICY))
+    }
+}
+
+/// Whether the client listeners (HTTP API, Redis) ask TLS clients for a
+/// certificate. Parsed case-insensitively.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// No client certificate asked for.
+    #[default]
+    None,
+    /// Asked for; one that is sent must chain to `tls.ca_file`.
+    Optional,
+    /// Required, chaining to `tls.ca_file`.
+    Required,
+}
+
+impl FromStr for ClientAuth {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "none" => Ok(ClientAuth::None),
+            "optional" => Ok(ClientAuth::Optional),
+            "required" => Ok(ClientAuth::Required),
+            _ => Err(invalid(
+                "tls.client_auth",
+                s,
+                format!("expected {EXPECT_CLIENT_AUTH}"),
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ClientAuth {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(FromStrVisitor(PhantomData, EXPECT_CLIENT_AUTH))
     }
 }
 
@@ -234,6 +271,7 @@ pub struct Config {
     pub watch: WatchConfig,
     pub redis: RedisConfig,
     pub auth: AuthConfig,
+    pub tls: TlsConfig,
 }
 
 /// `node.*`: identity and storage of this node.
@@ -418,6 +456,53 @@ pub struct AuthConfig {
     /// too; by default they stay open for probes and scrapers.
     #[serde(deserialize_with = "de_lenient_bool")]
     pub protect_probes: bool,
+}
+
+/// `tls.*`: TLS on all three listeners (HTTP API, Raft, Redis) and on the
+/// calls between nodes. One section for all of them: a node has one
+/// certificate, which it serves on every listener and presents as client
+/// certificate to its peers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The node's certificate chain (PEM, leaf first); empty = no TLS.
+    /// When set, every listener speaks TLS only, and the certificate must
+    /// name the node id (as a DNS or IP subject alternative name; for the
+    /// default id `host:port`, that host): peers check it.
+    pub cert_file: PathBuf,
+    /// The certificate's private key (PEM). Required with `cert_file`.
+    pub key_file: PathBuf,
+    /// The CA certificate(s) (PEM) that peers' certificates, and clients'
+    /// certificates when asked for, must chain to; also the only root this
+    /// node trusts when it calls another node. Required with `cert_file`.
+    pub ca_file: PathBuf,
+    /// Client certificates on the HTTP API and Redis listeners: none,
+    /// optional (checked when sent) or required. The Raft listener always
+    /// requires one naming the calling node.
+    pub client_auth: ClientAuth,
+    /// How often the three files are checked for changes, which reloads
+    /// them (new connections use the new certificate; open ones go on);
+    /// 0 = only on SIGHUP.
+    pub reload_check_ms: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert_file: PathBuf::new(),
+            key_file: PathBuf::new(),
+            ca_file: PathBuf::new(),
+            client_auth: ClientAuth::None,
+            reload_check_ms: 10_000,
+        }
+    }
+}
+
+impl TlsConfig {
+    /// Whether TLS is on (`cert_file` set).
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.as_os_str().is_empty()
+    }
 }
 
 /// `logging.*`: verbosity and format of the node's log.

@@ -141,15 +141,26 @@ impl Config {
             super::secret::check_secret("cluster.secret", c.secret.expose())?;
         }
 
-        // The Redis listener has no AUTH yet: with tokens on the HTTP API it
-        // would be an open door to the same data.
-        if self.auth.enabled && !self.redis.bind_addr.is_empty() {
-            let e = invalid(
-                "redis.bind_addr",
-                &self.redis.bind_addr,
-                "must be empty when auth.enabled is true: the Redis listener has no authentication yet",
-            );
-            return Err(related(e, "auth.enabled"));
+        // TLS: all three files or none.
+        let t = &self.tls;
+        let any = [&t.cert_file, &t.key_file, &t.ca_file]
+            .iter()
+            .any(|p| !p.as_os_str().is_empty());
+        if any {
+            for (key, path) in [
+                ("tls.cert_file", &t.cert_file),
+                ("tls.key_file", &t.key_file),
+                ("tls.ca_file", &t.ca_file),
+            ] {
+                if path.as_os_str().is_empty() {
+                    return Err(invalid(
+                        key,
+                        "",
+                        "must be set when any of tls.cert_file, tls.key_file, tls.ca_file is",
+                    )
+                    .into());
+                }
+            }
         }
 
         if self.auth.enabled && self.auth.tokens_file.as_os_str().is_empty() {
@@ -200,7 +211,7 @@ impl Config {
         let (h, r) = (&self.http, &self.raft);
         #[rustfmt::skip]
         let c = &self.cache;
-        let ranges: [(&str, u64, u64, u64, &str); 21] = [
+        let ranges: [(&str, u64, u64, u64, &str); 22] = [
             // (key, value, min, max, max in words)
             (
                 "http.max_key_bytes",
@@ -236,6 +247,13 @@ impl Config {
                 1,
                 MAX_CONNECTIONS as u64,
                 "",
+            ),
+            (
+                "tls.reload_check_ms",
+                self.tls.reload_check_ms,
+                0,
+                MAX_MS,
+                "one day",
             ),
             (
                 "http.rate_limit_per_ip",

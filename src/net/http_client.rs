@@ -1,12 +1,15 @@
 //! The one `reqwest::Client` builder.
 //!
-//! Every client dcache builds talks plain HTTP/1.1 to a known host:port: no
+//! Every client dcache builds talks HTTP/1.1 (over TLS when given a
+//! [`ClientTls`]; see [`scheme`]) to a known host:port: no
 //! proxy (a `HTTP_PROXY` in the environment must not reroute peer traffic),
 //! no automatic redirects (a 307 is an answer to pass on), `TCP_NODELAY`
 //! (requests are small and latency-bound).
 
 use std::net::IpAddr;
 use std::time::Duration;
+
+use super::tls::ClientTls;
 
 /// What differs between the clients dcache builds.
 #[derive(Debug, Clone)]
@@ -25,6 +28,14 @@ pub struct HttpClientOptions {
     pub local_address: Option<IpAddr>,
     /// Headers sent with every request (the CLI's bearer token).
     pub default_headers: reqwest::header::HeaderMap,
+    /// TLS: the roots, the name check and the client certificate (None:
+    /// plain HTTP; an https URL then fails, as no root is trusted).
+    pub tls: Option<ClientTls>,
+}
+
+/// The URL scheme for a client with or without TLS.
+pub fn scheme(tls: bool) -> &'static str {
+    if tls { "https" } else { "http" }
 }
 
 impl Default for HttpClientOptions {
@@ -36,6 +47,7 @@ impl Default for HttpClientOptions {
             pool_max_idle_per_host: None,
             local_address: None,
             default_headers: reqwest::header::HeaderMap::new(),
+            tls: None,
         }
     }
 }
@@ -72,8 +84,12 @@ pub fn http_client(opts: HttpClientOptions) -> reqwest::Client {
     if let Some(ip) = opts.local_address {
         b = b.local_address(ip);
     }
-    // Building fails only when a TLS backend or the system resolver
-    // configuration cannot load; this build has no TLS and uses the
-    // default resolver, so a failure is a broken environment.
+    // Always our own rustls config: reqwest's default would load the
+    // system's roots, which a FROM-scratch image does not have (and a
+    // client without TLS options must not trust them anyway).
+    let tls = opts.tls.unwrap_or_else(ClientTls::trusting_nothing);
+    b = b.use_preconfigured_tls(tls.config());
+    // Building fails only when the TLS backend or the system resolver
+    // configuration cannot load: a broken environment.
     b.build().expect("build HTTP client")
 }

@@ -7,7 +7,9 @@
 //! - [`http_client`]: the one place a `reqwest::Client` is built (forwarding,
 //!   peer RPCs, the join probe, the join loop, the client library);
 //! - [`Backoff`]: capped exponential backoff for retry loops;
-//! - [`ClusterSecret`]: the peers' shared secret, compared in constant time.
+//! - [`ClusterSecret`]: the peers' shared secret, compared in constant time;
+//! - [`tls`]: rustls server and client configurations, reloadable, and the
+//!   check that a certificate names a node.
 //!
 //! Uses: nothing in the crate (a leaf).
 
@@ -16,11 +18,14 @@ mod conns;
 mod http_client;
 mod secret;
 pub mod serve;
+pub mod tls;
 
 pub use backoff::Backoff;
 pub use http_client::HttpClientOptions;
 pub use http_client::http_client;
+pub use http_client::scheme;
 pub use secret::ClusterSecret;
+pub use serve::PeerCertificates;
 pub use serve::ServeOptions;
 pub use serve::serve;
 pub use serve::serve_with;

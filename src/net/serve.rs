@@ -19,7 +19,13 @@
 //!   (HTTP: a request or its response body in flight); an idle connection
 //!   chosen to make room is closed by dropping its handler.
 //! - Every request carries the client's address as an
-//!   `axum::extract::ConnectInfo<SocketAddr>` extension (per-IP limits).
+//!   `axum::extract::ConnectInfo<SocketAddr>` extension (per-IP limits),
+//!   and, on TLS with a client certificate, a [`PeerCertificates`]
+//!   extension.
+//! - With `tls` set, every connection is TLS: the handshake (bounded by
+//!   `header_timeout`) runs in the connection's task, not in the accept
+//!   loop, and a connection that does not complete it (plain HTTP, a wrong
+//!   or missing certificate) is closed without an answer.
 //! - On shutdown the listener closes at once, idle connections are closed,
 //!   in-flight requests finish, and the function returns when all
 //!   connections are gone or `drain_timeout` has passed.
@@ -41,7 +47,6 @@ use hyper_util::rt::TokioIo;
 use hyper_util::rt::TokioTimer;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -50,6 +55,13 @@ use tower::ServiceExt;
 pub use super::conns::Activity;
 pub use super::conns::Busy;
 use super::conns::Table;
+use super::tls::Acceptor;
+use super::tls::Stream;
+
+/// The client's verified certificate chain (leaf first), on requests that
+/// came over TLS with a client certificate.
+#[derive(Debug, Clone)]
+pub struct PeerCertificates(pub Arc<[rustls_pki_types::CertificateDer<'static>]>);
 
 /// How long the loop waits for an evicted connection to free its slot
 /// before closing the next idle one.
@@ -62,6 +74,8 @@ pub struct ServeOptions {
     pub max_connections_per_ip: usize,
     pub header_timeout: Duration,
     pub drain_timeout: Duration,
+    /// Serve TLS with this acceptor (None: plain TCP).
+    pub tls: Option<Acceptor>,
 }
 
 /// Serve HTTP/1.1 with `router` (see the module's invariants).
@@ -78,9 +92,13 @@ pub async fn serve(
         opts,
         move |stream, peer, activity, shutdown| {
             let router = router.clone();
+            let certs = stream.peer_certificates().map(PeerCertificates);
             let svc = tower::service_fn(move |mut req: axum::http::Request<Incoming>| {
                 let busy = activity.busy();
                 req.extensions_mut().insert(ConnectInfo(peer));
+                if let Some(c) = &certs {
+                    req.extensions_mut().insert(c.clone());
+                }
                 let router = router.clone();
                 async move {
                     let resp = router.oneshot(req).await?;
@@ -124,7 +142,8 @@ pub async fn serve(
 /// handler, to make room) and must finish promptly once `shutdown` is
 /// cancelled (the request in flight, then close). Caps, eviction and the
 /// drain (`opts.drain_timeout`, then the rest are dropped) as for
-/// [`serve`]; `opts.header_timeout` is the handler's business.
+/// [`serve`]; `opts.header_timeout` bounds the TLS handshake, and after it
+/// is the handler's business.
 pub async fn serve_with<H, F>(
     listener: TcpListener,
     shutdown: CancellationToken,
@@ -132,9 +151,10 @@ pub async fn serve_with<H, F>(
     handle: H,
 ) -> io::Result<()>
 where
-    H: Fn(TcpStream, SocketAddr, Arc<Activity>, CancellationToken) -> F,
+    H: Fn(Stream, SocketAddr, Arc<Activity>, CancellationToken) -> F + Send + Sync + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
+    let handle = Arc::new(handle);
     // A JoinSet, not detached tasks: dropping it (deadline passed, or this
     // future aborted) aborts every connection, so nothing outlives the
     // server.
@@ -179,8 +199,28 @@ where
         let Some(permit) = permit else { break };
         let _ = stream.set_nodelay(true);
         let slot = table.insert(ip);
-        let conn = handle(stream, peer, slot.activity.clone(), shutdown.clone());
+        let (handle, activity, stop) = (handle.clone(), slot.activity.clone(), shutdown.clone());
+        let (tls, handshake_timeout) = (opts.tls.clone(), opts.header_timeout);
         let name = opts.name;
+        let conn = async move {
+            let stream = match tls {
+                None => Stream::Plain(stream),
+                Some(tls) => {
+                    match tokio::time::timeout(handshake_timeout, tls.accept(stream)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(listener = name, %peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            handle(stream, peer, activity, stop).await
+        };
         conns.spawn(async move {
             let _permit = permit;
             tokio::select! {

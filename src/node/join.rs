@@ -53,11 +53,9 @@ pub async fn run(
     secret: Option<crate::net::ClusterSecret>,
     stop: CancellationToken,
 ) -> Result<(), Error> {
-    let client = crate::net::http_client(
-        crate::net::HttpClientOptions::default().timeout(JOIN_REQUEST_TIMEOUT),
-    );
+    let client = crate::net::http_client(cluster.node_http_options().timeout(JOIN_REQUEST_TIMEOUT));
     let id = cluster.id().clone();
-    let url = format!("http://{join_addr}/join");
+    let url = format!("{}://{join_addr}/join", cluster.scheme());
     let mut backoff = Backoff::new(FIRST_RETRY, max_backoff);
     loop {
         if cluster.is_voter_at(&me.raft_addr, &me.http_addr) {

@@ -49,6 +49,8 @@ use crate::error::Error;
 use crate::error::Result;
 use crate::id::NodeId;
 use crate::net::ServeOptions;
+use crate::net::tls::Side;
+use crate::net::tls::Tls;
 use crate::raft;
 use crate::raft::LeaderContact;
 
@@ -118,6 +120,8 @@ pub struct Node {
     pub redis_addr: Option<SocketAddr>,
     redis_stop: CancellationToken,
     redis_task: Option<JoinHandle<std::io::Result<()>>>,
+    tls: Option<Arc<Tls>>,
+    tls_watch: CancellationToken,
 }
 
 /// Bind both listeners from the config.
@@ -157,14 +161,57 @@ fn local_ip(bound: SocketAddr) -> Option<IpAddr> {
     (!ip.is_unspecified()).then_some(ip)
 }
 
+/// The TLS files of `tls.*`, read (None: TLS off). The node id must be a
+/// name a certificate can carry, and this node's certificate must carry
+/// it: peers check.
+fn load_tls(cfg: &Config, id: &NodeId) -> Result<Option<Arc<Tls>>> {
+    if !cfg.tls.enabled() {
+        return Ok(None);
+    }
+    let t = &cfg.tls;
+    let tls = Tls::load(crate::net::tls::TlsFiles {
+        cert: t.cert_file.clone(),
+        key: t.key_file.clone(),
+        ca: t.ca_file.clone(),
+        client_auth: match t.client_auth {
+            config::ClientAuth::None => crate::net::tls::ClientAuth::None,
+            config::ClientAuth::Optional => crate::net::tls::ClientAuth::Optional,
+            config::ClientAuth::Required => crate::net::tls::ClientAuth::Required,
+        },
+    })
+    .map_err(|e| Error::Startup(e.to_string()))?;
+    if crate::net::tls::node_name(&id.0).is_none() {
+        return Err(Error::Startup(format!(
+            "with TLS the node id must be a DNS name, an IP address or host:port (a certificate names it); {:?} is none",
+            id.0
+        )));
+    }
+    if !tls.own_certificate_names(&id.0) {
+        return Err(Error::Startup(format!(
+            "tls.cert_file {} does not name node id {:?} (as a DNS or IP subject alternative name): peers would refuse it",
+            t.cert_file.display(),
+            id.0
+        )));
+    }
+    tracing::info!(node_id = %id, client_auth = ?t.client_auth, "TLS on the HTTP, Raft and Redis listeners");
+    Ok(Some(tls))
+}
+
 /// What an operator should fix, said loudly at start and in `/health`.
 fn security_warnings(
     has_secret: bool,
     has_auth: bool,
+    has_tls: bool,
     raft_bound: SocketAddr,
     http_bound: SocketAddr,
 ) -> Vec<String> {
     let mut w = Vec::new();
+    let all_loopback = http_bound.ip().is_loopback() && raft_bound.ip().is_loopback();
+    if !has_tls && !all_loopback {
+        w.push(format!(
+            "no TLS (tls.cert_file) and a listener is not on loopback (HTTP {http_bound}, Raft {raft_bound}): data, tokens and the cluster secret cross the network in clear text"
+        ));
+    }
     if has_auth && !has_secret {
         w.push(
             "auth is enabled but no cluster secret is set: joining nodes authenticate with the secret, so no node can join this cluster (set cluster.secret)".to_string(),
@@ -258,8 +305,14 @@ impl Node {
         } else {
             None
         };
-        let warnings =
-            security_warnings(secret.is_some(), tokens.is_some(), raft_bound, http_bound);
+        let tls = load_tls(&cfg, &id)?;
+        let warnings = security_warnings(
+            secret.is_some(),
+            tokens.is_some(),
+            tls.is_some(),
+            raft_bound,
+            http_bound,
+        );
         for w in &warnings {
             tracing::warn!(node_id = %id, "SECURITY: {w}");
         }
@@ -283,10 +336,12 @@ impl Node {
             })?;
         let reader = sm.reader();
         let network = raft::network::PeerNetwork::new(
+            id.clone(),
             local_ip(raft_bound),
             PEER_CONNECT_TIMEOUT,
             Duration::from_millis(cfg.raft.rpc_timeout_ms),
             secret.clone(),
+            tls.clone(),
         );
         let raft_cfg = Arc::new(raft_config(&cfg.raft)?);
         let raft = raft::Raft::new(id.clone(), raft_cfg, network.clone(), log.clone(), sm)
@@ -314,6 +369,7 @@ impl Node {
             election_timeout: Duration::from_millis(cfg.raft.election_timeout_max_ms),
             secret: secret.clone(),
             peers: network,
+            tls: tls.clone(),
         };
         let contact = Arc::new(LeaderContact::default());
         let cluster = Arc::new(Cluster::new(
@@ -351,6 +407,7 @@ impl Node {
                 snap_dir.clone(),
                 secret.clone(),
                 max_append_bytes(&limits),
+                tls.is_some(),
             ),
             raft_stop.clone(),
             ServeOptions {
@@ -359,6 +416,7 @@ impl Node {
                 max_connections_per_ip: RAFT_MAX_CONNECTIONS,
                 header_timeout: tuning.header_timeout,
                 drain_timeout: Duration::from_secs(1),
+                tls: tls.as_ref().map(|t| t.acceptor(Side::Peers)),
             },
         ));
 
@@ -382,6 +440,7 @@ impl Node {
                     max_value_bytes: limits.max_value_bytes,
                     request_timeout,
                 },
+                tokens.clone(),
             );
             redis_task = Some(tokio::spawn(crate::resp::serve(
                 listener,
@@ -393,6 +452,7 @@ impl Node {
                     max_connections_per_ip: cfg.http.max_connections_per_ip,
                     header_timeout: tuning.header_timeout,
                     drain_timeout: Duration::from_millis(cfg.shutdown.drain_timeout_ms),
+                    tls: tls.as_ref().map(|t| t.acceptor(Side::Clients)),
                 },
             )));
         }
@@ -419,8 +479,18 @@ impl Node {
                 max_connections_per_ip: cfg.http.max_connections_per_ip,
                 header_timeout: tuning.header_timeout,
                 drain_timeout: Duration::from_millis(cfg.shutdown.drain_timeout_ms),
+                tls: tls.as_ref().map(|t| t.acceptor(Side::Clients)),
             },
         ));
+        let tls_watch = CancellationToken::new();
+        if let Some(t) = &tls
+            && cfg.tls.reload_check_ms > 0
+        {
+            tokio::spawn(t.clone().watch_files(
+                Duration::from_millis(cfg.tls.reload_check_ms),
+                tls_watch.clone(),
+            ));
+        }
 
         let me = raft::Node {
             raft_addr: raft_adv.clone(),
@@ -483,7 +553,16 @@ impl Node {
             redis_addr,
             redis_stop,
             redis_task,
+            tls,
+            tls_watch,
         })
+    }
+
+    /// The node's TLS material (None: TLS off); `Tls::reload` reads the
+    /// files again (SIGHUP): new connections use the new certificate, open
+    /// ones go on.
+    pub fn tls(&self) -> Option<Arc<Tls>> {
+        self.tls.clone()
     }
 
     /// Resolves if a background task fails for good (today: the join loop
@@ -514,6 +593,7 @@ impl Node {
     /// and this `Node`, are dropped. [`Node::shutdown`] may still be
     /// awaited afterwards to wait for all of it.
     pub fn abort(&self) {
+        self.tls_watch.cancel();
         self.join_stop.cancel();
         self.http_stop.cancel();
         self.redis_stop.cancel();
@@ -535,6 +615,7 @@ impl Node {
     /// it, minus unflushed buffers).
     pub async fn shutdown(self, graceful: bool) -> Result<()> {
         tracing::info!(node_id = %self.id, graceful, "shutting down");
+        self.tls_watch.cancel();
         self.join_stop.cancel();
         if graceful {
             self.cluster.handover().await;

@@ -13,12 +13,18 @@
 //!   to openraft's `Unreachable` (openraft backs off before trying that peer
 //!   again); an error the peer answered with, or a body that does not
 //!   decode, maps to `Network`. None of them panics.
-//! - Every RPC carries the cluster secret when one is configured.
+//! - Every RPC carries the cluster secret when one is configured, and the
+//!   sender's node id (`x-dcache-raft-from`).
+//! - With TLS, every RPC is https with this node's certificate as client
+//!   certificate, and the target's certificate must chain to the CA and
+//!   name the target's node id (`net::tls::node_name`), whatever address
+//!   it answers on; a target no certificate can name is unreachable.
 //! - Outgoing connections are bound to the node's own Raft IP when that IP is
 //!   a specific address, so per-address network faults cut what they say.
 
 use std::future::Future;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::RaftNetworkFactory;
@@ -37,14 +43,17 @@ use super::TypeConfig;
 use super::rpc;
 use super::typ;
 use crate::net::ClusterSecret;
+use crate::net::tls::Tls;
 
 /// Creates one [`PeerClient`] per target.
 #[derive(Clone, Debug)]
 pub struct PeerNetwork {
+    me: NodeId,
     local_ip: Option<IpAddr>,
     connect_timeout: Duration,
     rpc_timeout: Duration,
     secret: Option<ClusterSecret>,
+    tls: Option<Arc<Tls>>,
 }
 
 impl PeerNetwork {
@@ -52,27 +61,42 @@ impl PeerNetwork {
     /// kernel choose). `connect_timeout`: TCP connect bound. `rpc_timeout`:
     /// upper bound of one append/vote RPC (`raft.rpc_timeout_ms`); openraft's
     /// own per-call deadline applies when it is shorter. `secret`: sent
-    /// with every RPC (`cluster.secret`).
+    /// with every RPC (`cluster.secret`). `me`: this node's id, sent with
+    /// every RPC. `tls`: https to peers (None: plain HTTP).
     pub fn new(
+        me: NodeId,
         local_ip: Option<IpAddr>,
         connect_timeout: Duration,
         rpc_timeout: Duration,
         secret: Option<ClusterSecret>,
+        tls: Option<Arc<Tls>>,
     ) -> Self {
         Self {
+            me,
             local_ip,
             connect_timeout,
             rpc_timeout,
             secret,
+            tls,
         }
     }
 
-    fn client(&self) -> reqwest::Client {
-        crate::net::http_client(crate::net::HttpClientOptions {
+    /// The client for `target`; Err when TLS is on and no certificate can
+    /// name the target's id.
+    fn client(&self, target: &NodeId) -> Result<reqwest::Client, String> {
+        let tls = match &self.tls {
+            Some(t) => Some(
+                t.node_client(Some(target.as_str()))
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => None,
+        };
+        Ok(crate::net::http_client(crate::net::HttpClientOptions {
             connect_timeout: self.connect_timeout,
             local_address: self.local_ip,
+            tls,
             ..Default::default()
-        })
+        }))
     }
 }
 
@@ -80,11 +104,13 @@ impl PeerNetwork {
     /// A client for `target` outside openraft's replication (a follower
     /// asking the leader for a read index).
     pub fn peer(&self, target: NodeId, node: &Node) -> PeerClient {
+        let scheme = crate::net::scheme(self.tls.is_some());
         PeerClient {
+            http: self.client(&target),
             target,
+            me: self.me.clone(),
             incarnation: node.incarnation,
-            base: format!("http://{}", node.raft_addr),
-            http: self.client(),
+            base: format!("{scheme}://{}", node.raft_addr),
             rpc_timeout: self.rpc_timeout,
             secret: self.secret.clone(),
         }
@@ -102,10 +128,11 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 /// Connection to one peer.
 pub struct PeerClient {
     target: NodeId,
+    me: NodeId,
     /// The target's incarnation as the membership records it.
     incarnation: u64,
     base: String,
-    http: reqwest::Client,
+    http: Result<reqwest::Client, String>,
     rpc_timeout: Duration,
     secret: Option<ClusterSecret>,
 }
@@ -157,12 +184,16 @@ impl PeerClient {
         ttl: Duration,
     ) -> Result<Resp, CallError> {
         let url = format!("{}{}", self.base, path);
+        let http = self
+            .http
+            .as_ref()
+            .map_err(|e| CallError::Unreachable(Msg(format!("{url}: {e}"))))?;
         let fut = async {
-            let mut req = self
-                .http
+            let mut req = http
                 .post(&url)
                 .header("content-type", rpc::CONTENT_TYPE)
                 .header(rpc::TO_HEADER, self.target.as_str())
+                .header(rpc::FROM_HEADER, self.me.as_str())
                 .header(rpc::INCARNATION_HEADER, self.incarnation);
             if let Some(s) = &self.secret {
                 req = req.header(crate::wire::header::CLUSTER_SECRET, s.header_value());

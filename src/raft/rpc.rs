@@ -11,6 +11,12 @@
 //!   method) without the secret in `x-dcache-cluster-secret` is answered
 //!   401 by the outermost layer, before routing and before any body byte is
 //!   read; the comparison is constant-time (`net::ClusterSecret`).
+//! - With TLS (the listener requires a CA-signed client certificate), every
+//!   request must name its sender in `x-dcache-raft-from` and the client
+//!   certificate must name that node, or it is answered 403 before any
+//!   body byte is read; an append, vote, pre-vote, transfer or snapshot
+//!   whose vote names another node than the sender is answered 403 too,
+//!   so a member cannot speak for another one.
 //! - Malformed bodies are answered with 400 and never reach Raft.
 //! - Body sizes are bounded by what a legitimate message can be: an
 //!   AppendEntries by `max_append_bytes` (the node derives it from the
@@ -26,6 +32,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -66,6 +73,10 @@ pub const TO_HEADER: &str = "x-dcache-raft-to";
 /// `node::identity`): a node whose data dir has another one lost the state
 /// that membership describes and refuses the RPC.
 pub const INCARNATION_HEADER: &str = "x-dcache-raft-incarnation";
+/// Header naming the node that sends a peer RPC. With TLS, the sender's
+/// client certificate must name that node (`net::tls::names_node`), and
+/// the RPC's own sender (the vote's leader or candidate) must be it.
+pub const FROM_HEADER: &str = "x-dcache-raft-from";
 
 /// Largest body of a vote, pre-vote or leadership-transfer RPC: a vote and
 /// a log id, a few hundred bytes in practice.
@@ -176,7 +187,9 @@ struct RpcState {
 
 /// The router for the Raft listener. `secret`: the cluster secret every
 /// request must carry (None: peers are not authenticated).
-/// `max_append_bytes`: the largest AppendEntries body accepted.
+/// `max_append_bytes`: the largest AppendEntries body accepted. `tls`:
+/// the listener serves mutual TLS, so every request's client certificate
+/// must name its sender.
 pub fn router(
     raft: Raft,
     info: NodeInfo,
@@ -184,6 +197,7 @@ pub fn router(
     snapshot_dir: PathBuf,
     secret: Option<ClusterSecret>,
     max_append_bytes: usize,
+    tls: bool,
 ) -> Router {
     let me = Target {
         id: info.id.clone(),
@@ -213,9 +227,73 @@ pub fn router(
             max_append_bytes,
             refuse_declared_over,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            tls,
+            certificate_names_sender,
+        ))
         // Outermost: runs before routing, extractors and body limits, so a
         // peer without the secret never gets a byte of its body read.
         .layer(axum::middleware::from_fn_with_state(secret, require_secret))
+}
+
+/// The sender a request names (`x-dcache-raft-from`), put in the request's
+/// extensions by [`certificate_names_sender`] when TLS proved it.
+#[derive(Debug, Clone)]
+struct ProvenSender(Option<NodeId>);
+
+/// With TLS: 403 unless the client certificate names the node the request
+/// says it comes from.
+async fn certificate_names_sender(
+    State(tls): State<bool>,
+    mut req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !tls {
+        req.extensions_mut().insert(ProvenSender(None));
+        return next.run(req).await;
+    }
+    let from = header(&req, FROM_HEADER);
+    let certs = req.extensions().get::<crate::net::PeerCertificates>();
+    let named = match (&from, certs) {
+        (Some(from), Some(c)) => {
+            c.0.first()
+                .is_some_and(|leaf| crate::net::tls::names_node(leaf, from))
+        }
+        _ => false,
+    };
+    if !named {
+        return (
+            StatusCode::FORBIDDEN,
+            [(header::CONNECTION, "close")],
+            format!(
+                "the client certificate does not name the sending node {}",
+                from.as_deref().unwrap_or("(no x-dcache-raft-from)")
+            ),
+        )
+            .into_response();
+    }
+    req.extensions_mut()
+        .insert(ProvenSender(from.map(NodeId::from)));
+    next.run(req).await
+}
+
+/// A message that speaks for another node than its proven sender: 403.
+struct Impersonation(String);
+
+impl IntoResponse for Impersonation {
+    fn into_response(self) -> Response {
+        (StatusCode::FORBIDDEN, self.0).into_response()
+    }
+}
+
+/// Err when TLS proved the sender and the message speaks for another node.
+fn check_sender(proven: &ProvenSender, claimed: &NodeId) -> Result<(), Impersonation> {
+    match &proven.0 {
+        Some(p) if p != claimed => Err(Impersonation(format!(
+            "node {p} sent a message on behalf of node {claimed}"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The body bound of a route: AppendEntries gets `max_append`, the small
@@ -282,9 +360,24 @@ async fn require_secret(
     }
 }
 
+/// The node a vote speaks for.
+fn voter(vote: &typ::Vote) -> &NodeId {
+    use openraft::vote::RaftLeaderId;
+    vote.leader_id().node_id()
+}
+
 async fn append(
     State(s): State<RpcState>,
+    Extension(proven): Extension<ProvenSender>,
     MsgPack(req): MsgPack<typ::AppendEntriesRequest>,
+) -> Result<Answer<typ::AppendEntriesResponse>, Impersonation> {
+    check_sender(&proven, voter(&req.vote))?;
+    Ok(append_checked(s, req).await)
+}
+
+async fn append_checked(
+    s: RpcState,
+    req: typ::AppendEntriesRequest,
 ) -> Answer<typ::AppendEntriesResponse> {
     let resp = s.raft.append_entries(req).await?;
     // Any answer but HigherVote means the sender is the current leader.
@@ -314,30 +407,44 @@ async fn read_index(State(s): State<RpcState>) -> Answer<ReadIndex> {
 
 async fn vote(
     State(s): State<RpcState>,
+    Extension(proven): Extension<ProvenSender>,
     MsgPack(req): MsgPack<typ::VoteRequest>,
-) -> Answer<typ::VoteResponse> {
-    Ok(MsgPack(s.raft.vote(req).await?))
+) -> Result<Answer<typ::VoteResponse>, Impersonation> {
+    check_sender(&proven, voter(&req.vote))?;
+    Ok(s.raft.vote(req).await.map(MsgPack).map_err(Into::into))
 }
 
 async fn pre_vote(
     State(s): State<RpcState>,
+    Extension(proven): Extension<ProvenSender>,
     MsgPack(req): MsgPack<typ::VoteRequest>,
-) -> Answer<typ::VoteResponse> {
-    Ok(MsgPack(s.raft.pre_vote(req).await?))
+) -> Result<Answer<typ::VoteResponse>, Impersonation> {
+    check_sender(&proven, voter(&req.vote))?;
+    Ok(s.raft.pre_vote(req).await.map(MsgPack).map_err(Into::into))
 }
 
 async fn transfer_leader(
     State(s): State<RpcState>,
+    Extension(proven): Extension<ProvenSender>,
     MsgPack(req): MsgPack<typ::TransferLeaderRequest>,
-) -> Answer<typ::TransferLeaderResponse> {
-    Ok(MsgPack(s.raft.handle_transfer_leader(req).await?))
+) -> Result<Answer<typ::TransferLeaderResponse>, Impersonation> {
+    check_sender(&proven, voter(req.from_leader()))?;
+    Ok(s.raft
+        .handle_transfer_leader(req)
+        .await
+        .map(MsgPack)
+        .map_err(Into::into))
 }
 
 /// Receive a snapshot: the vote, then the file, streamed to a temp file in
 /// the snapshot dir (bounded by [`MAX_SNAPSHOT_BYTES`]), verified whole,
 /// then handed to Raft, which installs it (the state machine renames it
 /// into place). A damaged snapshot is refused with 400 before Raft sees it.
-async fn snapshot(State(s): State<RpcState>, body: axum::body::Body) -> Response {
+async fn snapshot(
+    State(s): State<RpcState>,
+    Extension(proven): Extension<ProvenSender>,
+    body: axum::body::Body,
+) -> Response {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = s.snapshot_dir.join(format!(
@@ -345,7 +452,7 @@ async fn snapshot(State(s): State<RpcState>, body: axum::body::Body) -> Response
         std::process::id(),
         super::snapshot::TMP_SUFFIX
     ));
-    let result = receive_snapshot(&s, body, &tmp).await;
+    let result = receive_snapshot(&s, &proven, body, &tmp).await;
     // Installed snapshots were renamed away; anything else is garbage.
     let _ = tokio::fs::remove_file(&tmp).await;
     match result {
@@ -360,6 +467,7 @@ fn bad_request(msg: String) -> Box<Response> {
 
 async fn receive_snapshot(
     s: &RpcState,
+    proven: &ProvenSender,
     body: axum::body::Body,
     tmp: &std::path::Path,
 ) -> Result<Response, Box<Response>> {
@@ -389,10 +497,10 @@ async fn receive_snapshot(
             if head.len() < 4 + len {
                 continue;
             }
-            vote = Some(
-                rmp_serde::from_slice(&head[4..4 + len])
-                    .map_err(|e| bad_request(format!("snapshot body: vote: {e}")))?,
-            );
+            let v: typ::Vote = rmp_serde::from_slice(&head[4..4 + len])
+                .map_err(|e| bad_request(format!("snapshot body: vote: {e}")))?;
+            check_sender(proven, voter(&v)).map_err(|e| Box::new(e.into_response()))?;
+            vote = Some(v);
             chunk = head.split_off(4 + len).freeze();
         }
         written += chunk.len() as u64;
@@ -488,4 +596,25 @@ async fn node_info(State(s): State<RpcState>) -> Json<NodeInfo> {
         empty_log,
         ..s.info.clone()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proven_sender_may_speak_only_for_itself() {
+        let n1 = NodeId::from("n1");
+        let n2 = NodeId::from("n2");
+        let proven = ProvenSender(Some(n1.clone()));
+        assert!(check_sender(&proven, &n1).is_ok());
+        let refused = check_sender(&proven, &n2).expect_err("n1 speaking for n2");
+        assert_eq!(refused.into_response().status(), StatusCode::FORBIDDEN);
+        // Without TLS nothing is proven and nothing is checked here.
+        assert!(check_sender(&ProvenSender(None), &n2).is_ok());
+        // The vote's node is what is compared: a vote of n2.
+        let vote = typ::Vote::new(3, n2.clone());
+        assert_eq!(voter(&vote), &n2);
+        assert!(check_sender(&proven, voter(&vote)).is_err());
+    }
 }

@@ -19,6 +19,7 @@ pub type CommandSpec = (&'static str, i64, &'static [&'static str], i64, i64, i6
 /// key, last key, key step). COMMAND and README list these.
 pub const COMMANDS: &[CommandSpec] = &[
     ("append", 3, &["write"], 1, 1, 1),
+    ("auth", -2, &["fast", "no_auth"], 0, 0, 0),
     ("client", -2, &["admin"], 0, 0, 0),
     ("command", -1, &["loading"], 0, 0, 0),
     ("config", -2, &["admin"], 0, 0, 0),
@@ -168,6 +169,7 @@ fn hello(s: &mut Session, args: &[Vec<u8>]) -> Frame {
     while i < args.len() {
         let o = String::from_utf8_lossy(&args[i]).to_ascii_uppercase();
         match (o.as_str(), args.get(i + 1), args.get(i + 2)) {
+            // Checked (and the connection authenticated) by `conn` first.
             ("AUTH", Some(_), Some(_)) => i += 3,
             ("SETNAME", Some(n), _) => {
                 s.name = String::from_utf8_lossy(n).into_owned();

@@ -18,7 +18,6 @@ use std::sync::atomic::Ordering;
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -68,20 +67,13 @@ impl From<Frame> for Handled {
 /// next command: only then may the listener close it to make room.
 pub async fn run(
     server: Arc<Server>,
-    mut stream: TcpStream,
+    mut stream: crate::net::tls::Stream,
     peer: std::net::SocketAddr,
     activity: Arc<crate::net::serve::Activity>,
     stop: CancellationToken,
 ) {
-    let peer = peer.to_string();
-    if let Err(e) = super::authorize(&peer, b"") {
-        let mut out = BytesMut::new();
-        Frame::err(e).encode(2, &mut out);
-        let _ = stream.write_all(&out).await;
-        return;
-    }
-    let id = server.register(peer.clone());
-    let mut s = Session::new(server.clone(), id, peer);
+    let id = server.register(peer.to_string());
+    let mut s = Session::new(server.clone(), id);
     let lim = parse::Limits {
         max_bulk: server
             .limits
@@ -175,7 +167,7 @@ impl Session {
     /// A data command that may join a batch (outside MULTI; its checks
     /// passed), as the op it becomes.
     fn batchable(&mut self, args: &[Vec<u8>]) -> Option<MultiOp> {
-        if self.multi.is_some() || super::authorize(&self.peer, &args[0]).is_err() {
+        if self.multi.is_some() || self.check(args).is_err() {
             return None;
         }
         match cmd::plan(args, &self.server.limits) {
@@ -230,6 +222,12 @@ impl Session {
         }
     }
 
+    /// Whether this connection may run `args` (the refusal otherwise).
+    fn check(&self, args: &[Vec<u8>]) -> Result<(), Frame> {
+        let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+        super::auth::check(self.server.tokens.is_some(), &self.login, &name, args)
+    }
+
     fn deadline(&self) -> Instant {
         Instant::now() + self.server.limits.request_timeout
     }
@@ -240,10 +238,30 @@ impl Session {
         let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
         self.server
             .update_client(self.id, |c| c.last_cmd.clone_from(&name));
-        if let Err(e) = super::authorize(&self.peer, &args[0]) {
-            return Frame::err(e).into();
+        if let Err(refused) = self.check(&args) {
+            // As any command refused while queueing: EXEC will abort.
+            if self.multi.is_some() {
+                self.multi_failed = true;
+            }
+            return refused.into();
         }
+        let tokens = self.server.tokens.clone();
         match name.as_str() {
+            "auth" => {
+                return super::auth::auth(tokens.as_deref(), &mut self.login, &args)
+                    .await
+                    .into();
+            }
+            "hello" => {
+                // Authenticate first: a wrong token changes nothing.
+                if let Some((user, token)) = super::auth::hello_auth(&args)
+                    && let Err(refused) =
+                        super::auth::login(tokens.as_deref(), &mut self.login, Some(user), token)
+                            .await
+                {
+                    return refused.into();
+                }
+            }
             "multi" => {
                 if args.len() != 1 {
                     return Frame::err(cmd::wrong_args(&name)).into();
@@ -283,6 +301,9 @@ impl Session {
                 };
             }
             "reset" => {
+                // As Redis: back to the default user, which (with tokens)
+                // is not authenticated.
+                self.login = super::auth::Login::default();
                 self.multi = None;
                 self.watch.clear();
                 self.proto = 2;

@@ -8,7 +8,9 @@
 //!   WATCHed keys), shared by `conn` and `admin`;
 //! - `cmd`: the data commands → `kv::redis` writes and reads;
 //! - `admin`: server commands (INFO, CONFIG, CLIENT, COMMAND, ...);
-//! - `route`: run on the leader, forwarding once from a follower.
+//! - `route`: run on the leader, forwarding once from a follower;
+//! - `auth`: AUTH / HELLO AUTH with the HTTP API's tokens, and every
+//!   command's role and key check.
 //!
 //! Invariants:
 //! - Every data command is linearizable on any node: writes go through
@@ -21,16 +23,17 @@
 //! - Input is bounded: bulk strings by `http.max_value_bytes`, keys by
 //!   `http.max_key_bytes`, inline commands by 64 KiB, arrays by
 //!   [`parse::MAX_ARGS`]; connections by `http.max_connections`.
-//! - [`authorize`] is the one place a connection is admitted and a command
-//!   allowed (the seam for AUTH and TLS).
+//! - `auth::check` is the one place a command is allowed (TLS, when on,
+//!   is the listener's: `net::serve_with`).
 //!
 //! Not here: Raft or the state machine (only `cluster` and `kv`'s plain
 //! data), HTTP routes (`api`; `/internal/kv` is there).
 //!
-//! Uses: `cluster`, `kv`, `wire`, `error`, `id`, `net`, `config`. Used by:
-//! `node`.
+//! Uses: `cluster`, `kv`, `wire`, `error`, `id`, `net`, `config`, `auth`.
+//! Used by: `node`.
 
 pub mod admin;
+pub mod auth;
 pub mod cmd;
 pub mod conn;
 pub mod parse;
@@ -81,6 +84,8 @@ pub struct Server {
     pub(crate) cluster: Arc<Cluster>,
     pub(crate) limits: RedisLimits,
     pub(crate) forwarder: reqwest::Client,
+    /// The tokens AUTH takes (None: `auth.enabled` is false, no AUTH).
+    pub(crate) tokens: Option<Arc<crate::auth::Tokens>>,
     next_client: AtomicU64,
     pub(crate) clients: Mutex<BTreeMap<u64, ClientView>>,
     /// SCAN cursor → the last key returned (cursors are numbers for
@@ -92,11 +97,16 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn new(cluster: Arc<Cluster>, limits: RedisLimits) -> Arc<Server> {
+    pub fn new(
+        cluster: Arc<Cluster>,
+        limits: RedisLimits,
+        tokens: Option<Arc<crate::auth::Tokens>>,
+    ) -> Arc<Server> {
         Arc::new(Server {
+            tokens,
+            forwarder: crate::net::http_client(cluster.node_http_options()),
             cluster,
             limits,
-            forwarder: crate::net::http_client(crate::net::HttpClientOptions::default()),
             next_client: AtomicU64::new(1),
             clients: Mutex::new(BTreeMap::new()),
             cursors: Mutex::new((0, BTreeMap::new(), VecDeque::new())),
@@ -156,12 +166,6 @@ impl Server {
         let g = self.cursors.lock().expect("cursors lock");
         g.1.get(&cursor).cloned().map(Some).ok_or(())
     }
-}
-
-/// Admit a connection / allow a command: the seam for AUTH and TLS (the
-/// security issue). Today every connection and command is allowed.
-pub fn authorize(_peer: &str, _command: &[u8]) -> Result<(), String> {
-    Ok(())
 }
 
 /// Serve Redis connections on `listener` until `shutdown`, then drain.

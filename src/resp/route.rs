@@ -99,14 +99,23 @@ impl Server {
         let budget = deadline
             .saturating_duration_since(Instant::now())
             .saturating_sub(std::time::Duration::from_millis(100));
-        let req = self
+        let mut req = self
             .forwarder
-            .post(format!("http://{}/internal/kv", leader.http_addr))
+            .post(format!(
+                "{}://{}/internal/kv",
+                self.cluster.scheme(),
+                leader.http_addr
+            ))
             .header(header::FORWARDED_BY, self.cluster.id().0.as_str())
             .header(header::BUDGET_MS, budget.as_millis().to_string())
             .header("content-type", crate::wire::MSGPACK)
             .timeout(budget + std::time::Duration::from_millis(50))
             .body(body);
+        // The leader's /internal/kv takes members' ops on the secret's
+        // word (this node checked the command's token already).
+        if let Some(s) = self.cluster.secret() {
+            req = req.header(header::CLUSTER_SECRET, s.header_value());
+        }
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) if e.is_connect() => {

@@ -1,4 +1,5 @@
-//! One connection's state: who it is (id, peer, name, protocol version)
+//! One connection's state: who it is (id, name, protocol version,
+//! the token it authenticated with)
 //! and its transaction in progress (the MULTI queue, the WATCHed keys).
 //!
 //! Its own file so that `conn` (which runs commands on it) and `admin`
@@ -14,7 +15,6 @@ use crate::kv::redis::Watched;
 pub struct Session {
     pub(crate) server: Arc<Server>,
     pub(crate) id: u64,
-    pub(crate) peer: String,
     /// 2 or 3 (HELLO).
     pub(crate) proto: u8,
     /// CLIENT SETNAME / HELLO SETNAME.
@@ -25,20 +25,22 @@ pub struct Session {
     pub(super) multi_failed: bool,
     /// WATCHed keys with the modify index seen.
     pub(super) watch: Vec<Watched>,
+    /// Who AUTH said the connection is (`auth`).
+    pub(super) login: super::auth::Login,
 }
 
 impl Session {
     /// A fresh RESP2 connection, registered with the server as `id`.
-    pub(super) fn new(server: Arc<Server>, id: u64, peer: String) -> Session {
+    pub(super) fn new(server: Arc<Server>, id: u64) -> Session {
         Session {
             server,
             id,
-            peer,
             proto: 2,
             name: String::new(),
             multi: None,
             multi_failed: false,
             watch: Vec::new(),
+            login: super::auth::Login::default(),
         }
     }
 }

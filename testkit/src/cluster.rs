@@ -41,7 +41,11 @@ pub struct TestNode {
 pub struct TestCluster {
     pub nodes: Vec<TestNode>,
     pub dir: tempfile::TempDir,
+    /// Plain HTTP, or, once a node with `tls.*` is added, https trusting
+    /// its CA and presenting its certificate (so `client_auth: required`
+    /// lets it in).
     pub client: reqwest::Client,
+    scheme: &'static str,
 }
 
 /// Node `n<i>` with its data in `dir/n<i>` and fast Raft timings.
@@ -108,6 +112,7 @@ impl TestCluster {
             nodes: Vec::new(),
             dir: tempfile::tempdir().expect("temp dir"),
             client: crate::http::client(),
+            scheme: "http",
         }
     }
 
@@ -120,6 +125,19 @@ impl TestCluster {
         let http = free_listener().await;
         let raft = free_listener().await;
         let (ha, ra) = (http.local_addr().unwrap(), raft.local_addr().unwrap());
+        if cfg.tls.enabled() && self.scheme == "http" {
+            let t = &cfg.tls;
+            let tls = dcache::net::tls::ClientTls::from_files(
+                &t.ca_file,
+                Some((t.cert_file.as_path(), t.key_file.as_path())),
+            )
+            .expect("the node's TLS files");
+            self.client = crate::http::client_with(dcache::net::HttpClientOptions {
+                tls: Some(tls),
+                ..Default::default()
+            });
+            self.scheme = "https";
+        }
         cfg.http.bind_addr = ha.to_string();
         cfg.raft.bind_addr = ra.to_string();
         let node = Node::start_tuned(cfg.clone(), http, raft, tuning.clone())
@@ -136,7 +154,7 @@ impl TestCluster {
     }
 
     pub fn url(&self, i: usize, path: &str) -> String {
-        format!("http://{}{}", self.nodes[i].http, path)
+        format!("{}://{}{}", self.scheme, self.nodes[i].http, path)
     }
 
     /// Node `i`'s id.

@@ -11,6 +11,7 @@
 //! raw       raw HTTP/1.1 over TCP, for requests a client library will not send
 //! redis     the one RESP reply parser (fallible, bounded), a RESP2 test client, redis-cli
 //! proc      the real binary as child processes (Proc kills on drop), Spec
+//! certs     test CA and certificates (scripts/make-certs.sh), TLS configs
 //! cluster   in-process nodes in a temp dir (feature "cluster", default)
 //! ```
 //!
@@ -22,6 +23,7 @@
 //! loops (use [`wait::wait_for`]); every random choice comes from
 //! [`seed::rng`]; no other `reqwest::Client` builder than [`http::client`].
 
+pub mod certs;
 pub mod faketime;
 pub mod http;
 pub mod ports;

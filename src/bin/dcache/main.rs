@@ -26,6 +26,7 @@ static MALLOC_CONF: &[u8; 63] = b"background_thread:true,dirty_decay_ms:1000,muz
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -92,7 +93,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         None | Some(Cmd::Run) => rt.block_on(run(cli.config)),
         Some(Cmd::Bench(args)) => rt.block_on(bench(args)),
-        Some(Cmd::Health { addr }) => rt.block_on(health(addr)),
+        Some(Cmd::Health { addr }) => rt.block_on(health(addr, &cli.client)),
         Some(Cmd::Client(cmd)) => return rt.block_on(cli::run(cli.client, cmd)),
     };
     match result {
@@ -113,6 +114,7 @@ async fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         .context("cannot start the node")?;
     tokio::select! {
         r = wait_for_signal() => r?,
+        r = reload_on_sighup(node.tls()) => r?,
         e = node.failed() => {
             tracing::error!(error = %e, "stopping: the node cannot go on");
             node.shutdown(false).await?;
@@ -142,6 +144,23 @@ async fn wait_for_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// SIGHUP: reload the TLS certificates, for as long as the node runs.
+async fn reload_on_sighup(tls: Option<Arc<dcache::net::tls::Tls>>) -> anyhow::Result<()> {
+    use tokio::signal::unix::SignalKind;
+    use tokio::signal::unix::signal;
+    let mut hup = signal(SignalKind::hangup())?;
+    while hup.recv().await.is_some() {
+        match tls.as_ref().map(|t| t.reload()) {
+            Some(Ok(())) => tracing::info!("SIGHUP: TLS certificates reloaded"),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "SIGHUP: certificates not reloaded; the current ones stay")
+            }
+            None => tracing::info!("SIGHUP: TLS is off; nothing to reload"),
+        }
+    }
+    Ok(())
+}
+
 async fn bench(args: bench::BenchArgs) -> anyhow::Result<ExitCode> {
     let report = bench::run(&args).await?;
     if args.json {
@@ -152,14 +171,13 @@ async fn bench(args: bench::BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn health(addr: String) -> anyhow::Result<ExitCode> {
-    let client = dcache::client::Client::new(Duration::from_secs(3));
-    match client
-        .http()
-        .get(format!("http://{addr}/readyz"))
-        .send()
-        .await
-    {
+async fn health(addr: String, global: &cli::Global) -> anyhow::Result<ExitCode> {
+    let tls = global.tls().map_err(anyhow::Error::msg)?;
+    let client = dcache::client::Client::with_options(dcache::net::HttpClientOptions {
+        tls,
+        ..dcache::net::HttpClientOptions::default().timeout(Duration::from_secs(3))
+    });
+    match client.http().get(client.url(&addr, "/readyz")).send().await {
         Ok(r) if r.status().is_success() => Ok(ExitCode::SUCCESS),
         Ok(r) => {
             eprintln!(

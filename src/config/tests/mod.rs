@@ -521,24 +521,16 @@ fn redis_bind_addr_default_env_and_validation() {
         &msg,
         &["redis.bind_addr", "must differ from http.bind_addr"],
     );
-    // No Redis AUTH yet: tokens on the HTTP API need the listener off.
-    let msg = err_env(&[
-        ("DCACHE_AUTH_ENABLED", "true"),
-        ("DCACHE_AUTH_TOKENS_FILE", "/tmp/tokens"),
-    ]);
-    assert_contains(
-        &msg,
-        &["redis.bind_addr", "auth.enabled", "no authentication"],
-    );
-    Config::load(
+    // The Redis listener takes AUTH: tokens and a Redis listener together.
+    let c = Config::load(
         None,
         env(&[
             ("DCACHE_AUTH_ENABLED", "true"),
             ("DCACHE_AUTH_TOKENS_FILE", "/tmp/tokens"),
-            ("DCACHE_REDIS_BIND_ADDR", ""),
         ]),
     )
     .unwrap();
+    assert_eq!(c.redis.bind_addr, "localhost:6380");
     // Port 0 everywhere (tests) is three ephemeral ports, not a clash.
     Config::load(
         None,

@@ -86,3 +86,45 @@ fn connection_and_rate_limits() {
         &["http.rate_limit_burst"],
     );
 }
+
+#[test]
+fn tls_files_all_or_none_and_client_auth_names() {
+    let c = Config::default();
+    assert!(!c.tls.enabled());
+    assert_eq!(c.tls.client_auth, ClientAuth::None);
+    let all = [
+        ("DCACHE_TLS_CERT_FILE", "/c/n1.crt"),
+        ("DCACHE_TLS_KEY_FILE", "/c/n1.key"),
+        ("DCACHE_TLS_CA_FILE", "/c/ca.crt"),
+    ];
+    let c = load_yaml_env("", &all).unwrap();
+    assert!(c.tls.enabled());
+    assert_eq!(c.tls.ca_file, std::path::PathBuf::from("/c/ca.crt"));
+    // Any one missing is named.
+    for missing in 0..3 {
+        let some: Vec<_> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != missing)
+            .map(|(_, kv)| *kv)
+            .collect();
+        let e = load_yaml_env("", &some).unwrap_err().to_string();
+        let key = ["tls.cert_file", "tls.key_file", "tls.ca_file"][missing];
+        assert!(e.contains(key) && e.contains("must be set"), "{e}");
+    }
+    for (text, want) in [
+        ("none", ClientAuth::None),
+        ("Optional", ClientAuth::Optional),
+        ("REQUIRED", ClientAuth::Required),
+    ] {
+        let c = load_yaml_env("", &[("DCACHE_TLS_CLIENT_AUTH", text)]).unwrap();
+        assert_eq!(c.tls.client_auth, want);
+    }
+    let e = load_yaml_env("tls:\n  client_auth: sometimes\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("tls.client_auth") && e.contains("one of none, optional, required"),
+        "{e}"
+    );
+}

@@ -96,6 +96,31 @@ pub struct Global {
         hide_env_values = true
     )]
     pub cluster_secret: Option<String>,
+    /// CA certificate (PEM) to trust; with it, requests use https (nodes
+    /// with `tls.cert_file`).
+    #[arg(long, global = true, env = dcache::config::CLIENT_ENV_VARS[2])]
+    pub cacert: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) to present (nodes with `tls.client_auth`
+    /// optional or required); needs --key and --cacert.
+    #[arg(id = "tls_cert", long = "cert", global = true, env = dcache::config::CLIENT_ENV_VARS[3], requires = "tls_key")]
+    pub cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(id = "tls_key", long = "key", global = true, env = dcache::config::CLIENT_ENV_VARS[4], requires = "tls_cert")]
+    pub key: Option<std::path::PathBuf>,
+}
+
+impl Global {
+    /// The TLS client configuration the flags ask for (None: plain HTTP).
+    pub fn tls(&self) -> Result<Option<dcache::net::tls::ClientTls>, String> {
+        let pair = self.cert.as_deref().zip(self.key.as_deref());
+        match &self.cacert {
+            Some(ca) => dcache::net::tls::ClientTls::from_files(ca, pair)
+                .map(Some)
+                .map_err(|e| e.to_string()),
+            None if pair.is_some() => Err("--cert and --key need --cacert".into()),
+            None => Ok(None),
+        }
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,11 +346,21 @@ pub async fn run(global: Global, cmd: Command) -> ExitCode {
             }
         }
     }
+    let tls = match global.tls() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("dcache: {e}");
+            return Exit::Failure.into();
+        }
+    };
+    let http_opts = dcache::net::HttpClientOptions {
+        default_headers: headers,
+        tls,
+        ..dcache::net::HttpClientOptions::default()
+    };
     let cli = Cli {
-        client: Client::with_options(dcache::net::HttpClientOptions {
-            default_headers: headers,
-            ..dcache::net::HttpClientOptions::default().timeout(global.timeout)
-        }),
+        client: Client::with_options(http_opts.clone().timeout(global.timeout)),
+        http_opts,
         endpoints: global.endpoints.clone(),
         output: global.output,
         connect_timeout: global.timeout,
@@ -360,6 +395,8 @@ pub async fn run(global: Global, cmd: Command) -> ExitCode {
 
 struct Cli {
     client: Client,
+    /// The client's options without its per-request timeout (streams).
+    http_opts: dcache::net::HttpClientOptions,
     endpoints: Vec<String>,
     output: Output,
     connect_timeout: Duration,

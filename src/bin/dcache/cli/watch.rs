@@ -30,14 +30,14 @@ impl Cli {
         count: Option<u64>,
     ) -> Result<Done, Failed> {
         use futures_util::StreamExt as _;
-        let http = dcache::net::http_client(
-            dcache::net::HttpClientOptions::default().connect_timeout(self.connect_timeout),
-        );
+        let client =
+            Client::with_options(self.http_opts.clone().connect_timeout(self.connect_timeout));
+        let http = client.http();
         let (mut last, mut seen, mut failures) = (since, 0u64, 0usize);
         let mut endpoints = self.endpoints.iter().cycle();
         loop {
             let addr = endpoints.next().ok_or_else(|| local("no endpoint"))?;
-            let mut url = format!("http://{addr}/v1/watch?prefix={}", encode_query(prefix));
+            let mut url = client.url(addr, &format!("/v1/watch?prefix={}", encode_query(prefix)));
             if let Some(n) = last {
                 url.push_str(&format!("&since={n}"));
             }
