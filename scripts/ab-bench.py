@@ -18,15 +18,12 @@ Build the before binary from another commit into its own path, e.g.
 """
 
 import argparse
-import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import bench, local_cluster
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CASES = [
     ("put c1", ["--op", "put", "--connections", "1"]),
@@ -49,42 +46,27 @@ def cpu_ticks(pids):
 
 
 def run_binary(server_bin, gen_bin, args):
-    d = tempfile.mkdtemp(prefix="dcache-ab.")
-    env = dict(os.environ, CLUSTER_BIN=server_bin,
-               CLUSTER_HTTP_PORT_BASE=str(HTTP_BASE),
-               CLUSTER_RAFT_PORT_BASE=str(RAFT_BASE),
-               CLUSTER_REDIS_PORT_BASE=str(REDIS_BASE))
-    cluster = os.path.join(REPO, "scripts", "cluster.sh")
     out = {}
-    try:
-        subprocess.run([cluster, "start", d], env=env, check=True, stdout=subprocess.DEVNULL)
+    with local_cluster(server_bin, 3, HTTP_BASE, RAFT_BASE, REDIS_BASE,
+                       "dcache-ab.") as (d, addrs):
         pids = []
         for i in (1, 2, 3):
             with open(os.path.join(d, f"node{i}.pid")) as f:
                 pids.append(int(f.read().strip()))
-        addrs = ",".join(f"localhost:{HTTP_BASE + i}" for i in (1, 2, 3))
-        common = ["--addrs", addrs, "--keys", "100000", "--value-size", "100",
+        common = ["--addrs", ",".join(addrs), "--keys", "100000", "--value-size", "100",
                   "--key-prefix", "ab-"]
         # Every key written once, outside the measured cases (gets hit).
-        subprocess.run([gen_bin, "bench", "--json", "--op", "get", "--preload",
-                        "--connections", "64", "--duration", "1"] + common,
-                       capture_output=True, text=True, check=True)
+        bench(gen_bin, ["--op", "get", "--preload", "--connections", "64",
+                        "--duration", "1"] + common)
         for name, extra in CASES:
             before = cpu_ticks(pids)
-            r = subprocess.run(
-                [gen_bin, "bench", "--json", "--duration", str(args.duration)]
-                + common + extra,
-                capture_output=True, text=True, check=True)
+            rep = bench(gen_bin, ["--duration", str(args.duration)] + common + extra)
             cpu_s = (cpu_ticks(pids) - before) / CLK_TCK
-            rep = json.loads(r.stdout.strip().splitlines()[-1])
             rep["cpu_ms_per_op"] = 1000 * cpu_s / max(rep["requests"], 1)
             out[name] = rep
             print(f"  {os.path.basename(server_bin)} {name}: {rep['ops_per_sec']:.0f} ops/s, "
                   f"p99 {rep['p99_ms']:.2f} ms, {rep['cpu_ms_per_op']:.3f} ms CPU/op, "
                   f"errors {rep['errors']}", file=sys.stderr)
-    finally:
-        subprocess.run([cluster, "stop", d], env=env, stdout=subprocess.DEVNULL)
-        shutil.rmtree(d, ignore_errors=True)
     return out
 
 

@@ -14,15 +14,13 @@ Usage: scripts/scale-bench.py [--duration S] [--rounds N] [--sizes 3,5]
 """
 
 import argparse
-import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import REPO, bench, local_cluster
+
 BIN = os.path.join(REPO, "target", "release", "dcache")
 CASES = [
     ("put c64", ["--op", "put"]),
@@ -33,31 +31,17 @@ HTTP_BASE, RAFT_BASE, REDIS_BASE = 45000, 46000, 47000
 
 
 def run_size(n, args):
-    d = tempfile.mkdtemp(prefix=f"dcache-scale-{n}.")
-    env = dict(os.environ, CLUSTER_NODES=str(n), CLUSTER_BIN=BIN,
-               CLUSTER_HTTP_PORT_BASE=str(HTTP_BASE),
-               CLUSTER_RAFT_PORT_BASE=str(RAFT_BASE),
-               CLUSTER_REDIS_PORT_BASE=str(REDIS_BASE))
-    cluster = os.path.join(REPO, "scripts", "cluster.sh")
-    subprocess.run([cluster, "start", d], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
     out = {}
-    try:
-        addrs = ",".join(f"localhost:{HTTP_BASE + i}" for i in range(1, n + 1))
+    with local_cluster(BIN, n, HTTP_BASE, RAFT_BASE, REDIS_BASE,
+                       f"dcache-scale-{n}.") as (_, addrs):
         for name, extra in CASES:
-            r = subprocess.run(
-                [BIN, "bench", "--json", "--addrs", addrs, "--connections", "64",
-                 "--duration", str(args.duration), "--keys", "10000",
-                 "--value-size", "100", "--key-prefix", "scale-"] + extra,
-                capture_output=True, text=True, check=True)
-            rep = json.loads(r.stdout.strip().splitlines()[-1])
+            rep = bench(BIN, ["--addrs", ",".join(addrs), "--connections", "64",
+                              "--duration", str(args.duration), "--keys", "10000",
+                              "--value-size", "100", "--key-prefix", "scale-"] + extra)
             out[name] = rep
             print(f"  {n} nodes, {name}: {rep['ops_per_sec']:.0f} ops/s, "
                   f"p99 {rep['p99_ms']:.2f} ms, errors {rep['errors']}",
                   file=sys.stderr)
-    finally:
-        subprocess.run([cluster, "stop", d], env=env, stdout=subprocess.DEVNULL)
-        shutil.rmtree(d, ignore_errors=True)
     return out
 
 
