@@ -27,7 +27,9 @@ CASES = [
     ("get c64", ["--op", "get", "--preload"]),
     ("stale get c64", ["--op", "get", "--stale", "--preload"]),
 ]
-HTTP_BASE, RAFT_BASE, REDIS_BASE = 45000, 46000, 47000
+# Below the ephemeral port range (32768-60999), where outgoing connections
+# could hold a port (a TIME-WAIT on 47002 once failed a start).
+HTTP_BASE, RAFT_BASE, REDIS_BASE = 28000, 28100, 28200
 
 
 def run_size(n, args):
