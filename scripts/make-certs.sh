@@ -48,13 +48,49 @@ mkdir -p "$out"
 key_mode=600
 [[ ${CERTS_WORLD_READABLE:-0} == 1 ]] && key_mode=644
 
+# Validity starts an hour back (as public CAs backdate): a node whose clock
+# runs behind (the fault suite's clock-skew restarts a node at -90 s) still
+# accepts certificates made a moment ago. OpenSSL 3.0's `x509 -req` always
+# starts at "now", so certificates are signed with `openssl ca`, which takes
+# explicit dates, from a throwaway database in a temp dir.
+stamp() { date -u -d "@$1" +%Y%m%d%H%M%SZ; }
+now=$(date +%s)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+: >"$work/index.txt"
+cat >"$work/ca.cnf" <<CNF
+[ca]
+default_ca = test_ca
+[test_ca]
+database = $work/index.txt
+new_certs_dir = $work
+rand_serial = yes
+default_md = sha256
+policy = any
+unique_subject = no
+[any]
+commonName = supplied
+CNF
+# sign CSR OUT START END EXTFILE [CA options...]
+sign() {
+    local csr=$1 crt=$2 start=$3 end=$4 ext=$5
+    shift 5
+    openssl ca -batch -notext -config "$work/ca.cnf" -in "$csr" -out "$crt" \
+        -startdate "$(stamp "$start")" -enddate "$(stamp "$end")" -extfile "$ext" "$@" 2>"$work/err"
+}
+
 if [[ ! -f $out/ca.crt || ! -f $out/ca.key ]]; then
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-        -keyout "$out/ca.key" -out "$out/ca.crt" -days 3650 \
-        -subj "/CN=dcache test CA $(date +%s)" \
-        -addext "basicConstraints=critical,CA:TRUE" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null ||
-        die "cannot make the CA"
+    cat >"$work/ca.ext" <<EXT
+basicConstraints=critical,CA:TRUE
+keyUsage=critical,keyCertSign,cRLSign
+subjectKeyIdentifier=hash
+EXT
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$out/ca.key" -out "$work/ca.csr" -subj "/CN=dcache test CA $now" 2>/dev/null ||
+        die "cannot make the CA key"
+    sign "$work/ca.csr" "$out/ca.crt" $((now - 3600)) $((now + 3650 * 86400)) "$work/ca.ext" \
+        -selfsign -keyfile "$out/ca.key" ||
+        die "cannot make the CA: $(cat "$work/err")"
     chmod "$key_mode" "$out/ca.key"
 fi
 
@@ -66,20 +102,27 @@ for name in "$@"; do
     fi
     [[ -n $local_sans ]] && san="$san,$local_sans"
     [[ -n $extra ]] && san="$san,$extra"
-    ext=$(mktemp)
-    trap 'rm -f "$ext"' EXIT
+    ext=$work/$name.ext
     cat >"$ext" <<EXT
 basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature
 extendedKeyUsage=serverAuth,clientAuth
 subjectAltName=$san
+subjectKeyIdentifier=hash
+authorityKeyIdentifier=keyid
 EXT
     openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
         -keyout "$out/$name.key" -out "$out/$name.csr" -subj "/CN=$name" 2>/dev/null ||
         die "cannot make the key of $name"
-    openssl x509 -req -in "$out/$name.csr" -CA "$out/ca.crt" -CAkey "$out/ca.key" \
-        -CAcreateserial -out "$out/$name.crt" -days "$days" -extfile "$ext" 2>/dev/null ||
-        die "cannot sign the certificate of $name"
+    # --days -1 (expired): valid from two days back to one day back.
+    if ((days < 0)); then
+        end=$((now + days * 86400)); start=$((end - 86400))
+    else
+        start=$((now - 3600)); end=$((now + days * 86400))
+    fi
+    sign "$out/$name.csr" "$out/$name.crt" "$start" "$end" "$ext" \
+        -cert "$out/ca.crt" -keyfile "$out/ca.key" ||
+        die "cannot sign the certificate of $name: $(cat "$work/err")"
     rm -f "$out/$name.csr" "$ext"
     chmod "$key_mode" "$out/$name.key"
     echo "$out/$name.crt ($san, $days days)"
