@@ -147,8 +147,10 @@ pub fn need(method: &Method, uri: &axum::http::Uri, protect_probes: bool) -> Nee
         "/livez" | "/readyz" | "/metrics" if !protect_probes => Need::Open,
         "/join" | "/leave" | "/stepdown" => Need::Role(Role::Admin),
         // Members' forwarded Redis ops (with the cluster secret, which
-        // skips the token check); an admin token may send them too.
-        "/internal/kv" => Need::Role(Role::Admin),
+        // skips the token check); an admin token for every key may send
+        // them too (the body names keys the guard does not see, so a
+        // prefix-limited token may not).
+        "/internal/kv" => Need::AnyKey(Role::Admin),
         "/v1/cluster/transfer-leader" => Need::Role(Role::Admin),
         p if p.starts_with("/v1/cluster/members") && !reads => Need::Role(Role::Admin),
         "/store" | "/v1/txn" => Need::AnyKey(role),
