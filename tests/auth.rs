@@ -14,6 +14,8 @@ struct Tokens {
     admin: String,
     /// write, limited to `tenant-a/`.
     tenant: String,
+    /// admin, limited to `tenant-a/`.
+    tenant_admin: String,
     file: std::path::PathBuf,
 }
 
@@ -28,6 +30,7 @@ fn tokens(dir: &std::path::Path) -> Tokens {
     let write = make("writer", Role::Write, None);
     let admin = make("admin", Role::Admin, None);
     let tenant = make("tenant", Role::Write, Some("tenant-a/"));
+    let tenant_admin = make("tenant-admin", Role::Admin, Some("tenant-a/"));
     let file = dir.join("tokens");
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
     Tokens {
@@ -35,6 +38,7 @@ fn tokens(dir: &std::path::Path) -> Tokens {
         write,
         admin,
         tenant,
+        tenant_admin,
         file,
     }
 }
@@ -108,7 +112,8 @@ enum Needs {
 
 /// Every route, with what it needs: method, path, body (`-`: none), and
 /// `open`, a role on no key (`read`, `write`, `admin`: status, health...)
-/// or a role on keys outside `tenant-a/` (`read+keys`, `write+keys`).
+/// or a role on keys outside `tenant-a/` (`read+keys`, `write+keys`,
+/// `admin+keys`).
 const ROUTES: &str = r#"
 GET    /livez                      -                                open
 GET    /readyz                     -                                open
@@ -138,6 +143,7 @@ POST   /join                       {"id":"x","addr":"bad"}          admin
 POST   /leave                      {"id":"nobody"}                  admin
 POST   /v1/cluster/transfer-leader {"to":"nobody"}                  admin
 POST   /stepdown                   -                                admin
+POST   /internal/kv                -                                admin+keys
 "#;
 
 /// [`ROUTES`], parsed.
@@ -182,13 +188,21 @@ fn assert_refused(r: &Resp, path: &str, code: Code, what: &str) {
 async fn every_route_for_every_role() {
     let (c, t, _dir) = start(1, |_| {}).await;
     let bad = format!("{}x", &t.read[..t.read.len() - 1]);
-    let principals: [(&str, Option<&str>, Option<Role>, bool); 6] = [
+    let principals: [(&str, Option<&str>, Option<Role>, bool); 7] = [
         ("no token", None, None, false),
         ("bad token", Some(&bad), None, false),
         ("read", Some(&t.read), Some(Role::Read), false),
         ("write", Some(&t.write), Some(Role::Write), false),
         ("admin", Some(&t.admin), Some(Role::Admin), false),
         ("tenant", Some(&t.tenant), Some(Role::Write), true),
+        // Admin on `tenant-a/` only: membership yes, other keys no, and
+        // not `/internal/kv` (its body names keys the guard cannot see).
+        (
+            "tenant admin",
+            Some(&t.tenant_admin),
+            Some(Role::Admin),
+            true,
+        ),
     ];
     let mut checked = 0;
     for (method, path, body, needs) in routes() {
@@ -437,5 +451,64 @@ async fn redis_auth_without_tokens_configured() {
             .starts_with("ERR AUTH <password> called without any password configured")
     );
     assert_eq!(r.cmd(&["SET", "k", "v"]).await, Value::ok());
+    c.shutdown_all().await;
+}
+
+/// With tokens on and no cluster secret, a follower cannot forward a Redis
+/// write (the leader's `/internal/kv` is for members): the client gets an
+/// error naming the fix, not a retry hint; reads run on the follower.
+/// With a secret, the same write is forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_forwarding_with_tokens_needs_the_secret() {
+    // With a secret: the cluster forms with tokens on, and a follower
+    // forwards an authenticated client's write.
+    let (c, t, _dir) = start(3, |cfg| {
+        cfg.cluster.secret = dcache::config::Secret::new("forwarding-secret-0123456789abcdef");
+    })
+    .await;
+    let l = c.leader().await;
+    let f = (0..3).find(|i| *i != l).unwrap();
+    let mut r = Redis::connect(c.node(f).redis_addr.unwrap()).await;
+    assert_eq!(r.cmd(&["AUTH", &t.write]).await, Value::ok());
+    assert_eq!(
+        r.cmd(&["SET", "k", "v"]).await,
+        Value::ok(),
+        "with a secret"
+    );
+    assert_eq!(r.cmd(&["GET", "k"]).await, Value::bulk("v"));
+    c.shutdown_all().await;
+
+    // Without one: a cluster formed before tokens were turned on, then
+    // restarted with them (joins need the secret, so this is the only way
+    // to get there). The leader refuses the forwarded command, and the
+    // client is told why, not to retry.
+    let dir = tempfile::tempdir().unwrap();
+    let t = tokens(dir.path());
+    let mut c = TestCluster::start(3, |_| {}).await;
+    for i in 0..3 {
+        c.stop(i, true).await;
+    }
+    for i in 0..3 {
+        c.nodes[i].cfg.auth.enabled = true;
+        c.nodes[i].cfg.auth.tokens_file = t.file.clone();
+        c.restart(i).await;
+    }
+    let l = c.leader().await;
+    let f = (0..3).find(|i| *i != l).unwrap();
+    let mut r = Redis::connect(c.node(f).redis_addr.unwrap()).await;
+    assert_eq!(r.cmd(&["AUTH", &t.write]).await, Value::ok());
+    let set = r.cmd(&["SET", "k", "v"]).await;
+    let e = err(&set);
+    assert!(
+        e.starts_with("ERR the leader") && e.contains("cluster.secret"),
+        "{e}"
+    );
+    let mut r = Redis::connect(c.node(l).redis_addr.unwrap()).await;
+    assert_eq!(r.cmd(&["AUTH", &t.write]).await, Value::ok());
+    assert_eq!(
+        r.cmd(&["GET", "k"]).await,
+        Value::Nil,
+        "the refused SET was not applied"
+    );
     c.shutdown_all().await;
 }

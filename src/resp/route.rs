@@ -152,6 +152,14 @@ impl Server {
                 .ok()
                 .and_then(|v| v["error"].as_str().map(str::to_string))
                 .unwrap_or_else(|| code.as_str().to_string());
+            if matches!(code, Code::Unauthorized | Code::Forbidden) {
+                // The leader refused this node, not the client (whose token
+                // this node checked): a configuration error, not a retry.
+                return Forwarded::Done(Err(format!(
+                    "ERR the leader {} refused the forwarded command ({msg}); with auth.enabled, forwarding needs cluster.secret on every node",
+                    leader.id
+                )));
+            }
             let failure = redis_error(code, &msg);
             return match code {
                 Code::NotLeader | Code::NoLeader | Code::Unavailable => Forwarded::Retry(failure),
