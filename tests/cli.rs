@@ -7,6 +7,7 @@ use std::io::Write;
 use std::process::Command;
 use std::process::Stdio;
 
+use dcache::wire::Code;
 use dcache_testkit::WAIT;
 use dcache_testkit::cluster::TestCluster;
 use dcache_testkit::ports::free_listener;
@@ -118,7 +119,11 @@ async fn keys_through_the_cli_with_exit_codes_a_script_can_use() {
     )
     .await;
     assert_eq!(r.code, 5, "cas mismatch: {} {}", r.stdout, r.stderr);
-    assert!(r.stderr.contains("cas_mismatch"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(Code::CasMismatch.as_str()),
+        "{}",
+        r.stderr
+    );
     let r = cli(&f, &["put", "session", "y", "--cas", &index.to_string()]).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
 
@@ -350,7 +355,12 @@ async fn membership_through_the_cli_needs_the_cluster_secret() {
 
     let r = cli(&via, &remove).await;
     assert_eq!(r.code, 5, "refused, not applied: {} {}", r.stdout, r.stderr);
-    assert_eq!(r.json()["code"], "unauthorized", "{}", r.stdout);
+    assert_eq!(
+        r.json()["code"],
+        Code::Unauthorized.as_str(),
+        "{}",
+        r.stdout
+    );
     assert!(!r.stderr.contains(SECRET) && !r.stdout.contains(SECRET));
     let r = cli(&via, &["--output", "json", "member", "list"]).await;
     assert_eq!(r.json().as_array().map(Vec::len), Some(3), "{}", r.stdout);

@@ -62,7 +62,7 @@ async fn a_node_without_the_secret_cannot_join() {
             .await
             .expect("the join loop gives up");
         let msg = err.to_string();
-        assert!(msg.contains("unauthorized"), "{msg}");
+        assert!(msg.contains(Code::Unauthorized.as_str()), "{msg}");
         assert!(!msg.contains(SECRET), "{msg}");
         c.stop(n, false).await;
         assert_eq!(c.voters(0), vec!["n0".to_string()]);
