@@ -207,6 +207,9 @@ mod tests {
         assert_eq!(parse_ttl("ttl", "10m").unwrap(), 600_000);
         assert_eq!(parse_ttl("ttl", "1h 30m").unwrap(), 5_400_000);
         assert_eq!(parse_ttl("ttl", "3650d").unwrap(), 3650 * 86_400_000);
+        // humantime's year is 365.25 days: "10y" is the longest TTL.
+        assert_eq!(parse_ttl("ttl", "10y").unwrap(), crate::kv::MAX_TTL_MS);
+        assert!(parse_ttl("ttl", "10y 1ms").is_err());
         for bad in [
             "",
             "0",

@@ -49,8 +49,9 @@ pub use txn::KeyRange;
 pub use txn::Kv;
 pub use txn::Target;
 
-/// Longest TTL accepted: ten years, in milliseconds.
-pub const MAX_TTL_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
+/// Longest TTL accepted: ten years of 365.25 days (humantime's year, so
+/// `ttl=10y` is accepted), in milliseconds.
+pub const MAX_TTL_MS: u64 = 10 * 36525 * 24 * 3600 * 1000 / 100;
 
 /// A command plus what the proposing leader stamped on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
