@@ -477,10 +477,51 @@ async fn health_readiness_cluster_and_metrics() {
         "dcache_raft_term",
         "dcache_http_requests_total",
         "dcache_raft_applied_index",
+        "dcache_cache_expiry_lag_seconds",
     ] {
         assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
     }
+
+    // Hits and misses count the reads served here; an expired key counts
+    // once it is removed, and then no passed deadline is left (lag 0).
+    let (h0, m0, e0) = (
+        metric(&text, "dcache_cache_hits_total"),
+        metric(&text, "dcache_cache_misses_total"),
+        metric(&text, "dcache_cache_expired_keys_total"),
+    );
+    for (key, status) in [("m", 200), ("m", 200), ("absent", 404)] {
+        let r = c.req(0, "GET", &format!("/v1/kv/{key}"), "").await;
+        assert_eq!(r.status, status, "{key}: {}", r.text());
+    }
+    let w = c.req(0, "PUT", "/v1/kv/short?ttl=1ms", "x").await;
+    assert_eq!(w.status, 200, "{}", w.text());
+    let text = wait_for("the 1 ms key to expire", WAIT, || async {
+        let text = c.req(0, "GET", "/metrics", "").await.text();
+        (metric(&text, "dcache_cache_expired_keys_total") == e0 + 1.0).then_some(text)
+    })
+    .await;
+    assert_eq!(metric(&text, "dcache_cache_hits_total"), h0 + 2.0, "{text}");
+    assert_eq!(
+        metric(&text, "dcache_cache_misses_total"),
+        m0 + 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "dcache_cache_expiry_lag_seconds"),
+        0.0,
+        "{text}"
+    );
     c.shutdown_all().await;
+}
+
+/// The value of the sample `name` (no labels) in a Prometheus text page.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {name}:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{name}: {e}:\n{text}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
