@@ -10,6 +10,7 @@
 mod bank;
 mod client;
 mod db;
+mod diagnose;
 mod faketime;
 mod nemesis;
 mod net;
@@ -508,6 +509,9 @@ async fn run_with(
         "dcache-jepsen: after healing, all nodes ready: {all_ready} ({:.1} s)",
         healed_at.elapsed().as_secs_f64()
     );
+    if !all_ready {
+        diagnose::print_nodes(&api, &db).await;
+    }
     // A final write must succeed.
     let final_ok = wait_until(Duration::from_secs(30), || async {
         matches!(
