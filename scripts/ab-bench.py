@@ -1,7 +1,13 @@
 #!/usr/bin/env python3
 """Before/after comparison of two dcache binaries in one run (issue 9, part 3).
 
-Usage: scripts/ab-bench.py BEFORE_BIN AFTER_BIN [--duration S] [--rounds N]
+Usage: scripts/ab-bench.py BEFORE_BIN AFTER_BIN [--duration S] [--rounds N] [--redis]
+
+With --redis the cases are `redis-benchmark` (Debian's redis-tools) against
+node1's Redis port instead: GET and SET, 50 connections, 100-byte values,
+100,000 keys, at -P 1 and -P 16 (request counts, not durations: redis-benchmark
+has no duration flag); errors are not counted there (redis-benchmark stops
+on none).
 
 For each round and each binary ALTERNATELY (never both clusters at once; the
 order flips every round): start a fresh 3-node cluster with scripts/cluster.sh
@@ -18,7 +24,10 @@ Build the before binary from another commit into its own path, e.g.
 """
 
 import argparse
+import csv
+import io
 import os
+import subprocess
 import statistics
 import sys
 
@@ -30,6 +39,13 @@ CASES = [
     ("put c64", ["--op", "put", "--connections", "64"]),
     ("get c64", ["--op", "get", "--connections", "64"]),
     ("stale get c64", ["--op", "get", "--connections", "64", "--stale"]),
+]
+# SETs first, so that the GETs mostly hit.
+REDIS_CASES = [
+    ("redis set -P1", ["-t", "set", "-P", "1", "-n", "50000"]),
+    ("redis set -P16", ["-t", "set", "-P", "16", "-n", "200000"]),
+    ("redis get -P1", ["-t", "get", "-P", "1", "-n", "100000"]),
+    ("redis get -P16", ["-t", "get", "-P", "16", "-n", "500000"]),
 ]
 # Below the ephemeral port range (32768-60999), where outgoing connections
 # could hold a port.
@@ -45,6 +61,21 @@ def cpu_ticks(pids):
     return total
 
 
+def redis_bench(port, extra):
+    """One redis-benchmark case against `port`: a report like `bench`'s."""
+    r = subprocess.run(
+        ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", "50", "-d", "100",
+         "-r", "100000", "--csv"] + extra,
+        capture_output=True, text=True, check=True, timeout=600)
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    if len(rows) != 1:
+        raise SystemExit(f"ab-bench: unexpected redis-benchmark output:\n{r.stdout}{r.stderr}")
+    row = rows[0]
+    return {"ops_per_sec": float(row["rps"]), "p50_ms": float(row["p50_latency_ms"]),
+            "p99_ms": float(row["p99_latency_ms"]),
+            "requests": int(extra[extra.index("-n") + 1]), "errors": 0}
+
+
 def run_binary(server_bin, gen_bin, args):
     out = {}
     with local_cluster(server_bin, 3, HTTP_BASE, RAFT_BASE, REDIS_BASE,
@@ -58,9 +89,12 @@ def run_binary(server_bin, gen_bin, args):
         # Every key written once, outside the measured cases (gets hit).
         bench(gen_bin, ["--op", "get", "--preload", "--connections", "64",
                         "--duration", "1"] + common)
-        for name, extra in CASES:
+        for name, extra in cases(args):
             before = cpu_ticks(pids)
-            rep = bench(gen_bin, ["--duration", str(args.duration)] + common + extra)
+            if args.redis:
+                rep = redis_bench(REDIS_BASE + 1, extra)
+            else:
+                rep = bench(gen_bin, ["--duration", str(args.duration)] + common + extra)
             cpu_s = (cpu_ticks(pids) - before) / CLK_TCK
             rep["cpu_ms_per_op"] = 1000 * cpu_s / max(rep["requests"], 1)
             out[name] = rep
@@ -70,12 +104,18 @@ def run_binary(server_bin, gen_bin, args):
     return out
 
 
+def cases(args):
+    return REDIS_CASES if args.redis else CASES
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("before")
     p.add_argument("after")
     p.add_argument("--duration", type=float, default=10)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--redis", action="store_true",
+                   help="redis-benchmark GET/SET cases against node1's Redis port")
     args = p.parse_args()
     bins = {"before": os.path.abspath(args.before), "after": os.path.abspath(args.after)}
     load_before = os.getloadavg()
@@ -88,18 +128,19 @@ def main():
     load_after = os.getloadavg()
     keys = ("ops_per_sec", "p50_ms", "p99_ms", "cpu_ms_per_op")
     med = {k: {c: {m: statistics.median(r[c][m] for r in results[k]) for m in keys}
-               for c, _ in CASES} for k in bins}
+               for c, _ in cases(args)} for k in bins}
     print("| workload | before ops/s | after ops/s | after ÷ before | before p50 / p99 ms "
           "| after p50 / p99 ms | server CPU ms/op before / after | errors |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for c, _ in CASES:
+    for c, _ in cases(args):
         x, y = med["before"][c], med["after"][c]
         errs = sum(r[c]["errors"] for k in bins for r in results[k])
         print(f"| {c} | {x['ops_per_sec']:,.0f} | {y['ops_per_sec']:,.0f} | "
               f"{y['ops_per_sec'] / max(x['ops_per_sec'], 1):.2f}× | "
               f"{x['p50_ms']:.2f} / {x['p99_ms']:.2f} | {y['p50_ms']:.2f} / {y['p99_ms']:.2f} | "
               f"{x['cpu_ms_per_op']:.3f} / {y['cpu_ms_per_op']:.3f} | {errs} |")
-    print(f"\nmedians of {args.rounds} rounds, {args.duration:g} s per case; load average "
+    per_case = "redis-benchmark request counts" if args.redis else f"{args.duration:g} s per case"
+    print(f"\nmedians of {args.rounds} rounds, {per_case}; load average "
           f"before {load_before[0]:.2f}, after {load_after[0]:.2f}; nproc {os.cpu_count()}")
 
 

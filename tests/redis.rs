@@ -1,6 +1,7 @@
 //! The Redis protocol against a 3-node cluster, with the real clients:
 //! `redis-cli` scripted against every node for each command family, a
-//! pipeline of 10,000 commands, a MULTI/EXEC race under WATCH, INCR from
+//! pipeline of 10,000 commands, a pipeline of reads without a log entry,
+//! a MULTI/EXEC race under WATCH, INCR from
 //! many clients on every node at once, and `redis-benchmark` at `-P 1` and
 //! `-P 16` against every node with no errors.
 //!
@@ -206,6 +207,57 @@ async fn a_pipeline_of_ten_thousand_commands_answers_in_order() {
         Value::Error("ERR Protocol error: expected '$', got '+'".into())
     );
     assert!(cl.closed().await);
+    c.shutdown_all().await;
+}
+
+/// A pipeline of reads shares one linearization point and adds nothing to
+/// the Raft log (only writes are proposed), on the leader and on a
+/// follower; each read still sees every write acknowledged before it, and
+/// a read after a write in the same pipeline sees that write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pipeline_of_reads_is_answered_without_a_log_entry() {
+    let c = TestCluster::start(3, |_| {}).await;
+    let leader = (0..3).find(|&i| c.node(i).cluster.is_leader()).unwrap();
+    let follower = (0..3).find(|&i| i != leader).unwrap();
+    let mut w = Client::connect(("127.0.0.1", port(&c, leader))).await;
+    for j in 0..20 {
+        let v = format!("v{j}");
+        assert_eq!(w.cmd(&["SET", &format!("r{j}"), &v]).await, Value::ok());
+    }
+    for node in [leader, follower] {
+        let mut cl = Client::connect(("127.0.0.1", port(&c, node))).await;
+        let before = c.node(leader).cluster.status().last_log_index;
+        let mut wire = Vec::new();
+        for j in 0..200 {
+            let k = format!("r{}", j % 25);
+            wire.extend(encode(&[b"GET", k.as_bytes()]));
+        }
+        cl.send_raw(&wire).await;
+        for j in 0..200 {
+            let want = if j % 25 < 20 {
+                Value::bulk(&format!("v{}", j % 25))
+            } else {
+                Value::Nil
+            };
+            assert_eq!(cl.read().await, want, "node {node}, reply {j}");
+        }
+        let after = c.node(leader).cluster.status().last_log_index;
+        assert_eq!(
+            before, after,
+            "node {node}: 200 pipelined GETs added log entries"
+        );
+        // A read behind a write in one pipeline sees it (that batch is one
+        // log entry).
+        let mut wire = Vec::new();
+        wire.extend(encode(&[b"SET", b"r0", b"new"]));
+        wire.extend(encode(&[b"GET", b"r0"]));
+        wire.extend(encode(&[b"GET", b"r1"]));
+        cl.send_raw(&wire).await;
+        assert_eq!(cl.read().await, Value::ok());
+        assert_eq!(cl.read().await, Value::bulk("new"));
+        assert_eq!(cl.read().await, Value::bulk("v1"));
+        assert_eq!(w.cmd(&["SET", "r0", "v0"]).await, Value::ok());
+    }
     c.shutdown_all().await;
 }
 

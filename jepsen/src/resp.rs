@@ -1,7 +1,7 @@
 //! The RESP workload: Redis-protocol clients on every node's Redis port.
 //!
-//! Register keys `rk0..` take `GET`, `SET`, `SET .. NX`, `SET .. GET` and
-//! `DEL` and join the main history, so the linearizability checker checks
+//! Register keys `rk0..` take `GET` (alone, or two in one pipeline),
+//! `SET`, `SET .. NX`, `SET .. GET` and `DEL` and join the main history, so the linearizability checker checks
 //! them with the HTTP workloads' keys (the key spaces do not overlap; the
 //! final linearizable reads over HTTP see the same store). Counter keys
 //! `ck0..` take only `INCR` and `GET`, checked by [`checker::counter`]
@@ -103,10 +103,25 @@ impl Conn {
 
     /// Send one command and read its reply, within [`TIMEOUT`].
     pub(crate) async fn call(&mut self, args: &[&str]) -> Result<Value, CallError> {
-        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        let mut r = self.pipeline(&[args]).await?;
+        Ok(r.remove(0))
+    }
+
+    /// Send commands in one write (a pipeline: the server reads them
+    /// together) and read their replies, within [`TIMEOUT`].
+    pub(crate) async fn pipeline(&mut self, cmds: &[&[&str]]) -> Result<Vec<Value>, CallError> {
+        let mut out = Vec::new();
+        for args in cmds {
+            let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+            out.extend_from_slice(&encode(&args));
+        }
         let exchange = async {
-            self.stream.get_mut().write_all(&encode(&args)).await?;
-            read_value(&mut self.stream, BOUNDS).await
+            self.stream.get_mut().write_all(&out).await?;
+            let mut replies = Vec::with_capacity(cmds.len());
+            for _ in cmds {
+                replies.push(read_value(&mut self.stream, BOUNDS).await?);
+            }
+            Ok::<_, std::io::Error>(replies)
         };
         match tokio::time::timeout(TIMEOUT, exchange).await {
             Ok(Ok(r)) => Ok(r),
@@ -167,6 +182,11 @@ impl Conns {
     }
 
     async fn call(&mut self, node: usize, args: &[&str]) -> Result<Value, CallError> {
+        let mut r = self.pipeline(node, &[args]).await?;
+        Ok(r.remove(0))
+    }
+
+    async fn pipeline(&mut self, node: usize, cmds: &[&[&str]]) -> Result<Vec<Value>, CallError> {
         let slot = &mut self.0[node - 1];
         if slot.is_none() {
             *slot = Conn::connect(&Db::redis(node), &self.1).await;
@@ -174,7 +194,7 @@ impl Conns {
         let Some(conn) = slot.as_mut() else {
             return Err(CallError::NotSent);
         };
-        let r = conn.call(args).await;
+        let r = conn.pipeline(cmds).await;
         if r.is_err() {
             *slot = None;
         }
@@ -233,6 +253,27 @@ pub(crate) async fn resp_loop(ctx: Arc<RespCtx>, seed: u64, until: Instant) {
             counter += 1;
             let value = format!("r{client}-{counter}");
             let (op, outcome) = match choice {
+                5 if ctx.keys > 1 => {
+                    // Two GETs in one write: the server answers them at one
+                    // read point (README "Redis protocol"). Each is a read
+                    // over the same interval; the second is recorded as
+                    // another client's (a client's ops are sequential).
+                    let other = format!("rk{}", rng.gen_range(0..ctx.keys));
+                    let r = conns
+                        .pipeline(node, &[&["GET", &key], &["GET", &other]])
+                        .await;
+                    let read = |v: Option<&Value>| match v.and_then(bulk_string) {
+                        Some(v) => Outcome::Ok(Ret::Read(v)),
+                        None => Outcome::Fail,
+                    };
+                    let (first, second) = match &r {
+                        Ok(v) => (read(v.first()), read(v.get(1))),
+                        Err(_) => (Outcome::Fail, Outcome::Fail),
+                    };
+                    let c2 = rec.new_client();
+                    rec.record_read(c2, other, invoke, second);
+                    (Op::Read, first)
+                }
                 3..=5 => {
                     let r = conns.call(node, &["GET", &key]).await;
                     let outcome = match r.as_ref().ok().and_then(bulk_string) {

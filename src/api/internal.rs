@@ -34,13 +34,7 @@ pub(super) async fn kv(State(state): State<AppState>, raw: Raw) -> Response {
         }
     };
     let c = state.cluster();
-    let res = match op {
-        Op::Write(cmd) => c.write(cmd, raw.deadline).await.map(|w| w.response),
-        Op::Read(q) => c
-            .query(&q, raw.deadline)
-            .await
-            .map(crate::kv::Response::Reply),
-    };
+    let res = c.run_op(&op, raw.deadline).await;
     match res {
         Ok(r) => match rmp_serde::to_vec_named(&r) {
             Ok(body) => {

@@ -565,6 +565,21 @@ impl Cluster {
     /// the leader's clock was applied (as [`Cluster::read`] does), under
     /// one read lock (so a multi-key read is atomic).
     pub async fn query(&self, q: &kv::redis::Query, deadline: Instant) -> Result<kv::redis::Reply> {
+        let mut replies = self.query_many(std::slice::from_ref(q), deadline).await?;
+        Ok(replies.pop().expect("one reply per query"))
+    }
+
+    /// Evaluate several Redis reads (a pipeline's consecutive reads) with
+    /// one read index (one lease check or ReadIndex round) for all, taken
+    /// after every one of them arrived, then each evaluated in order as
+    /// [`Cluster::query`] does, on a state at or past that index. Each
+    /// reply is linearizable: the state it sees lies within its own span.
+    /// (Not atomic across the reads: an entry may apply between two.)
+    pub async fn query_many(
+        &self,
+        qs: &[kv::redis::Query],
+        deadline: Instant,
+    ) -> Result<Vec<kv::redis::Reply>> {
         let floor = self.linearize_anywhere(deadline).await?;
         let now = self.stamp().max(floor);
         let due = self
@@ -574,21 +589,43 @@ impl Cluster {
             self.tick(deadline).await?;
         }
         let now = self.stamp().max(floor);
-        // Reads by key count as accesses (LRU/LFU) and as hits or misses,
-        // as `read` does.
-        if let Some(coin) = self.evictor.touch_coin() {
-            for k in q.keys() {
-                self.reader.get_and_touch(k, now, coin);
+        let coin = self.evictor.touch_coin();
+        let mut replies = Vec::with_capacity(qs.len());
+        for q in qs {
+            // Reads by key count as accesses (LRU/LFU) and as hits or
+            // misses, as `read` does.
+            if let Some(coin) = coin {
+                for k in q.keys() {
+                    self.reader.get_and_touch(k, now, coin);
+                }
+            }
+            let (reply, found) = self.reader.inspect(|c| {
+                let found = q.keys().iter().filter(|k| c.get_item(k).is_some()).count();
+                (c.query(q, now), found as u64)
+            });
+            self.hits.fetch_add(found, Ordering::Relaxed);
+            self.misses
+                .fetch_add(q.keys().len() as u64 - found, Ordering::Relaxed);
+            replies.push(reply);
+        }
+        Ok(replies)
+    }
+
+    /// Run a front end's [`kv::redis::Op`] here (this node must lead for a
+    /// write; reads run on any node as [`Cluster::query_many`] does):
+    /// the one dispatch for the RESP listener and for `/internal/kv`.
+    pub async fn run_op(&self, op: &kv::redis::Op, deadline: Instant) -> Result<kv::Response> {
+        use kv::redis::Op;
+        match op {
+            Op::Write(cmd) => self.write(cmd.clone(), deadline).await.map(|w| w.response),
+            Op::Read(q) => self.query(q, deadline).await.map(kv::Response::Reply),
+            Op::Reads(qs) => {
+                let replies = self.query_many(qs, deadline).await?;
+                Ok(kv::Response::Multi {
+                    results: Some(replies.into_iter().map(kv::Response::Reply).collect()),
+                })
             }
         }
-        let (reply, found) = self.reader.inspect(|c| {
-            let found = q.keys().iter().filter(|k| c.get_item(k).is_some()).count();
-            (c.query(q, now), found as u64)
-        });
-        self.hits.fetch_add(found, Ordering::Relaxed);
-        self.misses
-            .fetch_add(q.keys().len() as u64 - found, Ordering::Relaxed);
-        Ok(reply)
     }
 
     /// Applied index, key count, memory and a digest of the local state,

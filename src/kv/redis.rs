@@ -300,6 +300,9 @@ pub enum MultiOp {
 pub enum Op {
     Write(Command),
     Read(Query),
+    /// Consecutive reads of a pipeline, with one read index for all; the
+    /// answer is a `Response::Multi` with one reply each, in order.
+    Reads(Vec<Query>),
 }
 
 /// A WATCHed key and the modify index it had (0: absent).

@@ -66,14 +66,7 @@ impl Server {
     pub async fn run(&self, op: &Op, deadline: Instant) -> Result<Response, Failure> {
         let mut last = None;
         for _ in 0..MAX_ATTEMPTS {
-            let res = match op {
-                Op::Write(cmd) => self
-                    .cluster
-                    .write(cmd.clone(), deadline)
-                    .await
-                    .map(|w| w.response),
-                Op::Read(q) => self.cluster.query(q, deadline).await.map(Response::Reply),
-            };
+            let res = self.cluster.run_op(op, deadline).await;
             let leader = match res {
                 Ok(r) => return Ok(r),
                 Err(Error::NotLeader(l)) => l,
