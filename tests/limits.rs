@@ -24,8 +24,10 @@ use tokio::net::TcpStream;
 /// process's memory, which the others would disturb.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// "Promptly", generously: a new client is answered within this.
-const PROMPT: Duration = Duration::from_secs(2);
+/// "Promptly", generously (a loaded CI box must not fail it): a new client
+/// is answered within this. A locked-out client would wait for as long as
+/// the test holds its idle connections, far past it.
+const PROMPT: Duration = Duration::from_secs(5);
 
 /// A client that opens a fresh connection per request (so no pooled idle
 /// connection of its own is evicted under it).
@@ -188,9 +190,10 @@ fn rss_bytes() -> u64 {
     kb * 1024
 }
 
-/// A flood on both ports: connections sending junk, connections dripping
-/// partial headers, connections declaring huge bodies; a normal client
-/// keeps getting answers, and the process's memory stays bounded.
+/// A flood on the three ports (HTTP, Raft, Redis): connections sending
+/// junk, connections dripping partial headers or commands, connections
+/// declaring huge bodies or bulk strings; a normal HTTP client and a Redis
+/// client keep getting answers, and the process's memory stays bounded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn flood_of_junk_and_slow_connections() {
     let _serial = SERIAL.lock().await;
@@ -206,12 +209,14 @@ async fn flood_of_junk_and_slow_connections() {
     )
     .await;
     let (http, raft) = (c.nodes[0].http, c.nodes[0].raft);
+    let redis = c.node(0).redis_addr.expect("redis listener");
     let rss_before = rss_bytes();
     let stop = tokio_util::sync::CancellationToken::new();
     let mut flood = tokio::task::JoinSet::new();
     for i in 0..FLOODERS {
-        let to = if i % 2 == 0 { http } else { raft };
-        let kind = i % 3;
+        let to = [http, raft, redis][i % 3];
+        let is_redis = i % 3 == 2;
+        let kind = (i / 3) % 3;
         let seed: u64 = rng.r#gen();
         let stop = stop.clone();
         flood.spawn(async move {
@@ -224,11 +229,13 @@ async fn flood_of_junk_and_slow_connections() {
                 let Ok(mut s) = TcpStream::connect(to).await else {
                     continue;
                 };
-                let junk: Vec<u8> = match kind {
-                    0 => (0..64 * 1024).map(|_| rng.r#gen::<u8>()).collect(),
-                    1 => b"POST /raft/append HTTP/1.1\r\nhost: x\r\ncontent-length: 99999999999\r\n\r\n"
+                let junk: Vec<u8> = match (kind, is_redis) {
+                    (0, _) => (0..64 * 1024).map(|_| rng.r#gen::<u8>()).collect(),
+                    (1, false) => b"POST /raft/append HTTP/1.1\r\nhost: x\r\ncontent-length: 99999999999\r\n\r\n"
                         .to_vec(),
-                    _ => b"GET /livez HTTP/1.1\r\nhost: x\r\nx-slow: aaaaaaaaaaaaaaaaaaaaaaa".to_vec(),
+                    (1, true) => b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$99999999999\r\n".to_vec(),
+                    (_, false) => b"GET /livez HTTP/1.1\r\nhost: x\r\nx-slow: aaaaaaaaaaaaaaaaaaaaaaa".to_vec(),
+                    (_, true) => b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$64\r\naaaaaaaaaaaaaaaaaaaaaaa".to_vec(),
                 };
                 let every = if kind == 2 {
                     Duration::from_millis(50)
@@ -258,7 +265,17 @@ async fn flood_of_junk_and_slow_connections() {
     let client = fresh_client();
     let mut ok = 0;
     let mut worst = Duration::ZERO;
+    let mut pongs = 0;
     for i in 0..REQUESTS {
+        if i % 4 == 3 {
+            // A Redis client on a fresh connection is served too.
+            if tokio::time::timeout(Duration::from_secs(5), redis_ping(redis))
+                .await
+                .is_ok_and(|ok| ok)
+            {
+                pongs += 1;
+            }
+        }
         let t = Instant::now();
         let req = if i % 2 == 0 {
             client.put(c.url(0, &format!("/v1/kv/f{i}"))).body("v")
@@ -282,6 +299,7 @@ async fn flood_of_junk_and_slow_connections() {
         rss_after >> 20
     );
     assert_eq!(ok, REQUESTS, "normal requests failed under the flood");
+    assert_eq!(pongs, REQUESTS / 4, "Redis PINGs failed under the flood");
     assert!(worst < Duration::from_secs(5), "slowest {worst:?}");
     assert!(grew < 100 << 20, "RSS grew by {} MiB", grew >> 20);
     assert!(c.node(0).cluster.is_leader());
@@ -319,5 +337,84 @@ async fn peer_bodies_are_bounded_by_the_config() {
         );
     }
     assert!(c.node(0).cluster.is_leader());
+    c.shutdown_all().await;
+}
+
+/// `PING` on a fresh connection to a Redis port: whether `+PONG` came back.
+async fn redis_ping(addr: std::net::SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect(addr).await else {
+        return false;
+    };
+    if s.write_all(b"*1\r\n$4\r\nPING\r\n").await.is_err() {
+        return false;
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    while !got.ends_with(b"\r\n") {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    got == b"+PONG\r\n"
+}
+
+/// A Redis connection that started a command must finish it within the
+/// command timeout (the header timeout): a trickle that never completes one
+/// is closed, while a connection idle between commands stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_command_timeout_closes_a_stalled_command_not_an_idle_connection() {
+    let _serial = SERIAL.lock().await;
+    let c = TestCluster::start_tuned(
+        1,
+        dcache::node::Tuning {
+            header_timeout: Duration::from_secs(1),
+        },
+        |_| {},
+    )
+    .await;
+    let redis = c.node(0).redis_addr.expect("redis listener");
+    let mut idle = TcpStream::connect(redis).await.unwrap();
+    let mut stalled = TcpStream::connect(redis).await.unwrap();
+    // Half a command, then a byte at a time that never completes it: each
+    // byte arriving must not restart the timeout.
+    stalled
+        .write_all(b"*2\r\n$4\r\nECHO\r\n$100\r\n")
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let closed = async {
+        let mut buf = [0u8; 64];
+        loop {
+            tokio::select! {
+                r = stalled.read(&mut buf) => match r {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => panic!("an answer to half a command"),
+                },
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                    if stalled.write_all(b"a").await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, closed)
+        .await
+        .expect("the stalled command's connection is closed");
+    assert!(
+        t.elapsed() >= Duration::from_secs(1),
+        "closed before the command timeout: {:?}",
+        t.elapsed()
+    );
+    // The idle connection (no byte sent, longer than the timeout) still
+    // answers.
+    idle.write_all(b"*1\r\n$4\r\nPING\r\n").await.unwrap();
+    let mut got = [0u8; 7];
+    tokio::time::timeout(WAIT, idle.read_exact(&mut got))
+        .await
+        .expect("idle connection answers")
+        .unwrap();
+    assert_eq!(&got, b"+PONG\r\n");
     c.shutdown_all().await;
 }

@@ -439,6 +439,7 @@ impl Node {
                     max_key_bytes: limits.max_key_bytes,
                     max_value_bytes: limits.max_value_bytes,
                     request_timeout,
+                    command_timeout: tuning.header_timeout,
                 },
                 tokens.clone(),
             );

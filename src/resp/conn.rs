@@ -83,6 +83,7 @@ pub async fn run(
     };
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::with_capacity(16 * 1024);
+    let mut partial_since: Option<Instant> = None;
     'conn: loop {
         let busy = activity.busy();
         // Every complete command in the buffer (bounded), answered in
@@ -122,15 +123,36 @@ pub async fn run(
             break;
         }
         drop(busy);
+        // Bytes of an incomplete command are waiting: the rest must arrive
+        // within the command timeout, counted from when the command began
+        // (a slow trickle does not restart it). Nothing pending: no bound.
+        if buf.is_empty() {
+            partial_since = None;
+        } else if partial_since.is_none() {
+            partial_since = Some(Instant::now());
+        }
+        let bound = partial_since.map(|t| t + server.limits.command_timeout);
         tokio::select! {
             r = stream.read_buf(&mut buf) => match r {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             },
+            _ = sleep_until_or_forever(bound) => {
+                tracing::debug!(%peer, "closing a Redis connection: a command did not arrive in full within the command timeout");
+                break;
+            }
             _ = stop.cancelled() => break,
         }
     }
     server.unregister(id);
+}
+
+/// Resolves at `bound`, or never without one.
+async fn sleep_until_or_forever(bound: Option<Instant>) {
+    match bound {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Session {
@@ -138,7 +160,8 @@ impl Session {
     /// `out`; true when the connection must close (QUIT). Consecutive data
     /// commands outside MULTI are proposed together as one log entry (a
     /// `Command::Multi` without watched keys): one Raft round for a
-    /// pipeline, still in order, each with its own reply.
+    /// pipeline, still in order, each with its own reply. A batch of reads
+    /// only is one `Op::Reads` (one read index for all, no log entry).
     async fn run_batch(&mut self, cmds: Vec<Vec<Vec<u8>>>, out: &mut BytesMut) -> bool {
         let mut batch: Vec<MultiOp> = Vec::new();
         let mut bytes = 0;

@@ -22,7 +22,9 @@
 //!   on a quorum before `+OK`).
 //! - Input is bounded: bulk strings by `http.max_value_bytes`, keys by
 //!   `http.max_key_bytes`, inline commands by 64 KiB, arrays by
-//!   [`parse::MAX_ARGS`]; connections by `http.max_connections`.
+//!   [`parse::MAX_ARGS`]; connections by `http.max_connections`; a
+//!   command whose first byte arrived must arrive in full within
+//!   [`RedisLimits::command_timeout`] (else the connection closes).
 //! - `auth::check` is the one place a command is allowed (TLS, when on,
 //!   is the listener's: `net::serve_with`).
 //!
@@ -63,6 +65,10 @@ pub struct RedisLimits {
     pub max_value_bytes: usize,
     /// Deadline of one command, forwarding included.
     pub request_timeout: Duration,
+    /// How long the rest of a command may take to arrive once its first
+    /// byte has (the HTTP listeners' header timeout; slowloris defence).
+    /// A connection with nothing pending may stay idle.
+    pub command_timeout: Duration,
 }
 
 /// What CLIENT LIST / INFO shows of a connection.
