@@ -14,8 +14,9 @@ fn garbage() -> Vec<u8> {
 }
 
 /// hyper's answer to a request it rejects before routing (README: a
-/// malformed request line or header is a 400, a header section over
-/// hyper's limit a 431, with an empty body and no code header).
+/// malformed request line or header is a 400, a request line over hyper's
+/// limit a 414, a header section over hyper's limit a 431, with an empty
+/// body and no code header).
 fn assert_hyper_answer(resp: &[u8], status: u16, what: &str) {
     let text = String::from_utf8_lossy(resp);
     assert_eq!(raw::status(resp), Some(status), "{what}: {text:?}");
@@ -62,6 +63,12 @@ async fn garbage_truncated_and_oversized_requests_do_not_hurt_the_node() {
         req.extend_from_slice(b"\r\n\r\n");
         let resp = raw::request(addr, &req, 0, UPLOAD).await;
         assert_hyper_answer(&resp, 431, &format!("{addr} 1 MiB header"));
+        // A 70 KB path: over hyper's request-line limit (64 KiB), 414.
+        let mut req = b"GET /v1/kv/".to_vec();
+        req.extend(std::iter::repeat_n(b'a', 70_000));
+        req.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\n\r\n");
+        let resp = raw::request(addr, &req, 0, UPLOAD).await;
+        assert_hyper_answer(&resp, 414, &format!("{addr} 70 KB request line"));
     }
     assert_serving(&c).await;
 
