@@ -383,3 +383,139 @@ async fn membership_through_the_cli_needs_the_cluster_secret() {
     assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
     c.shutdown_all().await;
 }
+
+/// The token commands keep a tokens file (new --file, list, revoke), and a
+/// node that reloads it (what SIGHUP does) refuses a revoked token from
+/// its next request on while the others go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tokens_made_listed_and_revoked_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    let f = file.to_str().unwrap().to_string();
+    let none = dead_endpoint().await;
+    let token_of = |r: &Run| {
+        r.stdout
+            .split_whitespace()
+            .find(|w| w.starts_with("dct."))
+            .unwrap_or_else(|| panic!("no token in {:?}", r.stdout))
+            .to_string()
+    };
+    let r = cli(
+        &none,
+        &[
+            "token", "new", "--name", "app", "--role", "write", "--file", &f,
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let app = token_of(&r);
+    let r = cli(
+        &none,
+        &[
+            "token", "new", "--name", "ops", "--role", "read", "--prefix", "t/", "--file", &f,
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ops = token_of(&r);
+    // A name already in the file is refused; the file is unchanged.
+    let before = std::fs::read_to_string(&file).unwrap();
+    let r = cli(
+        &none,
+        &[
+            "token", "new", "--name", "app", "--role", "read", "--file", &f,
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{} {}", r.stdout, r.stderr);
+    assert!(!r.stdout.contains("dct."), "no token made: {}", r.stdout);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before);
+    let r = cli(&none, &["token", "list", "--file", &f]).await;
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "app write *\nops read t/\n")
+    );
+
+    let file2 = file.clone();
+    let c = TestCluster::start(1, move |cfg| {
+        cfg.auth.enabled = true;
+        cfg.auth.tokens_file = file2.clone();
+    })
+    .await;
+    let ep = c.nodes[0].http.to_string();
+    let put = |t: String| {
+        let ep = ep.clone();
+        async move { cli(&ep, &["--token", &t, "put", "k", "v"]).await }
+    };
+    assert_eq!(put(app.clone()).await.code, 0);
+
+    let r = cli(&none, &["token", "revoke", "--name", "app", "--file", &f]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = cli(&none, &["token", "revoke", "--name", "app", "--file", &f]).await;
+    assert_eq!(r.code, 3, "not in the file: {}", r.stderr);
+    let r = cli(&none, &["token", "list", "--file", &f]).await;
+    assert_eq!(r.stdout, "ops read t/\n");
+    // Until the node reloads, the revoked token still works; after, not.
+    assert_eq!(put(app.clone()).await.code, 0);
+    let tokens = c.nodes[0].node.as_ref().unwrap().tokens().expect("auth on");
+    assert_eq!(tokens.reload(), Ok(1));
+    let r = put(app).await;
+    assert_eq!(r.code, 5, "refused, not applied: {} {}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains(Code::Unauthorized.as_str()),
+        "{}",
+        r.stderr
+    );
+    let r = cli(&ep, &["--token", &ops, "get", "t/absent"]).await;
+    assert_eq!(
+        r.code, 3,
+        "ops still works (a miss): {} {}",
+        r.stdout, r.stderr
+    );
+    c.shutdown_all().await;
+}
+
+/// The binary reloads its tokens file on SIGHUP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_tokens_file() {
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("tokens");
+    let f = file.to_str().unwrap().to_string();
+    let none = dead_endpoint().await;
+    let r = cli(
+        &none,
+        &[
+            "token", "new", "--name", "app", "--role", "write", "--file", &f,
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let app = r
+        .stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("dct."))
+        .expect("a token")
+        .to_string();
+    let spec =
+        dcache_testkit::proc::Spec::new(dcache_testkit::dcache_bin!(), work.path(), "n0", "")
+            .with_envs(&[
+                ("DCACHE_AUTH_ENABLED", "true"),
+                ("DCACHE_AUTH_TOKENS_FILE", &f),
+                ("DCACHE_REDIS_BIND_ADDR", ""),
+            ]);
+    let mut p = spec.spawn();
+    let ep = spec.http.clone();
+    wait_for("the token is accepted", WAIT, || async {
+        (cli(&ep, &["--token", &app, "put", "k", "v"]).await.code == 0).then_some(())
+    })
+    .await;
+    let r = cli(&none, &["token", "revoke", "--name", "app", "--file", &f]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    p.signal("HUP");
+    wait_for("SIGHUP revokes the token", WAIT, || async {
+        let r = cli(&ep, &["--token", &app, "put", "k", "v"]).await;
+        r.stderr.contains(Code::Unauthorized.as_str()).then_some(())
+    })
+    .await;
+    p.stop_gracefully(WAIT).await;
+}

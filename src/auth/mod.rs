@@ -12,7 +12,7 @@
 //! in the Raft log would travel to every node and into every snapshot and
 //! backup; and a file is rotated by the same configuration management that
 //! ships the rest of a node's config. The price: every node's file must be
-//! kept the same (the node reads it at start).
+//! kept the same (the node reads it at start and again on SIGHUP).
 //!
 //! Invariants:
 //! - No token or hash is ever logged; `Debug` of [`Tokens`] shows names only.
@@ -31,8 +31,10 @@ mod file;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::RwLock;
 
 use argon2::Argon2;
 use argon2::password_hash::PasswordHash;
@@ -212,59 +214,101 @@ struct Entry {
     verified: Mutex<Option<[u8; 32]>>,
 }
 
-/// The tokens a node accepts.
+type ByName = HashMap<String, Arc<Entry>>;
+
+/// The tokens a node accepts. [`Tokens::reload`] replaces them (SIGHUP):
+/// requests after it see the new set; a request being verified finishes
+/// against the set it started with.
 pub struct Tokens {
-    by_name: HashMap<String, Arc<Entry>>,
+    by_name: RwLock<Arc<ByName>>,
+    /// The file they came from (None: built in memory).
+    path: Option<PathBuf>,
     verify: tokio::sync::Semaphore,
 }
 
 impl fmt::Debug for Tokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.by_name.keys()).finish()
+        f.debug_set().entries(self.current().keys()).finish()
     }
+}
+
+/// The entries for `lines`, reusing those of `old` whose line is unchanged
+/// (they keep their verification cache).
+fn entries(lines: Vec<TokenLine>, old: Option<&ByName>) -> ByName {
+    lines
+        .into_iter()
+        .map(|line| {
+            let entry = match old.and_then(|o| o.get(&line.name)) {
+                Some(e) if e.line == line => e.clone(),
+                _ => Arc::new(Entry {
+                    line,
+                    verified: Mutex::new(None),
+                }),
+            };
+            (entry.line.name.clone(), entry)
+        })
+        .collect()
+}
+
+/// Read and parse a tokens file.
+fn read_file(path: &Path) -> Result<Vec<TokenLine>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    parse(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 impl Tokens {
     pub fn new(lines: Vec<TokenLine>) -> Tokens {
-        let by_name = lines
-            .into_iter()
-            .map(|line| {
-                (
-                    line.name.clone(),
-                    Arc::new(Entry {
-                        line,
-                        verified: Mutex::new(None),
-                    }),
-                )
-            })
-            .collect();
         Tokens {
-            by_name,
+            by_name: RwLock::new(Arc::new(entries(lines, None))),
+            path: None,
             verify: tokio::sync::Semaphore::new(MAX_CONCURRENT_VERIFY),
         }
     }
 
     /// Read and parse a tokens file.
     pub fn load(path: &Path) -> Result<Tokens, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let lines = parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(Tokens::new(lines))
+        let mut t = Tokens::new(read_file(path)?);
+        t.path = Some(path.to_path_buf());
+        Ok(t)
+    }
+
+    /// Read the tokens file again and accept exactly its tokens from now
+    /// on (a removed line's token is refused at its next request). A file
+    /// that does not read or parse changes nothing. Returns how many
+    /// tokens there are now.
+    pub fn reload(&self) -> Result<usize, String> {
+        let Some(path) = &self.path else {
+            return Err("these tokens were not read from a file".into());
+        };
+        let lines = read_file(path)?;
+        let mut guard = self.by_name.write().unwrap_or_else(|p| p.into_inner());
+        let next = entries(lines, Some(&guard));
+        let n = next.len();
+        *guard = Arc::new(next);
+        Ok(n)
+    }
+
+    fn current(&self) -> Arc<ByName> {
+        self.by_name
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn len(&self) -> usize {
-        self.by_name.len()
+        self.current().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_name.is_empty()
+        self.current().is_empty()
     }
 
     /// Who `token` is, or None if it is not a valid token.
     pub async fn authenticate(&self, token: &str) -> Option<Principal> {
         let rest = token.strip_prefix(TOKEN_PREFIX)?;
         let (name, secret) = rest.split_once('.')?;
-        let entry = self.by_name.get(name)?.clone();
+        let entry = self.current().get(name)?.clone();
         let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
         let cached = *entry.verified.lock().unwrap_or_else(|p| p.into_inner());
         let ok = match cached {

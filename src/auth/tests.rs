@@ -108,3 +108,39 @@ fn the_file_format() {
     assert!(new_token("bad name", Role::Read, None).is_err());
     assert!(new_token("x", Role::Read, Some("*")).is_err());
 }
+
+#[tokio::test]
+async fn reload_takes_the_file_as_it_is_now_and_keeps_it_on_a_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    let (ta, la) = new_token("a", Role::Write, None).unwrap();
+    let (tb, lb) = new_token("b", Role::Read, None).unwrap();
+    let (tc, lc) = new_token("c", Role::Admin, None).unwrap();
+    std::fs::write(&file, format!("{la}\n{lb}\n")).unwrap();
+    let ts = Tokens::load(&file).unwrap();
+    assert!(ts.authenticate(&ta).await.is_some());
+    assert!(ts.authenticate(&tb).await.is_some());
+    assert!(ts.authenticate(&tc).await.is_none());
+
+    // b revoked, c added.
+    std::fs::write(&file, format!("# rotated\n{la}\n{lc}\n")).unwrap();
+    assert_eq!(ts.reload(), Ok(2));
+    assert!(ts.authenticate(&ta).await.is_some(), "a kept");
+    assert!(ts.authenticate(&tb).await.is_none(), "b revoked");
+    assert_eq!(ts.authenticate(&tc).await.unwrap().role, Role::Admin);
+
+    // A file that does not parse changes nothing, and the error never
+    // quotes a hash.
+    std::fs::write(&file, format!("{la} extra\n")).unwrap();
+    let e = ts.reload().unwrap_err();
+    assert!(!e.contains("argon2"), "{e}");
+    assert!(
+        ts.authenticate(&tc).await.is_some(),
+        "kept after a bad file"
+    );
+    std::fs::remove_file(&file).unwrap();
+    assert!(ts.reload().is_err());
+    assert_eq!(ts.len(), 2);
+    // Tokens built in memory have no file to reload.
+    assert!(Tokens::new(Vec::new()).reload().is_err());
+}

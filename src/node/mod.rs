@@ -122,6 +122,7 @@ pub struct Node {
     redis_task: Option<JoinHandle<std::io::Result<()>>>,
     tls: Option<Arc<Tls>>,
     tls_watch: CancellationToken,
+    tokens: Option<Arc<crate::auth::Tokens>>,
 }
 
 /// Bind both listeners from the config.
@@ -305,6 +306,7 @@ impl Node {
         } else {
             None
         };
+        let tokens_kept = tokens.clone();
         let tls = load_tls(&cfg, &id)?;
         let warnings = security_warnings(
             secret.is_some(),
@@ -556,6 +558,7 @@ impl Node {
             redis_task,
             tls,
             tls_watch,
+            tokens: tokens_kept,
         })
     }
 
@@ -564,6 +567,13 @@ impl Node {
     /// ones go on.
     pub fn tls(&self) -> Option<Arc<Tls>> {
         self.tls.clone()
+    }
+
+    /// The bearer tokens the node accepts (None: `auth.enabled` is off);
+    /// `Tokens::reload` reads `auth.tokens_file` again (SIGHUP): a token
+    /// whose line was removed is refused from its next request on.
+    pub fn tokens(&self) -> Option<Arc<crate::auth::Tokens>> {
+        self.tokens.clone()
     }
 
     /// Resolves if a background task fails for good (today: the join loop

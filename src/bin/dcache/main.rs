@@ -114,7 +114,7 @@ async fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         .context("cannot start the node")?;
     tokio::select! {
         r = wait_for_signal() => r?,
-        r = reload_on_sighup(node.tls()) => r?,
+        r = reload_on_sighup(node.tls(), node.tokens()) => r?,
         e = node.failed() => {
             tracing::error!(error = %e, "stopping: the node cannot go on");
             node.shutdown(false).await?;
@@ -144,8 +144,12 @@ async fn wait_for_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGHUP: reload the TLS certificates, for as long as the node runs.
-async fn reload_on_sighup(tls: Option<Arc<dcache::net::tls::Tls>>) -> anyhow::Result<()> {
+/// SIGHUP: reload the TLS certificates and the tokens file, for as long as
+/// the node runs. What does not load is kept as it was.
+async fn reload_on_sighup(
+    tls: Option<Arc<dcache::net::tls::Tls>>,
+    tokens: Option<Arc<dcache::auth::Tokens>>,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::SignalKind;
     use tokio::signal::unix::signal;
     let mut hup = signal(SignalKind::hangup())?;
@@ -155,7 +159,14 @@ async fn reload_on_sighup(tls: Option<Arc<dcache::net::tls::Tls>>) -> anyhow::Re
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "SIGHUP: certificates not reloaded; the current ones stay")
             }
-            None => tracing::info!("SIGHUP: TLS is off; nothing to reload"),
+            None => tracing::info!("SIGHUP: TLS is off; no certificates to reload"),
+        }
+        match tokens.as_ref().map(|t| t.reload()) {
+            Some(Ok(n)) => tracing::info!(tokens = n, "SIGHUP: tokens file reloaded"),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "SIGHUP: tokens file not reloaded; the current tokens stay")
+            }
+            None => {}
         }
     }
     Ok(())
