@@ -393,31 +393,8 @@ async fn tokens_made_listed_and_revoked_through_the_cli() {
     let file = dir.path().join("tokens");
     let f = file.to_str().unwrap().to_string();
     let none = dead_endpoint().await;
-    let token_of = |r: &Run| {
-        r.stdout
-            .split_whitespace()
-            .find(|w| w.starts_with("dct."))
-            .unwrap_or_else(|| panic!("no token in {:?}", r.stdout))
-            .to_string()
-    };
-    let r = cli(
-        &none,
-        &[
-            "token", "new", "--name", "app", "--role", "write", "--file", &f,
-        ],
-    )
-    .await;
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let app = token_of(&r);
-    let r = cli(
-        &none,
-        &[
-            "token", "new", "--name", "ops", "--role", "read", "--prefix", "t/", "--file", &f,
-        ],
-    )
-    .await;
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let ops = token_of(&r);
+    let app = token_into(&f, &["--name", "app", "--role", "write"]).await;
+    let ops = token_into(&f, &["--name", "ops", "--role", "read", "--prefix", "t/"]).await;
     // A name already in the file is refused; the file is unchanged.
     let before = std::fs::read_to_string(&file).unwrap();
     let r = cli(
@@ -482,20 +459,7 @@ async fn sighup_reloads_the_tokens_file() {
     let file = work.path().join("tokens");
     let f = file.to_str().unwrap().to_string();
     let none = dead_endpoint().await;
-    let r = cli(
-        &none,
-        &[
-            "token", "new", "--name", "app", "--role", "write", "--file", &f,
-        ],
-    )
-    .await;
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let app = r
-        .stdout
-        .split_whitespace()
-        .find(|w| w.starts_with("dct."))
-        .expect("a token")
-        .to_string();
+    let app = token_into(&f, &["--name", "app", "--role", "write"]).await;
     let spec =
         dcache_testkit::proc::Spec::new(dcache_testkit::dcache_bin!(), work.path(), "n0", "")
             .with_envs(&[
@@ -518,4 +482,18 @@ async fn sighup_reloads_the_tokens_file() {
     })
     .await;
     p.stop_gracefully(WAIT).await;
+}
+
+/// `dcache token new ARGS --file FILE`: the token it printed.
+async fn token_into(file: &str, args: &[&str]) -> String {
+    let none = dead_endpoint().await;
+    let mut a = vec!["token", "new", "--file", file];
+    a.extend_from_slice(args);
+    let r = cli(&none, &a).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    r.stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("dct."))
+        .unwrap_or_else(|| panic!("no token in {:?}", r.stdout))
+        .to_string()
 }
