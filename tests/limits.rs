@@ -340,6 +340,51 @@ async fn peer_bodies_are_bounded_by_the_config() {
     c.shutdown_all().await;
 }
 
+/// A peer body that stops arriving (an append, or a snapshot between
+/// chunks) is answered 408 once the body timeout (the header timeout)
+/// passes; the node goes on leading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_peer_body_gets_408() {
+    let _serial = SERIAL.lock().await;
+    let c = TestCluster::start_tuned(
+        1,
+        dcache::node::Tuning {
+            header_timeout: Duration::from_secs(1),
+        },
+        |_| {},
+    )
+    .await;
+    let raft = c.nodes[0].raft;
+    for (path, partial) in [
+        ("/raft/append", &b"\x85"[..]),
+        ("/raft/vote", &b"\x83"[..]),
+        // A snapshot's first bytes (the vote's length), then nothing.
+        ("/raft/snapshot", &b"\x10\x00\x00\x00"[..]),
+    ] {
+        let mut req = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/msgpack\r\n\
+             x-dcache-raft-to: n0\r\ncontent-length: 1000\r\n\r\n"
+        )
+        .into_bytes();
+        req.extend_from_slice(partial);
+        let t = Instant::now();
+        let resp = raw::request(raft, &req, 0, WAIT).await;
+        assert_eq!(
+            raw::status(&resp),
+            Some(408),
+            "{path} stalled: {}",
+            String::from_utf8_lossy(&resp)
+        );
+        assert!(
+            t.elapsed() >= Duration::from_secs(1),
+            "{path}: {:?}",
+            t.elapsed()
+        );
+    }
+    assert!(c.node(0).cluster.is_leader());
+    c.shutdown_all().await;
+}
+
 /// `PING` on a fresh connection to a Redis port: whether `+PONG` came back.
 async fn redis_ping(addr: std::net::SocketAddr) -> bool {
     let Ok(mut s) = TcpStream::connect(addr).await else {

@@ -87,7 +87,9 @@ pub struct Tuning {
     /// How long a client (or peer) may take to send a request's headers on
     /// either listener before the connection is closed without an answer
     /// (slowloris defence). Also closes keep-alive connections idle for
-    /// that long.
+    /// that long, bounds a peer's message body (and each snapshot chunk)
+    /// on the Raft listener (408), and the rest of a Redis command once
+    /// its first byte arrived.
     pub header_timeout: Duration,
 }
 
@@ -408,7 +410,10 @@ impl Node {
                 contact,
                 snap_dir.clone(),
                 secret.clone(),
-                max_append_bytes(&limits),
+                raft::rpc::PeerLimits {
+                    max_append_bytes: max_append_bytes(&limits),
+                    body_timeout: tuning.header_timeout,
+                },
                 tls.is_some(),
             ),
             raft_stop.clone(),

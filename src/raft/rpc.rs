@@ -24,6 +24,10 @@
 //!   votes, transfers and read-index requests by [`MAX_SMALL_RPC_BODY`]; a snapshot streams to
 //!   disk in chunks (never whole in memory), bounded by
 //!   `MAX_SNAPSHOT_BYTES` on disk.
+//! - A message body must arrive whole within the body timeout (the
+//!   listener's header timeout), and a snapshot's next chunk within it,
+//!   or the request is answered 408: a stalled peer cannot hold a
+//!   connection and a buffer.
 //! - An AppendEntries that a current leader sent touches [`LeaderContact`].
 //!
 //! Not here: the accept loop and its limits (`net::serve`), the client side
@@ -31,6 +35,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Extension;
 use axum::Json;
@@ -132,12 +137,13 @@ pub struct ReadIndex {
 /// responder for answers.
 pub struct MsgPack<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for MsgPack<T> {
+impl<T: DeserializeOwned> FromRequest<RpcState> for MsgPack<T> {
     type Rejection = Response;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
-        let body = Bytes::from_request(req, state)
+    async fn from_request(req: Request, state: &RpcState) -> Result<Self, Response> {
+        let body = tokio::time::timeout(state.body_timeout, Bytes::from_request(req, state))
             .await
+            .map_err(|_| body_timeout(state.body_timeout))?
             .map_err(IntoResponse::into_response)?;
         rmp_serde::from_slice(&body).map(MsgPack).map_err(|e| {
             (StatusCode::BAD_REQUEST, format!("malformed RPC body: {e}")).into_response()
@@ -183,11 +189,32 @@ struct RpcState {
     contact: Arc<LeaderContact>,
     /// Where received snapshots are written before they are installed.
     snapshot_dir: PathBuf,
+    /// Bound on reading a message body, and on the wait for each chunk of
+    /// a snapshot (a legitimate peer sends within its own RPC deadline).
+    body_timeout: Duration,
+}
+
+/// 408: the body did not arrive within the bound.
+fn body_timeout(bound: Duration) -> Response {
+    (
+        StatusCode::REQUEST_TIMEOUT,
+        format!("request body not received within {bound:?}"),
+    )
+        .into_response()
+}
+
+/// What a peer request may be: its size and how long its body may take.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerLimits {
+    /// The largest AppendEntries body accepted.
+    pub max_append_bytes: usize,
+    /// Bound on a message body, and on the wait for each snapshot chunk.
+    pub body_timeout: Duration,
 }
 
 /// The router for the Raft listener. `secret`: the cluster secret every
 /// request must carry (None: peers are not authenticated).
-/// `max_append_bytes`: the largest AppendEntries body accepted. `tls`:
+/// `limits`: body sizes and the body timeout ([`PeerLimits`]). `tls`:
 /// the listener serves mutual TLS, so every request's client certificate
 /// must name its sender.
 pub fn router(
@@ -196,9 +223,13 @@ pub fn router(
     contact: Arc<LeaderContact>,
     snapshot_dir: PathBuf,
     secret: Option<ClusterSecret>,
-    max_append_bytes: usize,
+    limits: PeerLimits,
     tls: bool,
 ) -> Router {
+    let PeerLimits {
+        max_append_bytes,
+        body_timeout,
+    } = limits;
     let me = Target {
         id: info.id.clone(),
         incarnation: info.incarnation,
@@ -222,6 +253,7 @@ pub fn router(
             info,
             contact,
             snapshot_dir,
+            body_timeout,
         })
         .layer(axum::middleware::from_fn_with_state(
             max_append_bytes,
@@ -483,7 +515,11 @@ async fn receive_snapshot(
         })?,
     );
     let mut written: u64 = 0;
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let next = tokio::time::timeout(s.body_timeout, stream.next())
+            .await
+            .map_err(|_| Box::new(body_timeout(s.body_timeout)))?;
+        let Some(chunk) = next else { break };
         let mut chunk = chunk.map_err(|e| bad_request(format!("snapshot body: {e}")))?;
         if vote.is_none() {
             head.extend_from_slice(&chunk);
