@@ -9,15 +9,19 @@ Usage:
   scripts/memory-bench.py before=/path/to/old/dcache after=target/release/dcache
 
 Each LABEL=BIN pair is measured in turn in this one run (compare within a
-run: the machine is shared and noisy). Environment: MEM_KEYS (default
-1000000), MEM_VALUE (100), MEM_CONNS (32), MEM_PORT_BASE (24000). Keys are
-`bench-0 .. bench-<N-1>` (7 to 12 bytes), written once each by
+run: the machine is shared and noisy). The snapshot build time is the
+last "snapshot taken" log line's `build_ms` (nodes log at info). Environment: MEM_KEYS (default
+1000000), MEM_VALUE (100), MEM_CONNS (32), MEM_PORT_BASE (24000),
+MEM_KEY_PREFIX (`memkey-0-`: with 1,000,000 keys, 10 to 15 bytes),
+MEM_NODE_ENV (`DCACHE_X=v,...` for every node). Keys are
+`<prefix>0 .. <prefix><N-1>`, written once each by
 `dcache bench --preload` (100-byte values). Everything runs on 127.0.0.1 in a
 temp dir and is stopped (by PID) at the end. Standard library only.
 """
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -31,9 +35,10 @@ KEYS = int(os.environ.get("MEM_KEYS", "1000000"))
 VALUE = int(os.environ.get("MEM_VALUE", "100"))
 CONNS = int(os.environ.get("MEM_CONNS", "32"))
 PORT_BASE = int(os.environ.get("MEM_PORT_BASE", "24000"))
+PREFIX = os.environ.get("MEM_KEY_PREFIX", "memkey-0-")
 READY_TIMEOUT = 120
 
-RAW = sum(len(f"bench-{i}") for i in range(KEYS)) + KEYS * VALUE
+RAW = sum(len(f"{PREFIX}{i}") for i in range(KEYS)) + KEYS * VALUE
 
 
 def rss_mib(pid):
@@ -119,9 +124,15 @@ class Node:
             DCACHE_HTTP_BIND_ADDR=self.http,
             DCACHE_RAFT_BIND_ADDR=self.raft,
             DCACHE_CLUSTER_JOIN_ADDR=self.join,
-            DCACHE_LOGGING_LEVEL=os.environ.get("MEM_LOG", "warn"),
+            # info: the "snapshot taken ... build_ms=N" lines are read back.
+            DCACHE_LOGGING_LEVEL=os.environ.get("MEM_LOG", "info"),
             DCACHE_REDIS_BIND_ADDR="",  # several nodes on one host: no Redis listener
         )
+        # MEM_NODE_ENV="DCACHE_A=1,DCACHE_B=2": settings for every node (to
+        # measure what a bounded buffer, e.g. the watch history, costs).
+        for kv in filter(None, os.environ.get("MEM_NODE_ENV", "").split(",")):
+            k, v = kv.split("=", 1)
+            env[k] = v
         log = open(self.dir + ".log", "ab")
         self.proc = subprocess.Popen([self.binary], env=env, stdout=log, stderr=log)
         return self.proc.pid
@@ -135,6 +146,21 @@ class Node:
                 self.proc.kill()
                 self.proc.wait()
 
+    def last_build_ms(self):
+        """build_ms of the last "snapshot taken" line in the node's log."""
+        last = None
+        try:
+            with open(self.dir + ".log", errors="replace") as f:
+                for line in f:
+                    if "snapshot taken" in line:
+                        plain = re.sub(r"\x1b\[[0-9;]*m", "", line)  # ANSI styling
+                        m = re.search(r"build_ms=(\d+)", plain)
+                        if m:
+                            last = int(m.group(1))
+        except FileNotFoundError:
+            pass
+        return last
+
     def snapshot_bytes(self):
         d = os.path.join(self.dir, "snapshots")
         return sum(
@@ -146,7 +172,7 @@ def load(binary, addr):
     cmd = [
         binary, "bench", "--addrs", addr, "--op", "get", "--preload",
         "--keys", str(KEYS), "--value-size", str(VALUE), "--connections", str(CONNS),
-        "--duration", "0.2", "--max-requests", "1", "--json",
+        "--duration", "0.2", "--max-requests", "1", "--json", "--key-prefix", PREFIX,
     ]
     t0 = time.monotonic()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -184,6 +210,7 @@ def measure(label, binary):
         rss, hwm = rss_mib(pid)
         accounted = metric(n.http, "dcache_cache_memory_bytes") or 0
         snap = n.snapshot_bytes() / 2**20
+        build_ms = n.last_build_ms()
         n.stop()
         pid = n.start()
         t_ready = wait_until("restart ready", lambda: ready(n.http), READY_TIMEOUT)
@@ -192,7 +219,7 @@ def measure(label, binary):
         n.stop()
         rows.append(dict(
             label=label, setup="1 node", idle=idle, load_s=secs, peak=max(peak, hwm), rss=rss,
-            rss_restart=rss_restart, restart_s=t_ready, snapshot_mib=snap,
+            rss_restart=rss_restart, restart_s=t_ready, snapshot_mib=snap, build_ms=build_ms,
             accounted_per_key=accounted / KEYS, rss_per_key=rss * 2**20 / KEYS,
         ))
         shutil.rmtree(n.dir)
@@ -236,6 +263,7 @@ def measure(label, binary):
             label=label, setup="3 nodes", idle=idle, load_s=secs,
             peak=max(peaks.values()), rss=max(rss_after.values()),
             rss_restart=None, restart_s=t_catch, snapshot_mib=leader.snapshot_bytes() / 2**20,
+            build_ms=leader.last_build_ms(),
             accounted_per_key=(metric(leader.http, "dcache_cache_memory_bytes") or 0) / KEYS,
             rss_per_key=max(rss_after.values()) * 2**20 / KEYS,
             leader_peak_send=leader_peak_send, follower_peak_install=follower_peak_install,
@@ -263,16 +291,18 @@ def main():
     print()
     print("| binary | setup | idle RSS MiB | load s | peak RSS MiB | RSS after load MiB | "
           "(RSS − idle) ÷ raw | (peak − idle) ÷ raw | RSS after restart MiB | "
-          "ready after restart / catch-up s | snapshot MiB | accounted B/key | RSS B/key | "
+          "ready after restart / catch-up s | snapshot MiB | last snapshot build ms | "
+          "accounted B/key | RSS B/key | "
           "leader peak while sending MiB | follower peak while installing MiB |")
-    print("|" + "---|" * 15)
+    print("|" + "---|" * 16)
     for r in rows:
         f = lambda v, fmt="{:.1f}": "-" if v is None else fmt.format(v)
         above = lambda v: (v - r["idle"]) * 2**20 / RAW
         print(f"| {r['label']} | {r['setup']} | {f(r['idle'])} | {f(r['load_s'])} | {f(r['peak'])} | "
               f"{f(r['rss'])} | {above(r['rss']):.2f} | {above(r['peak']):.2f} | "
               f"{f(r['rss_restart'])} | {f(r['restart_s'])} | "
-              f"{f(r['snapshot_mib'])} | {f(r['accounted_per_key'], '{:.0f}')} | "
+              f"{f(r['snapshot_mib'])} | {f(r['build_ms'], '{:.0f}')} | "
+              f"{f(r['accounted_per_key'], '{:.0f}')} | "
               f"{f(r['rss_per_key'], '{:.0f}')} | {f(r.get('leader_peak_send'))} | "
               f"{f(r.get('follower_peak_install'))} |")
 

@@ -294,6 +294,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 
     async fn build_snapshot(&mut self) -> Result<typ::Snapshot, io::Error> {
         let _one = self.shared.build.lock().await;
+        let started = std::time::Instant::now();
         let (meta, stats) = {
             let mut st = self.shared.state.write().map_err(|_| lock_poisoned())?;
             let stats = st
@@ -320,7 +321,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .cache
             .end_capture();
         let path = written??;
-        tracing::info!(last_log_id = ?meta.last_log_id, keys = stats.keys, path = %path.display(), "snapshot taken");
+        let build_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(last_log_id = ?meta.last_log_id, keys = stats.keys, build_ms, path = %path.display(), "snapshot taken");
         *self.shared.current.lock().map_err(|_| lock_poisoned())? =
             Some((meta.clone(), path.clone()));
         Ok(typ::Snapshot {
