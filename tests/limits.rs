@@ -346,14 +346,7 @@ async fn peer_bodies_are_bounded_by_the_config() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stalled_peer_body_gets_408() {
     let _serial = SERIAL.lock().await;
-    let c = TestCluster::start_tuned(
-        1,
-        dcache::node::Tuning {
-            header_timeout: Duration::from_secs(1),
-        },
-        |_| {},
-    )
-    .await;
+    let c = one_node_with_a_1s_header_timeout().await;
     let raft = c.nodes[0].raft;
     for (path, partial) in [
         ("/raft/append", &b"\x85"[..]),
@@ -410,14 +403,7 @@ async fn redis_ping(addr: std::net::SocketAddr) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_command_timeout_closes_a_stalled_command_not_an_idle_connection() {
     let _serial = SERIAL.lock().await;
-    let c = TestCluster::start_tuned(
-        1,
-        dcache::node::Tuning {
-            header_timeout: Duration::from_secs(1),
-        },
-        |_| {},
-    )
-    .await;
+    let c = one_node_with_a_1s_header_timeout().await;
     let redis = c.node(0).redis_addr.expect("redis listener");
     let mut idle = TcpStream::connect(redis).await.unwrap();
     let mut stalled = TcpStream::connect(redis).await.unwrap();
@@ -462,4 +448,17 @@ async fn redis_command_timeout_closes_a_stalled_command_not_an_idle_connection()
         .unwrap();
     assert_eq!(&got, b"+PONG\r\n");
     c.shutdown_all().await;
+}
+
+/// One node whose header timeout (and so peer body and Redis command
+/// timeouts) is 1 s.
+async fn one_node_with_a_1s_header_timeout() -> TestCluster {
+    TestCluster::start_tuned(
+        1,
+        dcache::node::Tuning {
+            header_timeout: Duration::from_secs(1),
+        },
+        |_| {},
+    )
+    .await
 }
