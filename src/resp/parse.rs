@@ -222,8 +222,6 @@ fn escape(quote: u8, rest: &[u8]) -> (u8, usize) {
 
 #[cfg(test)]
 mod tests {
-    use proptest::prelude::*;
-
     use super::*;
 
     const LIM: Limits = Limits {
@@ -238,16 +236,6 @@ mod tests {
             out.push(cmd);
         }
         Ok(out)
-    }
-
-    fn encode(cmd: &[Vec<u8>]) -> Vec<u8> {
-        let mut v = format!("*{}\r\n", cmd.len()).into_bytes();
-        for a in cmd {
-            v.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            v.extend_from_slice(a);
-            v.extend_from_slice(b"\r\n");
-        }
-        v
     }
 
     #[test]
@@ -288,43 +276,5 @@ mod tests {
         assert_eq!(e(b"*1\r\n$1\r\nab\r\n"), "invalid bulk length");
         assert_eq!(e(b"set a \"b\r\n"), "unbalanced quotes in request");
         assert_eq!(e(&vec![b'a'; MAX_INLINE + 1]), "too big inline request");
-    }
-
-    proptest! {
-        /// Any bytes: an error or commands, never a panic, and a buffer
-        /// that only shrinks.
-        #[test]
-        fn garbage_never_panics(input in proptest::collection::vec(any::<u8>(), 0..2048)) {
-            let mut buf = BytesMut::from(&input[..]);
-            for _ in 0..input.len() + 1 {
-                let before = buf.len();
-                match parse(&mut buf, LIM) {
-                    Ok(Some(_)) => prop_assert!(buf.len() < before),
-                    Ok(None) | Err(_) => break,
-                }
-            }
-        }
-
-        /// Valid commands split at every byte parse the same as whole.
-        #[test]
-        fn split_at_every_byte(cmds in proptest::collection::vec(
-            proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..6), 1..4)
-        ) {
-            let wire: Vec<u8> = cmds.iter().flat_map(|c| encode(c)).collect();
-            prop_assert_eq!(&all(&wire).unwrap(), &cmds);
-            for cut in 0..wire.len() {
-                let mut buf = BytesMut::from(&wire[..cut]);
-                let mut got = Vec::new();
-                while let Some(c) = parse(&mut buf, LIM).unwrap() {
-                    got.push(c);
-                }
-                buf.extend_from_slice(&wire[cut..]);
-                while let Some(c) = parse(&mut buf, LIM).unwrap() {
-                    got.push(c);
-                }
-                prop_assert_eq!(&got, &cmds);
-                prop_assert!(buf.is_empty());
-            }
-        }
     }
 }

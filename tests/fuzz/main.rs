@@ -1,7 +1,7 @@
 //! Property-based fuzzing (proptest, stable Rust) of everything that parses
 //! untrusted bytes: key and query decoding, the HTTP handlers, WAL records,
-//! snapshot blobs and files, the YAML config, the tokens file, route needs
-//! and presented bearer tokens; plus the cache's accounting
+//! snapshot blobs and files, the YAML config, the tokens file, route needs,
+//! presented bearer tokens and RESP requests; plus the cache's accounting
 //! and determinism under random command sequences.
 //!
 //! Properties: no panic, no huge allocation from a lying length header
@@ -46,6 +46,7 @@ mod cache;
 mod config_file;
 mod http;
 mod key_decoding;
+mod resp;
 mod storage;
 
 // --- largest allocation, per thread ---------------------------------------
