@@ -25,8 +25,8 @@ use crate::auth::Need;
 use crate::auth::Principal;
 use crate::auth::Role;
 
-use super::admin::COMMANDS;
 use super::reply::Frame;
+use super::table::COMMANDS;
 
 /// Redis's answer to a command before authentication.
 pub const NOAUTH: &str = "NOAUTH Authentication required.";

@@ -10,7 +10,9 @@
 //! - `admin`: server commands (INFO, CONFIG, CLIENT, COMMAND, ...);
 //! - `route`: run on the leader, forwarding once from a follower;
 //! - `auth`: AUTH / HELLO AUTH with the HTTP API's tokens, and every
-//!   command's role and key check.
+//!   command's role and key check;
+//! - `table`: the command table (arity, flags, key positions) `admin` and
+//!   `auth` both read (a leaf, so they do not import each other).
 //!
 //! Invariants:
 //! - Every data command is linearizable on any node: writes go through
@@ -42,6 +44,7 @@ pub mod parse;
 pub mod reply;
 pub mod route;
 pub mod session;
+pub mod table;
 
 use std::collections::BTreeMap;
 use std::collections::VecDeque;

@@ -1,0 +1,71 @@
+//! The command table: every command served, with Redis's arity, flags and
+//! key positions. COMMAND answers from it (`admin`), the role and key
+//! checks read it (`auth`), and README lists it. A leaf: it imports
+//! nothing, so both can use it without importing each other.
+
+/// (name, arity, flags, first key, last key, key step), as COMMAND INFO
+/// shows them.
+pub type CommandSpec = (&'static str, i64, &'static [&'static str], i64, i64, i64);
+
+/// Every command served: (name, arity as Redis counts it, flags, first
+/// key, last key, key step). COMMAND and README list these.
+pub const COMMANDS: &[CommandSpec] = &[
+    ("append", 3, &["write"], 1, 1, 1),
+    ("auth", -2, &["fast", "no_auth"], 0, 0, 0),
+    ("client", -2, &["admin"], 0, 0, 0),
+    ("command", -1, &["loading"], 0, 0, 0),
+    ("config", -2, &["admin"], 0, 0, 0),
+    ("dbsize", 1, &["readonly"], 0, 0, 0),
+    ("decr", 2, &["write"], 1, 1, 1),
+    ("decrby", 3, &["write"], 1, 1, 1),
+    ("del", -2, &["write"], 1, -1, 1),
+    ("discard", 1, &["fast"], 0, 0, 0),
+    ("echo", 2, &["fast"], 0, 0, 0),
+    ("exec", 1, &["skip_slowlog"], 0, 0, 0),
+    ("exists", -2, &["readonly"], 1, -1, 1),
+    ("expire", -3, &["write"], 1, 1, 1),
+    ("expireat", -3, &["write"], 1, 1, 1),
+    ("expiretime", 2, &["readonly"], 1, 1, 1),
+    ("flushall", -1, &["write"], 0, 0, 0),
+    ("flushdb", -1, &["write"], 0, 0, 0),
+    ("get", 2, &["readonly"], 1, 1, 1),
+    ("getdel", 2, &["write"], 1, 1, 1),
+    ("getex", -2, &["write"], 1, 1, 1),
+    ("getrange", 4, &["readonly"], 1, 1, 1),
+    ("getset", 3, &["write"], 1, 1, 1),
+    ("hello", -1, &["fast"], 0, 0, 0),
+    ("incr", 2, &["write"], 1, 1, 1),
+    ("incrby", 3, &["write"], 1, 1, 1),
+    ("incrbyfloat", 3, &["write"], 1, 1, 1),
+    ("info", -1, &["loading"], 0, 0, 0),
+    ("keys", 2, &["readonly"], 0, 0, 0),
+    ("mget", -2, &["readonly"], 1, -1, 1),
+    ("mset", -3, &["write"], 1, -1, 2),
+    ("msetnx", -3, &["write"], 1, -1, 2),
+    ("multi", 1, &["fast"], 0, 0, 0),
+    ("persist", 2, &["write"], 1, 1, 1),
+    ("pexpire", -3, &["write"], 1, 1, 1),
+    ("pexpireat", -3, &["write"], 1, 1, 1),
+    ("pexpiretime", 2, &["readonly"], 1, 1, 1),
+    ("ping", -1, &["fast"], 0, 0, 0),
+    ("psetex", 4, &["write"], 1, 1, 1),
+    ("pttl", 2, &["readonly"], 1, 1, 1),
+    ("quit", -1, &["fast"], 0, 0, 0),
+    ("randomkey", 1, &["readonly"], 0, 0, 0),
+    ("reset", 1, &["fast"], 0, 0, 0),
+    ("scan", -2, &["readonly"], 0, 0, 0),
+    ("select", 2, &["fast"], 0, 0, 0),
+    ("set", -3, &["write"], 1, 1, 1),
+    ("setex", 4, &["write"], 1, 1, 1),
+    ("setnx", 3, &["write"], 1, 1, 1),
+    ("setrange", 4, &["write"], 1, 1, 1),
+    ("strlen", 2, &["readonly"], 1, 1, 1),
+    ("substr", 4, &["readonly"], 1, 1, 1),
+    ("time", 1, &["fast"], 0, 0, 0),
+    ("ttl", 2, &["readonly"], 1, 1, 1),
+    ("type", 2, &["readonly"], 1, 1, 1),
+    ("unlink", -2, &["write"], 1, -1, 1),
+    ("unwatch", 1, &["fast"], 0, 0, 0),
+    ("wait", 3, &["fast"], 0, 0, 0),
+    ("watch", -2, &["fast"], 1, -1, 1),
+];
