@@ -83,7 +83,8 @@ fn served_fingerprint(addr: std::net::SocketAddr, dir: &Path, client: &str) -> S
 /// Three nodes join, replicate and forward over mutual TLS (HTTP and
 /// Raft); clients reach HTTP and Redis over TLS with the CA and a client
 /// certificate; plain HTTP, no client certificate, an expired one, another
-/// CA's, and a client that trusts another CA are all refused.
+/// CA's, and a client that trusts another CA are all refused, on the
+/// client port and on the Raft port.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tls_cluster_serves_https_and_redis_and_refuses_the_rest() {
     if !have_openssl("a_tls_cluster_serves_https_and_redis_and_refuses_the_rest") {
@@ -104,6 +105,11 @@ async fn a_tls_cluster_serves_https_and_redis_and_refuses_the_rest() {
     let url = c.url(l, "/v1/kv/k");
     let good = https(certs::client_tls(dir, Some("client")));
     assert_eq!(reaches(&good, &url).await, Ok(200));
+    // The Raft listener completes the handshake with a CA-signed
+    // certificate (then answers 401: no cluster secret), and refuses the
+    // same bad certificates as the client port at the handshake.
+    let raft_url = format!("https://{}/raft/info", c.nodes[l].raft);
+    assert_eq!(reaches(&good, &raft_url).await, Ok(401));
     for (what, client) in [
         ("no client certificate", https(certs::client_tls(dir, None))),
         (
@@ -127,6 +133,8 @@ async fn a_tls_cluster_serves_https_and_redis_and_refuses_the_rest() {
     ] {
         let r = reaches(&client, &url).await;
         assert!(r.is_err(), "{what}: {r:?}");
+        let r = reaches(&client, &raft_url).await;
+        assert!(r.is_err(), "Raft port, {what}: {r:?}");
     }
     // Plain HTTP to the TLS port: no HTTP answer, the connection closes.
     let resp = raw::request(
