@@ -218,39 +218,6 @@ impl Session {
             self.run(op).await.encode(self.proto, out);
             return;
         }
-        // Reads only (a pipeline of GETs): one read index for all, no log
-        // entry.
-        if batch.iter().all(|op| matches!(op, MultiOp::Read(_))) {
-            let qs: Vec<Query> = batch
-                .into_iter()
-                .filter_map(|op| match op {
-                    MultiOp::Read(q) => Some(q),
-                    _ => None,
-                })
-                .collect();
-            let frames: Vec<Frame> = match self
-                .server
-                .run(&Op::Reads(qs.clone()), self.deadline())
-                .await
-            {
-                Ok(Response::Multi {
-                    results: Some(results),
-                }) if results.len() == qs.len() => results
-                    .into_iter()
-                    .zip(&qs)
-                    .map(|(r, q)| self.response(Some(q), r))
-                    .collect(),
-                Ok(other) => {
-                    let f = Frame::err(format!("ERR unexpected response {other:?}"));
-                    vec![f; qs.len()]
-                }
-                Err(e) => vec![Frame::Error(e); qs.len()],
-            };
-            for f in frames {
-                f.encode(self.proto, out);
-            }
-            return;
-        }
         let queries: Vec<Option<Query>> = batch
             .iter()
             .map(|op| match op {
@@ -258,11 +225,17 @@ impl Session {
                 _ => None,
             })
             .collect();
-        let cmd = Command::Multi {
-            watch: Vec::new(),
-            ops: batch,
+        // Reads only (a pipeline of GETs): one read index for all, no log
+        // entry. Anything else: one log entry.
+        let op = if queries.iter().all(Option::is_some) {
+            Op::Reads(queries.iter().flatten().cloned().collect())
+        } else {
+            Op::Write(Command::Multi {
+                watch: Vec::new(),
+                ops: batch,
+            })
         };
-        let frames = match self.server.run(&Op::Write(cmd), self.deadline()).await {
+        let frames = match self.server.run(&op, self.deadline()).await {
             Ok(Response::Multi {
                 results: Some(results),
             }) => results
