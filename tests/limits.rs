@@ -379,22 +379,24 @@ async fn a_stalled_peer_body_gets_408() {
 }
 
 /// `PING` on a fresh connection to a Redis port: whether `+PONG` came back.
+/// (testkit's fallible reply parser: a refused or cut connection is false).
 async fn redis_ping(addr: std::net::SocketAddr) -> bool {
+    use dcache_testkit::redis::Bounds;
+    use dcache_testkit::redis::Value;
     let Ok(mut s) = TcpStream::connect(addr).await else {
         return false;
     };
-    if s.write_all(b"*1\r\n$4\r\nPING\r\n").await.is_err() {
+    if s.write_all(&dcache_testkit::redis::encode(&[b"PING"]))
+        .await
+        .is_err()
+    {
         return false;
     }
-    let mut got = Vec::new();
-    let mut buf = [0u8; 64];
-    while !got.ends_with(b"\r\n") {
-        match s.read(&mut buf).await {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-        }
-    }
-    got == b"+PONG\r\n"
+    let mut rd = tokio::io::BufReader::new(s);
+    matches!(
+        dcache_testkit::redis::read_value(&mut rd, Bounds::TESTS).await,
+        Ok(Value::Simple(ref pong)) if pong == "PONG"
+    )
 }
 
 /// A Redis connection that started a command must finish it within the

@@ -210,14 +210,14 @@ async fn a_pipeline_of_ten_thousand_commands_answers_in_order() {
     c.shutdown_all().await;
 }
 
-/// A pipeline of reads shares one linearization point and adds nothing to
+/// A pipeline of reads shares one read index and adds nothing to
 /// the Raft log (only writes are proposed), on the leader and on a
 /// follower; each read still sees every write acknowledged before it, and
 /// a read after a write in the same pipeline sees that write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pipeline_of_reads_is_answered_without_a_log_entry() {
     let c = TestCluster::start(3, |_| {}).await;
-    let leader = (0..3).find(|&i| c.node(i).cluster.is_leader()).unwrap();
+    let leader = c.leader().await;
     let follower = (0..3).find(|&i| i != leader).unwrap();
     let mut w = Client::connect(("127.0.0.1", port(&c, leader))).await;
     for j in 0..20 {
@@ -421,7 +421,7 @@ async fn a_full_cache_answers_oom_and_no_quorum_answers_tryagain() {
     // Without a quorum (the leader and one follower stopped), the last node
     // answers TRYAGAIN: not applied.
     let mut c = c;
-    let leader = (0..3).find(|&i| c.node(i).cluster.is_leader()).unwrap();
+    let leader = c.leader().await;
     let other = (0..3).find(|&i| i != leader).unwrap();
     let last = (0..3).find(|&i| i != leader && i != other).unwrap();
     let mut cl = Client::connect(("127.0.0.1", port(&c, last))).await;

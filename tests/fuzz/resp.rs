@@ -14,14 +14,10 @@ const LIM: Limits = Limits {
     max_args: 64,
 };
 
+/// A command as a client sends it (testkit's one RESP encoder).
 fn encode(cmd: &[Vec<u8>]) -> Vec<u8> {
-    let mut v = format!("*{}\r\n", cmd.len()).into_bytes();
-    for a in cmd {
-        v.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        v.extend_from_slice(a);
-        v.extend_from_slice(b"\r\n");
-    }
-    v
+    let args: Vec<&[u8]> = cmd.iter().map(Vec::as_slice).collect();
+    dcache_testkit::redis::encode(&args)
 }
 
 proptest! {
