@@ -370,17 +370,21 @@ fn log_tail(path: &Path, offset: u64) -> String {
     match read() {
         Ok(text) => {
             let lines: Vec<&str> = text.lines().collect();
-            lines[lines.len().saturating_sub(TAIL_LINES)..]
-                .iter()
-                .map(|l| match l.char_indices().nth(TAIL_LINE_CHARS) {
-                    Some((cut, _)) => format!("{} [...]", &l[..cut]),
-                    None => l.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
+            last_lines(&lines, TAIL_LINES, TAIL_LINE_CHARS).join("\n")
         }
         Err(e) => format!("(cannot read {}: {e})", path.display()),
     }
+}
+
+/// The last `n` of `lines`, each cut to `max_chars` (marked `[...]`).
+pub fn last_lines(lines: &[&str], n: usize, max_chars: usize) -> Vec<String> {
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| match l.char_indices().nth(max_chars) {
+            Some((cut, _)) => format!("{} [...]", &l[..cut]),
+            None => l.to_string(),
+        })
+        .collect()
 }
 
 pub struct Db {

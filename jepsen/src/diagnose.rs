@@ -75,11 +75,5 @@ fn notable(path: &Path) -> Vec<String> {
         wanted && !noise
     };
     let lines: Vec<&str> = text.lines().filter(keep).collect();
-    lines[lines.len().saturating_sub(LINES)..]
-        .iter()
-        .map(|l| match l.char_indices().nth(LINE_CHARS) {
-            Some((cut, _)) => format!("{} [...]", &l[..cut]),
-            None => l.to_string(),
-        })
-        .collect()
+    crate::db::last_lines(&lines, LINES, LINE_CHARS)
 }

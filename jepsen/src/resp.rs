@@ -1,8 +1,8 @@
 //! The RESP workload: Redis-protocol clients on every node's Redis port.
 //!
 //! Register keys `rk0..` take `GET` (alone, or two in one pipeline),
-//! `SET`, `SET .. NX`, `SET .. GET` and `DEL` and join the main history, so the linearizability checker checks
-//! them with the HTTP workloads' keys (the key spaces do not overlap; the
+//! `SET`, `SET .. NX`, `SET .. GET` and `DEL` and join the main history, so
+//! the linearizability checker checks them with the HTTP workloads' keys (the key spaces do not overlap; the
 //! final linearizable reads over HTTP see the same store). Counter keys
 //! `ck0..` take only `INCR` and `GET`, checked by [`checker::counter`]
 //! (an `INCR` of unknown outcome has no result the register model could
@@ -158,6 +158,15 @@ fn bulk_string(r: &Value) -> Option<Option<String>> {
     }
 }
 
+/// A GET's reply as a read's outcome (anything but a value or nil: failed,
+/// and dropped from the history).
+fn read_outcome(r: Option<&Value>) -> Outcome {
+    match r.and_then(bulk_string) {
+        Some(v) => Outcome::Ok(Ret::Read(v)),
+        None => Outcome::Fail,
+    }
+}
+
 /// The counter events the RESP clients recorded.
 pub(crate) type Counters = std::sync::Mutex<Vec<CounterEvent>>;
 
@@ -254,20 +263,16 @@ pub(crate) async fn resp_loop(ctx: Arc<RespCtx>, seed: u64, until: Instant) {
             let value = format!("r{client}-{counter}");
             let (op, outcome) = match choice {
                 5 if ctx.keys > 1 => {
-                    // Two GETs in one write: the server answers them at one
-                    // read point (README "Redis protocol"). Each is a read
-                    // over the same interval; the second is recorded as
-                    // another client's (a client's ops are sequential).
+                    // Two GETs in one write: the server answers them with
+                    // one read index (README "Redis protocol"). Each is a
+                    // read over the same interval; the second is recorded
+                    // as another client's (a client's ops are sequential).
                     let other = format!("rk{}", rng.gen_range(0..ctx.keys));
                     let r = conns
                         .pipeline(node, &[&["GET", &key], &["GET", &other]])
                         .await;
-                    let read = |v: Option<&Value>| match v.and_then(bulk_string) {
-                        Some(v) => Outcome::Ok(Ret::Read(v)),
-                        None => Outcome::Fail,
-                    };
                     let (first, second) = match &r {
-                        Ok(v) => (read(v.first()), read(v.get(1))),
+                        Ok(v) => (read_outcome(v.first()), read_outcome(v.get(1))),
                         Err(_) => (Outcome::Fail, Outcome::Fail),
                     };
                     let c2 = rec.new_client();
@@ -276,11 +281,7 @@ pub(crate) async fn resp_loop(ctx: Arc<RespCtx>, seed: u64, until: Instant) {
                 }
                 3..=5 => {
                     let r = conns.call(node, &["GET", &key]).await;
-                    let outcome = match r.as_ref().ok().and_then(bulk_string) {
-                        Some(v) => Outcome::Ok(Ret::Read(v)),
-                        None => Outcome::Fail,
-                    };
-                    (Op::Read, outcome)
+                    (Op::Read, read_outcome(r.as_ref().ok()))
                 }
                 6 => {
                     let r = conns.call(node, &["SET", &key, &value]).await;
