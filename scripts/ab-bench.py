@@ -24,14 +24,11 @@ Build the before binary from another commit into its own path, e.g.
 """
 
 import argparse
-import csv
-import io
 import os
-import subprocess
 import statistics
 import sys
 
-from benchlib import bench, local_cluster
+from benchlib import bench, local_cluster, redis_benchmark
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CASES = [
@@ -63,16 +60,11 @@ def cpu_ticks(pids):
 
 def redis_bench(port, extra):
     """One redis-benchmark case against `port`: a report like `bench`'s."""
-    r = subprocess.run(
-        ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", "50", "-d", "100",
-         "-r", "100000", "--csv"] + extra,
-        capture_output=True, text=True, check=True, timeout=600)
-    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    rows = redis_benchmark(port, ["-c", "50", "-d", "100", "-r", "100000"] + extra, "ab-bench")
     if len(rows) != 1:
-        raise SystemExit(f"ab-bench: unexpected redis-benchmark output:\n{r.stdout}{r.stderr}")
-    row = rows[0]
-    return {"ops_per_sec": float(row["rps"]), "p50_ms": float(row["p50_latency_ms"]),
-            "p99_ms": float(row["p99_latency_ms"]),
+        raise SystemExit(f"ab-bench: expected one redis-benchmark test, got {sorted(rows)}")
+    (row,) = rows.values()
+    return {"ops_per_sec": row["rps"], "p50_ms": row["p50"], "p99_ms": row["p99"],
             "requests": int(extra[extra.index("-n") + 1]), "errors": 0}
 
 

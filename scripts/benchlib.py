@@ -1,10 +1,13 @@
-"""What the cluster benchmark scripts share (scripts/ab-bench.py,
-scripts/scale-bench.py): a local cluster started by scripts/cluster.sh in a
-temp dir and stopped (by the PIDs cluster.sh recorded) and deleted after, and
-one `dcache bench --json` run. Standard library only.
+"""What the benchmark scripts share (scripts/ab-bench.py,
+scripts/scale-bench.py, scripts/compare-redis.py): a local cluster started by
+scripts/cluster.sh in a temp dir and stopped (by the PIDs cluster.sh
+recorded) and deleted after, one `dcache bench --json` run, and one
+`redis-benchmark --csv` run. Standard library only.
 """
 
 import contextlib
+import csv
+import io
 import json
 import os
 import shutil
@@ -39,3 +42,23 @@ def bench(gen_bin, args):
     r = subprocess.run([gen_bin, "bench", "--json"] + args,
                        capture_output=True, text=True, check=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def redis_benchmark(port, args, who):
+    """`redis-benchmark -h 127.0.0.1 -p PORT --csv ARGS`: {test: {rps, p50,
+    p99}} (ms), one entry per test it ran. `who` names the caller in the
+    error raised on output that is not its CSV."""
+    r = subprocess.run(
+        ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "--csv"] + args,
+        capture_output=True, text=True, check=True, timeout=600)
+    out = {}
+    for row in csv.DictReader(io.StringIO(r.stdout)):
+        try:
+            out[row["test"]] = {"rps": float(row["rps"]), "p50": float(row["p50_latency_ms"]),
+                                "p99": float(row["p99_latency_ms"])}
+        except (KeyError, TypeError, ValueError):
+            out = {}
+            break
+    if not out:
+        raise SystemExit(f"{who}: unexpected redis-benchmark output:\n{r.stdout}{r.stderr}")
+    return out

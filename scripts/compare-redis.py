@@ -16,8 +16,6 @@ Usage: scripts/compare-redis.py [--rounds N] [--requests N] [--no-doc]
 """
 
 import argparse
-import csv
-import io
 import os
 import re
 import shutil
@@ -27,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from benchlib import redis_benchmark
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(REPO, "target", "release", "dcache")
@@ -50,17 +50,11 @@ def wait_port(port, timeout=30):
 
 def bench(port, pipeline, args):
     n = args.requests * (5 if pipeline > 1 else 1)
-    r = subprocess.run(
-        ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", "set,get",
-         "-c", "50", "-d", "100", "-r", str(args.keys), "-n", str(n),
-         "-P", str(pipeline), "--csv"],
-        capture_output=True, text=True, check=True, timeout=600)
-    out = {}
-    for row in csv.DictReader(io.StringIO(r.stdout)):
-        out[row["test"]] = {"rps": float(row["rps"]), "p50": float(row["p50_latency_ms"]),
-                            "p99": float(row["p99_latency_ms"])}
+    out = redis_benchmark(
+        port, ["-t", "set,get", "-c", "50", "-d", "100", "-r", str(args.keys), "-n", str(n),
+               "-P", str(pipeline)], "compare-redis")
     if set(out) != {"SET", "GET"}:
-        raise SystemExit(f"compare-redis: unexpected redis-benchmark output:\n{r.stdout}{r.stderr}")
+        raise SystemExit(f"compare-redis: expected SET and GET from redis-benchmark, got {sorted(out)}")
     return out
 
 
