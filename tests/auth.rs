@@ -454,10 +454,11 @@ async fn redis_auth_without_tokens_configured() {
     c.shutdown_all().await;
 }
 
-/// With tokens on and no cluster secret, a follower cannot forward a Redis
-/// write (the leader's `/internal/kv` is for members): the client gets an
-/// error naming the fix, not a retry hint; reads run on the follower.
-/// With a secret, the same write is forwarded.
+/// With tokens on and no cluster secret, a follower hands Redis writes to
+/// the leader over the Raft port (a member's channel, which needs no
+/// token), but cannot forward a read it must not answer itself (the
+/// leader's `/internal/kv` is for members): the client gets an error
+/// naming the fix, not a retry hint. With a secret, both work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_forwarding_with_tokens_needs_the_secret() {
     // With a secret: the cluster forms with tokens on, and a follower
@@ -480,8 +481,8 @@ async fn redis_forwarding_with_tokens_needs_the_secret() {
 
     // Without one: a cluster formed before tokens were turned on, then
     // restarted with them (joins need the secret, so this is the only way
-    // to get there). The leader refuses the forwarded command, and the
-    // client is told why, not to retry.
+    // to get there), and with LRU eviction, so that a follower forwards
+    // reads too (the leader must see every access).
     let dir = tempfile::tempdir().unwrap();
     let t = tokens(dir.path());
     let mut c = TestCluster::start(3, |_| {}).await;
@@ -489,16 +490,21 @@ async fn redis_forwarding_with_tokens_needs_the_secret() {
         c.stop(i, true).await;
     }
     for i in 0..3 {
-        c.nodes[i].cfg.auth.enabled = true;
-        c.nodes[i].cfg.auth.tokens_file = t.file.clone();
+        let cfg = &mut c.nodes[i].cfg;
+        cfg.auth.enabled = true;
+        cfg.auth.tokens_file = t.file.clone();
+        cfg.cache.eviction_policy = dcache::config::EvictionPolicy::AllkeysLru;
+        cfg.cache.max_memory = dcache::config::ByteSize(64 << 20);
         c.restart(i).await;
     }
     let l = c.leader().await;
     let f = (0..3).find(|i| *i != l).unwrap();
     let mut r = Redis::connect(c.node(f).redis_addr.unwrap()).await;
     assert_eq!(r.cmd(&["AUTH", &t.write]).await, Value::ok());
-    let set = r.cmd(&["SET", "k", "v"]).await;
-    let e = err(&set);
+    assert_eq!(r.cmd(&["SET", "k", "v"]).await, Value::ok(), "a write");
+    // The leader refuses the forwarded read, and the client is told why.
+    let get = r.cmd(&["GET", "k"]).await;
+    let e = err(&get);
     assert!(
         e.starts_with("ERR the leader") && e.contains("cluster.secret"),
         "{e}"
@@ -507,8 +513,8 @@ async fn redis_forwarding_with_tokens_needs_the_secret() {
     assert_eq!(r.cmd(&["AUTH", &t.write]).await, Value::ok());
     assert_eq!(
         r.cmd(&["GET", "k"]).await,
-        Value::Nil,
-        "the refused SET was not applied"
+        Value::bulk("v"),
+        "the write applied"
     );
     c.shutdown_all().await;
 }

@@ -81,7 +81,9 @@ async fn a_follower_that_missed_many_writes_catches_up_by_snapshot() {
                     .send()
                     .await
                     .unwrap();
-                assert!(r.status().is_success(), "write failed: {}", r.status());
+                let status = r.status();
+                let body = r.text().await.unwrap_or_default();
+                assert!(status.is_success(), "write failed: {status} {body}");
             }
         }));
     }
@@ -211,10 +213,11 @@ async fn followers_forward_and_redirect() {
     let c = TestCluster::start(3, |_| {}).await;
     let leader = c.leader().await;
     let f = (leader + 1) % 3;
-    // Forwarded write: the leader's response comes back, served by the leader.
+    // Forwarded write: the follower hands the command to the leader and
+    // answers from its outcome (`cluster::forward`).
     let r = c.req(f, "PUT", "/v1/kv/dir%2Fkey?cas=0", "v1").await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.header(header::SERVED_BY), Some(c.id(leader)));
+    assert_eq!(r.header(header::SERVED_BY), Some(c.id(f)));
     let index = r.json()["modify_index"].as_u64().unwrap();
     assert_eq!(r.header(header::INDEX), Some(index.to_string().as_str()));
     // The query string survived forwarding: a second cas=0 fails with 412.
@@ -239,6 +242,56 @@ async fn followers_forward_and_redirect() {
         r.text(),
         "{\"key\":\"s\",\"message\":\"value set successfully\"}\n"
     );
+    c.shutdown_all().await;
+}
+
+/// Many concurrent writes through one follower go to the leader in
+/// batches (`cluster::forward`): each gets its own outcome (its own Raft
+/// index, its own CAS result), and every acknowledged write is on every
+/// node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_through_a_follower_each_get_their_own_outcome() {
+    let c = TestCluster::start(3, |_| {}).await;
+    let leader = c.leader().await;
+    let f = (leader + 1) % 3;
+    let n = 200;
+    let paths: Vec<String> = (0..n).map(|i| format!("/v1/kv/b{i}")).collect();
+    let puts = paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| c.req(f, "PUT", p, format!("v{i}")));
+    let mut indexes = Vec::new();
+    for (i, r) in futures_util::future::join_all(puts)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(r.status, 200, "write {i}: {}", r.text());
+        assert_eq!(r.json()["key"], format!("b{i}"));
+        indexes.push(
+            r.header(header::RAFT_INDEX)
+                .unwrap()
+                .parse::<u64>()
+                .unwrap(),
+        );
+    }
+    indexes.sort_unstable();
+    indexes.dedup();
+    assert_eq!(indexes.len(), n, "every write has its own log entry");
+    // Concurrent CAS creates of one key through the follower: exactly one
+    // wins, the others are refused with cas_mismatch.
+    let cas = (0..16).map(|i| c.req(f, "PUT", "/v1/kv/once?cas=0", format!("c{i}")));
+    let answers = futures_util::future::join_all(cas).await;
+    let won = answers.iter().filter(|r| r.status == 200).count();
+    assert_eq!(won, 1, "one CAS create wins");
+    for r in answers.iter().filter(|r| r.status != 200) {
+        r.assert_error(Code::CasMismatch);
+    }
+    for node in 0..3 {
+        for i in [0, n / 2, n - 1] {
+            assert_eq!(c.get(node, &format!("b{i}")).await, (200, format!("v{i}")));
+        }
+    }
     c.shutdown_all().await;
 }
 

@@ -59,13 +59,22 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 }
 
 /// What forwarding produced.
-pub enum Forwarded {
+pub enum Forwarded<T = Response> {
     /// The leader's answer (or a redirect, or an outcome-unknown failure).
-    Done(Result<Response, ApiError>),
+    Done(Result<T, ApiError>),
     /// The request was not applied: the leader could not be reached, or the
     /// node taken for the leader is no longer it. The error is the answer if
     /// the caller does not retry.
     Retry(ApiError),
+}
+
+impl<T> Forwarded<T> {
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Forwarded<U> {
+        match self {
+            Forwarded::Done(r) => Forwarded::Done(r.map(f)),
+            Forwarded::Retry(e) => Forwarded::Retry(e),
+        }
+    }
 }
 
 /// Send `raw` to `leader` (or redirect the client to it).

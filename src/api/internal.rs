@@ -1,6 +1,8 @@
 //! `POST /internal/kv`: the leader end of a follower's forwarded Redis
-//! command. The body is a MessagePack [`Op`] (a `kv::Command` to propose,
-//! or a read to run linearizably); the answer is the MessagePack
+//! command. The body is a MessagePack [`Op`] (a read to run linearizably,
+//! or a `kv::Command` to propose: current followers hand writes over the
+//! Raft listener instead, `cluster::forward`, and send one here only to a
+//! leader that lacks that route); the answer is the MessagePack
 //! `kv::Response`, or an [`ApiError`] with its code like every route.
 //!
 //! Invariants:

@@ -110,12 +110,9 @@ impl<T: Clone + Send + 'static> SharedRound<T> {
 }
 
 impl Cluster {
-    /// The peer client for `leader`, reused while it stays leader.
-    fn leader_client(&self, leader: &Leader) -> Option<Arc<PeerClient>> {
-        let mut cached = self.leader_peer.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = cached.as_ref().filter(|c| c.target() == &leader.id) {
-            return Some(c.clone());
-        }
+    /// The peer client for `leader`, reused while it stays leader (follower
+    /// reads and forwarded writes).
+    pub(super) fn leader_client(&self, leader: &Leader) -> Option<Arc<PeerClient>> {
         let node = {
             let m = self.raft.metrics();
             let m = openraft::async_runtime::WatchReceiver::borrow_watched(&m);
@@ -124,6 +121,15 @@ impl Cluster {
                 .get_node(&leader.id)?
                 .clone()
         };
+        let mut cached = self.leader_peer.lock().unwrap_or_else(|e| e.into_inner());
+        // Same id is not enough: a member removed, wiped and added back has
+        // a new incarnation (and maybe address), which RPCs must name.
+        if let Some(c) = cached
+            .as_ref()
+            .filter(|c| c.target() == &leader.id && c.reaches(&node))
+        {
+            return Some(c.clone());
+        }
         let c = Arc::new(self.cfg.peers.peer(leader.id.clone(), &node));
         *cached = Some(c.clone());
         Some(c)

@@ -22,8 +22,9 @@
 //!   the read index before reading. A follower gets the read index from the
 //!   leader (`follower_read`) and reads locally, or forwards the read.
 //!
-//! Not here: forwarding to the leader (the API layer does it, because it
-//! holds the original request); openraft types in the public surface (they
+//! Not here: forwarding a request as it came to the leader (the API layer
+//! does it, because it holds the original request; this module hands the
+//! leader a follower's writes, `forward`); openraft types in the public surface (they
 //! stay in `raft` and inside this module).
 //!
 //! Uses: `raft`, `kv`, `id`, `error`, `net`, `config`, `wire` (header names). Used by: `api`, `resp`, `node`.
@@ -33,6 +34,7 @@ mod evict;
 pub use evict::MAX_VICTIMS as MAX_EVICTION_VICTIMS;
 mod expiry;
 mod follower_read;
+mod forward;
 mod membership;
 mod scan;
 mod status;
@@ -54,6 +56,7 @@ use openraft::errors::RaftError;
 use tokio::time::Instant;
 
 pub use self::evict::Evictor;
+pub use self::forward::Forward;
 pub use self::scan::Scan;
 pub use self::scan::ScanOutcome;
 pub use self::status::CacheStatus;
@@ -164,6 +167,8 @@ pub struct Cluster {
     /// leader's reads waiting for a ReadIndex round (see `follower_read`).
     follower_reads: Arc<follower_read::SharedRound<Option<crate::raft::rpc::ReadIndex>>>,
     leader_reads: Arc<follower_read::SharedRound<LeaderRound>>,
+    /// Client writes waiting to be handed to the leader (`forward`).
+    forwarded_writes: Arc<forward::WriteQueue>,
 }
 
 /// This node's wall clock (ms since the epoch).
@@ -206,6 +211,7 @@ impl Cluster {
             leader_peer: std::sync::Mutex::new(None),
             follower_reads: Arc::default(),
             leader_reads: Arc::default(),
+            forwarded_writes: Arc::default(),
         }
     }
 

@@ -415,6 +415,7 @@ impl Node {
                     body_timeout: tuning.header_timeout,
                 },
                 tls.is_some(),
+                cluster.clone(),
             ),
             raft_stop.clone(),
             ServeOptions {

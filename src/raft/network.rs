@@ -111,6 +111,7 @@ impl PeerNetwork {
             me: self.me.clone(),
             incarnation: node.incarnation,
             base: format!("{scheme}://{}", node.raft_addr),
+            raft_addr: node.raft_addr.clone(),
             rpc_timeout: self.rpc_timeout,
             secret: self.secret.clone(),
         }
@@ -132,6 +133,8 @@ pub struct PeerClient {
     /// The target's incarnation as the membership records it.
     incarnation: u64,
     base: String,
+    /// The target's Raft address as the membership recorded it.
+    raft_addr: String,
     http: Result<reqwest::Client, String>,
     rpc_timeout: Duration,
     secret: Option<ClusterSecret>,
@@ -140,6 +143,19 @@ pub struct PeerClient {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct Msg(String);
+
+/// Why [`PeerClient::writes`] has no outcome for its writes.
+#[derive(Debug, Clone)]
+pub enum WritesFailed {
+    /// The leader refused the request or never got it: nothing proposed.
+    NotSent(String),
+    /// The leader does not serve [`rpc::WRITES`] (an older version).
+    Unsupported,
+    /// No answer within the budget: the writes may commit.
+    TimedOut(String),
+    /// The request went out and the answer was lost: they may commit.
+    Unknown(String),
+}
 
 enum CallError {
     /// No connection, or no answer in time.
@@ -231,6 +247,12 @@ impl PeerClient {
         &self.target
     }
 
+    /// Whether this client still reaches `node` as the membership records
+    /// it now (same incarnation, same Raft address).
+    pub fn reaches(&self, node: &Node) -> bool {
+        self.incarnation == node.incarnation && self.raft_addr == node.raft_addr
+    }
+
     /// Ask the target (the leader) for a read index ([`rpc::READ_INDEX`]),
     /// bounded by `ttl` and `raft.rpc_timeout_ms`. Any failure is a
     /// message: the caller forwards the read instead.
@@ -241,6 +263,66 @@ impl PeerClient {
             .map_err(|e| match e {
                 CallError::Unreachable(m) | CallError::Remote(m) => m.0,
             })
+    }
+
+    /// Hand the target (the leader) client writes ([`rpc::WRITES`]), bounded
+    /// by `ttl` (not by `raft.rpc_timeout_ms`: each write has its client's
+    /// budget). The error says whether the leader may have proposed them.
+    pub async fn writes(
+        &self,
+        w: &rpc::Writes,
+        ttl: Duration,
+    ) -> Result<Vec<rpc::Written>, WritesFailed> {
+        let url = format!("{}{}", self.base, rpc::WRITES);
+        let http = self
+            .http
+            .as_ref()
+            .map_err(|e| WritesFailed::NotSent(format!("{url}: {e}")))?;
+        let body = rmp_serde::to_vec_named(w)
+            .map_err(|e| WritesFailed::NotSent(format!("encode {url}: {e}")))?;
+        let mut req = http
+            .post(&url)
+            .header("content-type", rpc::CONTENT_TYPE)
+            .header(rpc::TO_HEADER, self.target.as_str())
+            .header(rpc::FROM_HEADER, self.me.as_str())
+            .header(rpc::INCARNATION_HEADER, self.incarnation)
+            .timeout(ttl)
+            .body(body);
+        if let Some(s) = &self.secret {
+            req = req.header(crate::wire::header::CLUSTER_SECRET, s.header_value());
+        }
+        let failed = |e: reqwest::Error| {
+            if e.is_connect() {
+                WritesFailed::NotSent(format!("{url}: {e}"))
+            } else if e.is_timeout() {
+                WritesFailed::TimedOut(format!("{url}: no answer within {ttl:?}"))
+            } else {
+                WritesFailed::Unknown(format!("{url}: {e}"))
+            }
+        };
+        let resp = req.send().await.map_err(failed)?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(failed)?;
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Err(WritesFailed::Unsupported);
+        }
+        if !status.is_success() {
+            // The route answers 200 whenever it ran: anything else was
+            // refused before any write was proposed (secret, certificate,
+            // addressee, body size or time).
+            let text = String::from_utf8_lossy(&bytes);
+            return Err(WritesFailed::NotSent(format!("{url}: {status}: {text}")));
+        }
+        let written: Vec<rpc::Written> = rmp_serde::from_slice(&bytes)
+            .map_err(|e| WritesFailed::Unknown(format!("{url}: decode response: {e}")))?;
+        if written.len() != w.writes.len() {
+            return Err(WritesFailed::Unknown(format!(
+                "{url}: {} outcomes for {} writes",
+                written.len(),
+                w.writes.len()
+            )));
+        }
+        Ok(written)
     }
 
     /// One bounded append/vote-style RPC: openraft's deadline, capped by

@@ -70,6 +70,8 @@ pub const TRANSFER_LEADER: &str = "/raft/transfer-leader";
 pub const INFO: &str = "/raft/info";
 /// A follower asks the leader for a read index (see [`ReadIndex`]).
 pub const READ_INDEX: &str = "/raft/read-index";
+/// A follower hands the leader the client writes it received ([`Writes`]).
+pub const WRITES: &str = "/raft/writes";
 /// Header naming the node a peer RPC is meant for. A node that is not that
 /// node answers 421 without passing the RPC to Raft: a process started on a
 /// former member's address must not receive (and act on) its messages.
@@ -133,6 +135,45 @@ pub struct ReadIndex {
     pub leader_ms: u64,
 }
 
+/// The body of [`WRITES`]: client writes that a follower received, each
+/// with what is left of its client's budget. The leader proposes each one
+/// as if a client had sent it there, and answers one [`Written`] per write,
+/// in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Writes {
+    pub writes: Vec<ForwardedWrite>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ForwardedWrite {
+    /// Milliseconds the leader has to commit and apply it.
+    pub budget_ms: u64,
+    pub cmd: crate::kv::Command,
+}
+
+/// One forwarded write's outcome on the leader: applied (its response and
+/// log index), or refused with a code of the error contract (whose class
+/// says whether it was applied; `not_leader` means it was not proposed).
+pub type Written = Result<Applied, Refused>;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Applied {
+    pub response: crate::kv::Response,
+    pub raft_index: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Refused {
+    pub code: crate::wire::Code,
+    pub message: String,
+}
+
+/// What runs forwarded writes on the leader (the cluster service; this
+/// listener only carries them): proposes each write by its budget.
+pub trait Proposer: Send + Sync + 'static {
+    fn propose(&self, writes: Writes) -> futures_util::future::BoxFuture<'_, Vec<Written>>;
+}
+
 /// A MessagePack body: extractor for requests (400 if it does not decode),
 /// responder for answers.
 pub struct MsgPack<T>(pub T);
@@ -192,6 +233,8 @@ struct RpcState {
     /// Bound on reading a message body, and on the wait for each chunk of
     /// a snapshot (a legitimate peer sends within its own RPC deadline).
     body_timeout: Duration,
+    /// Runs the client writes followers forward ([`WRITES`]).
+    proposer: Arc<dyn Proposer>,
 }
 
 /// 408: the body did not arrive within the bound.
@@ -216,7 +259,8 @@ pub struct PeerLimits {
 /// request must carry (None: peers are not authenticated).
 /// `limits`: body sizes and the body timeout ([`PeerLimits`]). `tls`:
 /// the listener serves mutual TLS, so every request's client certificate
-/// must name its sender.
+/// must name its sender. `proposer`: runs forwarded client writes.
+#[allow(clippy::too_many_arguments)]
 pub fn router(
     raft: Raft,
     info: NodeInfo,
@@ -225,6 +269,7 @@ pub fn router(
     secret: Option<ClusterSecret>,
     limits: PeerLimits,
     tls: bool,
+    proposer: Arc<dyn Proposer>,
 ) -> Router {
     let PeerLimits {
         max_append_bytes,
@@ -245,6 +290,10 @@ pub fn router(
             APPEND,
             post(append).layer(DefaultBodyLimit::max(max_append_bytes)),
         )
+        .route(
+            WRITES,
+            post(writes).layer(DefaultBodyLimit::max(max_append_bytes)),
+        )
         .route(SNAPSHOT, post(snapshot))
         .route_layer(axum::middleware::from_fn_with_state(me, addressed_to_us))
         .route(INFO, get(node_info))
@@ -254,6 +303,7 @@ pub fn router(
             contact,
             snapshot_dir,
             body_timeout,
+            proposer,
         })
         .layer(axum::middleware::from_fn_with_state(
             max_append_bytes,
@@ -435,6 +485,12 @@ async fn read_index(State(s): State<RpcState>) -> Answer<ReadIndex> {
         index: linearizer.read_log_id().index(),
         leader_ms,
     }))
+}
+
+/// Propose the client writes a follower forwarded, each by its own budget,
+/// and answer their outcomes in order (always 200: a refusal is per write).
+async fn writes(State(s): State<RpcState>, MsgPack(w): MsgPack<Writes>) -> MsgPack<Vec<Written>> {
+    MsgPack(s.proposer.propose(w).await)
 }
 
 async fn vote(

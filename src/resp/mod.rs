@@ -18,8 +18,9 @@
 //! - Every data command is linearizable on any node: writes go through
 //!   `Cluster::write` (read-modify-write commands are `kv::Command::Rmw`,
 //!   applied in the state machine), reads through `Cluster::query`
-//!   (ReadIndex on the leader); a follower forwards to the leader's HTTP
-//!   port (`POST /internal/kv`), one hop.
+//!   (ReadIndex on the leader); a follower forwards once to the leader:
+//!   writes with `Cluster::forward_write`, reads to its HTTP port
+//!   (`POST /internal/kv`).
 //! - A reply is sent only after the write is committed and applied (durable
 //!   on a quorum before `+OK`).
 //! - Input is bounded: bulk strings by `http.max_value_bytes`, keys by

@@ -1,7 +1,9 @@
 //! Run a command on the leader, from any node: here if this node leads,
-//! else forwarded once to the leader's `POST /internal/kv` (HTTP port,
-//! MessagePack), so every command is linearizable on every node and clients
-//! never see MOVED. Failures become Redis errors by the error contract's
+//! else forwarded once to the leader, so every command is linearizable on
+//! every node and clients never see MOVED: a write with the other writes
+//! waiting on this node (`Cluster::forward_write`, the leader's Raft
+//! listener), a read to the leader's `POST /internal/kv` (HTTP port,
+//! MessagePack). Failures become Redis errors by the error contract's
 //! class.
 //!
 //! Invariants:
@@ -16,6 +18,7 @@
 use tokio::time::Instant;
 
 use super::Server;
+use crate::cluster::Forward;
 use crate::error::Error;
 use crate::error::Leader;
 use crate::kv::Response;
@@ -72,7 +75,26 @@ impl Server {
                 Err(Error::NotLeader(l)) => l,
                 Err(e) => return Err(local_error(&e)),
             };
-            match self.forward(op, &leader, deadline).await {
+            let forwarded = match op {
+                // A write goes to the leader with the follower's other
+                // waiting writes (`Cluster::forward_write`), as HTTP
+                // writes do; reads (and writes to an older leader) go to
+                // its `/internal/kv`.
+                Op::Write(cmd) => match self
+                    .cluster
+                    .forward_write(cmd.clone(), &leader, deadline)
+                    .await
+                {
+                    Ok(out) => Forwarded::Done(Ok(out.response)),
+                    Err(Forward::Retry(code, msg)) => Forwarded::Retry(redis_error(code, &msg)),
+                    Err(Forward::Failed(code, msg)) => {
+                        Forwarded::Done(Err(redis_error(code, &msg)))
+                    }
+                    Err(Forward::Unsupported) => self.forward(op, &leader, deadline).await,
+                },
+                _ => self.forward(op, &leader, deadline).await,
+            };
+            match forwarded {
                 Forwarded::Done(r) => return r,
                 Forwarded::Retry(e) => last = Some(e),
             }
