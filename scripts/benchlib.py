@@ -1,8 +1,9 @@
 """What the benchmark scripts share (scripts/ab-bench.py,
 scripts/scale-bench.py, scripts/compare-redis.py): a local cluster started by
 scripts/cluster.sh in a temp dir and stopped (by the PIDs cluster.sh
-recorded) and deleted after, one `dcache bench --json` run, and one
-`redis-benchmark --csv` run. Standard library only.
+recorded) and deleted after, one `dcache bench --json` run, one
+`redis-benchmark --csv` run, and the replacement of a generated section of
+docs/BENCHMARKS.md. Standard library only.
 """
 
 import contextlib
@@ -10,6 +11,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -62,3 +64,22 @@ def redis_benchmark(port, args, who):
     if not out:
         raise SystemExit(f"{who}: unexpected redis-benchmark output:\n{r.stdout}{r.stderr}")
     return out
+
+
+def replace_section(path, heading, section):
+    """Put `section` (which starts with the line `heading`) into the markdown
+    file at `path` in place of the section under exactly that heading line,
+    up to the next `## ` heading; append it when there is none. A heading
+    that merely starts with `heading` (e.g. a hand-written "heading:
+    reading the run" section) is left alone."""
+    text = open(path).read() if os.path.exists(path) else "# dcache benchmarks\n"
+    m = re.search(r"^" + re.escape(heading) + r"[ \t]*$", text, flags=re.M)
+    section = section.rstrip("\n") + "\n"
+    if m:
+        nxt = re.search(r"^## ", text[m.end():], flags=re.M)
+        end = m.end() + nxt.start() if nxt else len(text)
+        text = text[:m.start()] + section + ("\n" + text[end:] if nxt else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    with open(path, "w") as f:
+        f.write(text)

@@ -46,6 +46,8 @@ import tempfile
 import time
 import urllib.request
 
+from benchlib import replace_section
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(REPO, "target", "release", "dcache")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -401,17 +403,6 @@ def git_rev():
     return rev + (" + uncommitted changes in src/" if dirty else "")
 
 
-def write_doc(path, section):
-    text = open(path).read() if os.path.exists(path) else "# dcache benchmarks\n"
-    start = text.find(SECTION)
-    if start >= 0:
-        nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start].rstrip("\n") + ("\n\n" + text[nxt + 1:] if nxt >= 0 else "")
-    text = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
-    with open(path, "w") as f:
-        f.write(text)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--duration", type=float, default=20.0, help="seconds per case (default 20)")
@@ -536,7 +527,7 @@ ratios within one run mean anything on a shared machine.{quick}
 
 ![latency CDF, put and get at 64 connections](compare-etcd-cdf.png)
 """
-    write_doc(a.output, section)
+    replace_section(a.output, SECTION, section)
     log(f"wrote {a.output}, {tp}, {cp}")
     if failures:
         sys.exit(1)

@@ -17,7 +17,6 @@ Usage: scripts/compare-redis.py [--rounds N] [--requests N] [--no-doc]
 
 import argparse
 import os
-import re
 import shutil
 import socket
 import statistics
@@ -26,7 +25,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import redis_benchmark
+from benchlib import redis_benchmark, replace_section
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(REPO, "target", "release", "dcache")
@@ -146,17 +145,7 @@ leader (node1). Medians over {args.rounds} rounds.
 """
     print(section)
     if not args.no_doc:
-        path = os.path.join(REPO, "docs", "BENCHMARKS.md")
-        doc = open(path).read()
-        if SECTION in doc:
-            start = doc.index(SECTION)
-            nxt = re.search(r"^## ", doc[start + len(SECTION):], flags=re.M)
-            end = start + len(SECTION) + nxt.start() if nxt else len(doc)
-            doc = doc[:start] + section + ("\n" if nxt else "") + doc[end:]
-        else:
-            doc = doc.rstrip("\n") + "\n\n" + section
-        open(path, "w").write(doc)
-
+        replace_section(os.path.join(REPO, "docs", "BENCHMARKS.md"), SECTION, section)
 
 if __name__ == "__main__":
     main()
