@@ -323,6 +323,8 @@ async fn peer_bodies_are_bounded_by_the_config() {
         ("/raft/vote", 1u64 << 20),
         ("/raft/pre-vote", 1 << 20),
         ("/raft/append", 64 << 20),
+        // Forwarded writes share the append bound.
+        ("/raft/writes", 64 << 20),
     ] {
         let head = format!(
             "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/msgpack\r\n\
@@ -351,6 +353,7 @@ async fn a_stalled_peer_body_gets_408() {
     for (path, partial) in [
         ("/raft/append", &b"\x85"[..]),
         ("/raft/vote", &b"\x83"[..]),
+        ("/raft/writes", &b"\x81"[..]),
         // A snapshot's first bytes (the vote's length), then nothing.
         ("/raft/snapshot", &b"\x10\x00\x00\x00"[..]),
     ] {

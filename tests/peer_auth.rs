@@ -112,6 +112,8 @@ async fn raft_port_refuses_requests_without_the_secret_before_the_body() {
         ("POST", "/raft/pre-vote"),
         ("POST", "/raft/snapshot"),
         ("POST", "/raft/transfer-leader"),
+        ("POST", "/raft/read-index"),
+        ("POST", "/raft/writes"),
         ("GET", "/raft/info"),
         ("POST", "/nope"),
     ] {

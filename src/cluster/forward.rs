@@ -271,3 +271,46 @@ impl Proposer for Cluster {
         Box::pin(futures_util::future::join_all(each))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(code: Code) -> Written {
+        Err(Refused {
+            code,
+            message: code.as_str().into(),
+        })
+    }
+
+    /// Only a leader that did not propose the write makes it a retry; its
+    /// other refusals (an answer, or an unknown outcome) reach the client.
+    #[test]
+    fn only_unproposed_writes_are_retried() {
+        for code in [Code::NotLeader, Code::NoLeader, Code::Unavailable] {
+            assert!(
+                matches!(outcome(refused(code)), Err(Forward::Retry(c, _)) if c == code),
+                "{code}"
+            );
+        }
+        for code in [
+            Code::Timeout,
+            Code::OutcomeUnknown,
+            Code::OutOfMemory,
+            Code::InvalidInput,
+            Code::TooLarge,
+            Code::Internal,
+        ] {
+            assert!(
+                matches!(outcome(refused(code)), Err(Forward::Failed(c, _)) if c == code),
+                "{code}"
+            );
+        }
+        let applied = outcome(Ok(Applied {
+            response: kv::Response::Deleted { existed: true },
+            raft_index: 7,
+        }))
+        .unwrap();
+        assert_eq!(applied.raft_index, 7);
+    }
+}

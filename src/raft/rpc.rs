@@ -20,7 +20,8 @@
 //! - Malformed bodies are answered with 400 and never reach Raft.
 //! - Body sizes are bounded by what a legitimate message can be: an
 //!   AppendEntries by `max_append_bytes` (the node derives it from the
-//!   config: entries per append × the largest entry a client can cause),
+//!   config: entries per append × the largest entry a client can cause;
+//!   forwarded writes ([`WRITES`]) share that bound),
 //!   votes, transfers and read-index requests by [`MAX_SMALL_RPC_BODY`]; a snapshot streams to
 //!   disk in chunks (never whole in memory), bounded by
 //!   `MAX_SNAPSHOT_BYTES` on disk.
@@ -383,7 +384,7 @@ fn check_sender(proven: &ProvenSender, claimed: &NodeId) -> Result<(), Impersona
 /// with its own bound) and bodiless routes.
 fn body_bound(path: &str, max_append: usize) -> Option<usize> {
     match path {
-        APPEND => Some(max_append),
+        APPEND | WRITES => Some(max_append),
         VOTE | PRE_VOTE | TRANSFER_LEADER | READ_INDEX => Some(MAX_SMALL_RPC_BODY),
         _ => None,
     }
