@@ -113,23 +113,24 @@ impl Cluster {
     /// The peer client for `leader`, reused while it stays leader (follower
     /// reads and forwarded writes).
     pub(super) fn leader_client(&self, leader: &Leader) -> Option<Arc<PeerClient>> {
+        let mut cached = self.leader_peer.lock().unwrap_or_else(|e| e.into_inner());
         let node = {
             let m = self.raft.metrics();
             let m = openraft::async_runtime::WatchReceiver::borrow_watched(&m);
-            m.membership_config
-                .membership()
-                .get_node(&leader.id)?
-                .clone()
+            let node = m.membership_config.membership().get_node(&leader.id)?;
+            // Same id is not enough: a member removed, wiped and added back
+            // has a new incarnation (and maybe address), which RPCs must
+            // name.
+            if let Some(c) = cached
+                .as_ref()
+                .filter(|c| c.target() == &leader.id && c.reaches(node))
+            {
+                return Some(c.clone());
+            }
+            // Built after the metrics are released: a new client may take a
+            // while (TLS roots), and Raft's core publishes through them.
+            node.clone()
         };
-        let mut cached = self.leader_peer.lock().unwrap_or_else(|e| e.into_inner());
-        // Same id is not enough: a member removed, wiped and added back has
-        // a new incarnation (and maybe address), which RPCs must name.
-        if let Some(c) = cached
-            .as_ref()
-            .filter(|c| c.target() == &leader.id && c.reaches(&node))
-        {
-            return Some(c.clone());
-        }
         let c = Arc::new(self.cfg.peers.peer(leader.id.clone(), &node));
         *cached = Some(c.clone());
         Some(c)

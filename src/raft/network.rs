@@ -180,6 +180,22 @@ impl CallError {
 }
 
 impl PeerClient {
+    /// A POST of a MessagePack body to `url` with the headers every peer
+    /// RPC carries: addressee, sender, the addressee's incarnation and the
+    /// cluster secret when one is configured.
+    fn post(&self, http: &reqwest::Client, url: &str) -> reqwest::RequestBuilder {
+        let req = http
+            .post(url)
+            .header("content-type", rpc::CONTENT_TYPE)
+            .header(rpc::TO_HEADER, self.target.as_str())
+            .header(rpc::FROM_HEADER, self.me.as_str())
+            .header(rpc::INCARNATION_HEADER, self.incarnation);
+        match &self.secret {
+            Some(s) => req.header(crate::wire::header::CLUSTER_SECRET, s.header_value()),
+            None => req,
+        }
+    }
+
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         path: &str,
@@ -205,16 +221,8 @@ impl PeerClient {
             .as_ref()
             .map_err(|e| CallError::Unreachable(Msg(format!("{url}: {e}"))))?;
         let fut = async {
-            let mut req = http
-                .post(&url)
-                .header("content-type", rpc::CONTENT_TYPE)
-                .header(rpc::TO_HEADER, self.target.as_str())
-                .header(rpc::FROM_HEADER, self.me.as_str())
-                .header(rpc::INCARNATION_HEADER, self.incarnation);
-            if let Some(s) = &self.secret {
-                req = req.header(crate::wire::header::CLUSTER_SECRET, s.header_value());
-            }
-            let resp = req
+            let resp = self
+                .post(http, &url)
                 .body(body)
                 .send()
                 .await
@@ -280,17 +288,7 @@ impl PeerClient {
             .map_err(|e| WritesFailed::NotSent(format!("{url}: {e}")))?;
         let body = rmp_serde::to_vec_named(w)
             .map_err(|e| WritesFailed::NotSent(format!("encode {url}: {e}")))?;
-        let mut req = http
-            .post(&url)
-            .header("content-type", rpc::CONTENT_TYPE)
-            .header(rpc::TO_HEADER, self.target.as_str())
-            .header(rpc::FROM_HEADER, self.me.as_str())
-            .header(rpc::INCARNATION_HEADER, self.incarnation)
-            .timeout(ttl)
-            .body(body);
-        if let Some(s) = &self.secret {
-            req = req.header(crate::wire::header::CLUSTER_SECRET, s.header_value());
-        }
+        let req = self.post(http, &url).timeout(ttl).body(body);
         let failed = |e: reqwest::Error| {
             if e.is_connect() {
                 WritesFailed::NotSent(format!("{url}: {e}"))
