@@ -3,18 +3,27 @@
 //! so the harness (in the root namespace) reaches every node while faults
 //! cut only node-to-node traffic.
 //!
-//! Addresses: node i (1-based) is `10.201.0.i`, the client side is
-//! `10.201.0.254`. Faults are nft rules in a private table `dcj` inside each
-//! node namespace; healing deletes the table. Everything created is removed
-//! by [`Topology::teardown`], also called from `Drop`.
+//! Addresses: a run claims the first free subnet `10.201.<x>.0/24` (x in
+//! 0..=250: not routed here, and its switch namespace `dcj<x>sw` could be
+//! created, which is the atomic claim), so two runs on one machine do not
+//! collide. Node i (1-based) is `10.201.<x>.i`, the client side is
+//! `10.201.<x>.254`. Faults are nft rules in a private table `dcj` inside
+//! each node namespace; healing deletes the table. Everything created is
+//! removed by [`Topology::teardown`], also called from `Drop`.
 
 use std::process::Command;
+use std::sync::OnceLock;
 
 use anyhow::Context;
 use anyhow::bail;
 
-pub const SUBNET: &str = "10.201.0";
-pub const CLIENT_IP: &str = "10.201.0.254";
+/// The third octet of this run's subnet, set once by [`Topology::create`]
+/// (one topology per process).
+static OCTET: OnceLock<u8> = OnceLock::new();
+
+fn subnet() -> String {
+    format!("10.201.{}", OCTET.get().copied().unwrap_or(0))
+}
 
 fn run(args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new(args[0])
@@ -50,25 +59,46 @@ impl Topology {
     }
 
     pub fn ip(i: usize) -> String {
-        format!("{SUBNET}.{i}")
+        format!("{}.{i}", subnet())
+    }
+
+    /// Claim a free subnet: the first `10.201.<x>.0/24` that is not routed
+    /// here and whose switch namespace this call creates (`ip netns add`
+    /// fails when another run holds it). Returns x; the namespace exists.
+    fn claim() -> anyhow::Result<u8> {
+        let out = Command::new("ip").args(["route"]).output()?;
+        let routes = String::from_utf8_lossy(&out.stdout).into_owned();
+        for x in 0..=250u8 {
+            if routes.contains(&format!("10.201.{x}.0/24")) {
+                continue;
+            }
+            let ok = Command::new("ip")
+                .args(["netns", "add", &format!("dcj{x}sw")])
+                .output()
+                .with_context(|| "running ip netns add")?
+                .status
+                .success();
+            if ok {
+                return Ok(x);
+            }
+        }
+        bail!("no free subnet in 10.201.0.0/16 (ip netns list; clean up stale dcj* namespaces)")
     }
 
     /// Create `n` node namespaces wired to a bridge, plus the client link.
     pub fn create(n: usize) -> anyhow::Result<Topology> {
-        let out = Command::new("ip").args(["route"]).output()?;
-        if String::from_utf8_lossy(&out.stdout).contains(&format!("{SUBNET}.0/24")) {
-            bail!(
-                "{SUBNET}.0/24 is already routed here: is another run active? (ip netns list; clean up dcj* namespaces)"
-            );
+        if OCTET.get().is_some() {
+            bail!("one topology per process");
         }
-        let prefix = format!("dcj{}", std::process::id() % 10_000);
+        let x = Self::claim()?;
+        OCTET.set(x).expect("checked above");
+        eprintln!("dcache-jepsen: network 10.201.{x}.0/24, namespaces dcj{x}*");
         let t = Topology {
-            prefix,
+            prefix: format!("dcj{x}"),
             n,
             torn_down: false,
         };
         let sw = t.sw_ns();
-        run(&["ip", "netns", "add", &sw])?;
         run(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"])?;
         run(&["ip", "-n", &sw, "link", "set", "br0", "up"])?;
         for i in 1..=n {
@@ -99,7 +129,14 @@ impl Topology {
         run(&["ip", "link", "set", &cp, "netns", &sw])?;
         run(&["ip", "-n", &sw, "link", "set", &cp, "master", "br0"])?;
         run(&["ip", "-n", &sw, "link", "set", &cp, "up"])?;
-        run(&["ip", "addr", "add", &format!("{CLIENT_IP}/24"), "dev", &c])?;
+        run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/24", Self::ip(254)),
+            "dev",
+            &c,
+        ])?;
         run(&["ip", "link", "set", &c, "up"])?;
         Ok(t)
     }
