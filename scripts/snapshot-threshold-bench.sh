@@ -10,20 +10,24 @@
 #
 #   scripts/snapshot-threshold-bench.sh [BIN] [THRESHOLD...]
 #   (defaults: target/release/dcache, 10000 100000; 2 rounds, ROUNDS=N)
+#   BINS="before after" scripts/snapshot-threshold-bench.sh - 10000
+#   alternates binaries as well (each round: every binary, every threshold).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-target/release/dcache}
 if [[ $# -gt 1 ]]; then thresholds=("${@:2}"); else thresholds=(10000 100000); fi
+read -r -a bins <<<"${BINS:-$bin}"
 addrs=localhost:27001,localhost:27002,localhost:27003
-export CLUSTER_NODES=3 CLUSTER_BIN=$bin CLUSTER_HTTP_PORT_BASE=27000 \
+export CLUSTER_NODES=3 CLUSTER_HTTP_PORT_BASE=27000 \
   CLUSTER_RAFT_PORT_BASE=27100 CLUSTER_REDIS_PORT_BASE=27200
 dir=""
 cleanup() { if [[ -n "$dir" ]]; then scripts/cluster.sh stop "$dir" >/dev/null || true; rm -rf "$dir"; fi; }
 trap cleanup EXIT
 for round in $(seq 1 "${ROUNDS:-2}"); do
+  for bin in "${bins[@]}"; do
   for t in "${thresholds[@]}"; do
     dir=$(mktemp -d /tmp/snapshot-bench.XXXX)
-    DCACHE_RAFT_SNAPSHOT_THRESHOLD=$t scripts/cluster.sh start "$dir" >/dev/null
+    CLUSTER_BIN=$bin DCACHE_RAFT_SNAPSHOT_THRESHOLD=$t scripts/cluster.sh start "$dir" >/dev/null
     "$bin" bench --addrs $addrs --op get --preload --keys 100000 --value-size 100 \
       --connections 32 --duration 1 --max-requests 1 --json >/dev/null
     "$bin" bench --addrs $addrs --op get --preload --keys 10000 --key-prefix big- \
@@ -33,10 +37,11 @@ for round in $(seq 1 "${ROUNDS:-2}"); do
     snaps=$(grep -c "snapshot taken" "$dir/node1.log" || true)
     python3 -c 'import json, sys
 d = json.loads(sys.argv[1])
-print("round %s threshold %s: %.0f ops/s, p50 %s / p99 %s / max %s ms, errors %s, snapshots on node1 %s"
-      % (sys.argv[2], sys.argv[3], d["ops_per_sec"], d["p50_ms"], d["p99_ms"], d["max_ms"], d["errors"], sys.argv[4]))' \
-      "$report" "$round" "$t" "$snaps"
+print("round %s %s threshold %s: %.0f ops/s, p50 %s / p99 %s / max %s ms, errors %s, snapshots on node1 %s"
+      % (sys.argv[2], sys.argv[5], sys.argv[3], d["ops_per_sec"], d["p50_ms"], d["p99_ms"], d["max_ms"], d["errors"], sys.argv[4]))' \
+      "$report" "$round" "$t" "$snaps" "$bin"
     cleanup
     dir=""
+  done
   done
 done

@@ -54,6 +54,7 @@ pub struct Metrics {
     snapshot_index: Gauge,
     purged_index: Gauge,
     log_entries: Gauge,
+    log_bytes_since_snapshot: Gauge,
     members: Gauge,
     refused_rpcs: Counter,
     keys: Gauge,
@@ -137,6 +138,10 @@ impl Metrics {
         );
         let purged_index = gauge!("raft_purged_index", "Last purged log index (-1: none)");
         let log_entries = gauge!("raft_log_entries", "Log entries stored on disk");
+        let log_bytes_since_snapshot = gauge!(
+            "raft_log_bytes_since_snapshot",
+            "Log bytes applied since the latest snapshot's capture (a snapshot is due once they reach half the accounted memory and raft.snapshot_threshold entries have passed)"
+        );
         let members = gauge!("raft_members", "Members in the current configuration");
         let keys = gauge!("cache_keys", "Keys in the state machine");
         let mem_bytes = gauge!(
@@ -197,6 +202,7 @@ impl Metrics {
             snapshot_index,
             purged_index,
             log_entries,
+            log_bytes_since_snapshot,
             members,
             refused_rpcs,
             keys,
@@ -276,6 +282,8 @@ impl Metrics {
             .set(st.snapshot_index.map_or(-1, as_i64));
         self.purged_index.set(st.purged_index.map_or(-1, as_i64));
         self.log_entries.set(as_i64(log_entries));
+        self.log_bytes_since_snapshot
+            .set(as_i64(stats.log_bytes_since_snapshot));
         self.members.set(st.members.len() as i64);
         advance(&self.refused_rpcs, st.refused_rpcs);
         self.keys.set(as_i64(keys));

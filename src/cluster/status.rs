@@ -140,6 +140,9 @@ pub struct Stats {
     pub status: Status,
     /// Log entries stored on disk.
     pub log_entries: u64,
+    /// Log bytes applied since the newest snapshot's capture (what the
+    /// snapshot policy weighs against the state's size, `raft::compaction`).
+    pub log_bytes_since_snapshot: u64,
     pub cache: CacheStatus,
 }
 
@@ -205,6 +208,7 @@ impl Cluster {
         Stats {
             status: self.status(),
             log_entries,
+            log_bytes_since_snapshot: self.reader.log_bytes_since_snapshot(),
             cache: self.cache_status(),
         }
     }

@@ -116,8 +116,10 @@ pub struct Node {
     raft_task: JoinHandle<std::io::Result<()>>,
     join_task: Option<JoinHandle<Result<()>>>,
     leader_log: JoinHandle<()>,
-    expiry_stop: CancellationToken,
+    /// Stops the expiry loop and the snapshot policy.
+    background_stop: CancellationToken,
     expiry_task: JoinHandle<()>,
+    compaction_task: JoinHandle<()>,
     /// Actual bound Redis address (`None`: `redis.bind_addr` is empty).
     pub redis_addr: Option<SocketAddr>,
     redis_stop: CancellationToken,
@@ -257,7 +259,9 @@ fn raft_config(cfg: &config::RaftConfig) -> Result<openraft::Config> {
         election_timeout_max: cfg.election_timeout_max_ms,
         install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT_MS,
         max_payload_entries: MAX_PAYLOAD_ENTRIES,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_threshold),
+        // raft::compaction decides (entries and bytes against the state's
+        // size) and asks openraft to build.
+        snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: cfg.snapshot_threshold.min(MAX_LOG_KEPT_AFTER_SNAPSHOT),
         replication_lag_threshold: cfg.snapshot_threshold.saturating_mul(2),
         enable_pre_vote: Some(true),
@@ -376,6 +380,13 @@ impl Node {
             tls: tls.clone(),
         };
         let contact = Arc::new(LeaderContact::default());
+        let background_stop = CancellationToken::new();
+        let compaction_task = tokio::spawn(raft::compaction::run(
+            raft.clone(),
+            reader.clone(),
+            cfg.raft.snapshot_threshold,
+            background_stop.clone(),
+        ));
         let cluster = Arc::new(Cluster::new(
             raft.clone(),
             reader,
@@ -387,8 +398,7 @@ impl Node {
         ));
 
         let leader_log = tokio::spawn(cluster.clone().log_leader_changes());
-        let expiry_stop = CancellationToken::new();
-        let expiry_task = tokio::spawn(cluster.clone().run_expiry(expiry_stop.clone()));
+        let expiry_task = tokio::spawn(cluster.clone().run_expiry(background_stop.clone()));
         let raft_stop = CancellationToken::new();
         let info = raft::rpc::NodeInfo {
             id: id.clone(),
@@ -557,8 +567,9 @@ impl Node {
             raft_task,
             join_task,
             leader_log,
-            expiry_stop,
+            background_stop,
             expiry_task,
+            compaction_task,
             redis_addr,
             redis_stop,
             redis_task,
@@ -666,8 +677,9 @@ impl Node {
         if let Some(t) = self.join_task {
             t.abort();
         }
-        self.expiry_stop.cancel();
+        self.background_stop.cancel();
         let _ = self.expiry_task.await;
+        let _ = self.compaction_task.await;
         self.cluster.shutdown_raft().await;
         self.leader_log.abort();
         self.raft_stop.cancel();

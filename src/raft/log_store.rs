@@ -152,14 +152,7 @@ impl raft_log::Types for WalTypes {
     }
 
     fn payload_size(payload: &Self::LogPayload) -> u64 {
-        match &payload.0.payload {
-            openraft::EntryPayload::Normal(req) => {
-                let evicted: usize = req.evict.iter().map(|k| k.len() + 8).sum();
-                let cmd = req.cmd.payload_bytes();
-                (cmd + evicted + 48) as u64
-            }
-            _ => 64,
-        }
+        super::entry_bytes(&payload.0.payload)
     }
 }
 

@@ -13,6 +13,7 @@
 //!
 //! Uses: `kv`, `id`, `net`, `wire` (header names). Used by: `cluster`, `node`.
 
+pub mod compaction;
 pub mod contact;
 pub mod log_store;
 pub mod network;
@@ -57,6 +58,19 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = Node,
 );
+
+/// About how many bytes an entry with `payload` takes in the log: what
+/// raft-log's payload cache counts, and what the snapshot policy
+/// (`compaction`) weighs against the state's size.
+pub fn entry_bytes(payload: &typ::EntryPayload) -> u64 {
+    match payload {
+        openraft::EntryPayload::Normal(req) => {
+            let evicted: usize = req.evict.iter().map(|k| k.len() + 8).sum();
+            (req.cmd.payload_bytes() + evicted + 48) as u64
+        }
+        _ => 64,
+    }
+}
 
 /// Snapshot payload as moved between state machine, disk and network: an
 /// open snapshot file (never the state in memory).

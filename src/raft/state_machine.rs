@@ -29,6 +29,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::RwLock;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 
 use futures_util::Stream;
@@ -88,6 +89,12 @@ struct Shared {
     /// The cache's replicated clock, mirrored after each change so the
     /// proposer can stamp without taking the state lock.
     clock_ms: std::sync::atomic::AtomicU64,
+    /// Log bytes ([`super::entry_bytes`]) applied since this process
+    /// opened the state machine; and its value when the state of the newest
+    /// snapshot was captured (or installed). Their difference is what the
+    /// snapshot policy weighs (`compaction`); neither is part of the state.
+    applied_bytes: AtomicU64,
+    snapshot_bytes: AtomicU64,
 }
 
 /// The state machine handed to openraft. Cheap to clone.
@@ -153,7 +160,9 @@ impl StateMachine {
                 current: Mutex::new(current),
                 dir: dir.to_path_buf(),
                 build: tokio::sync::Mutex::new(()),
-                clock_ms: std::sync::atomic::AtomicU64::new(clock_ms),
+                clock_ms: AtomicU64::new(clock_ms),
+                applied_bytes: AtomicU64::new(0),
+                snapshot_bytes: AtomicU64::new(0),
             }),
         })
     }
@@ -235,6 +244,13 @@ impl StateReader {
         self.read().last_applied.as_ref().map_or(0, |l| l.index)
     }
 
+    /// Log bytes applied since the state of the newest snapshot was
+    /// captured (since start, for the log replayed after it).
+    pub fn log_bytes_since_snapshot(&self) -> u64 {
+        let applied = self.shared.applied_bytes.load(Ordering::Relaxed);
+        applied.saturating_sub(self.shared.snapshot_bytes.load(Ordering::Relaxed))
+    }
+
     /// Applied index, key count, memory and digest: O(1).
     pub fn summary(&self) -> StateSummary {
         let st = self.read();
@@ -295,8 +311,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<typ::Snapshot, io::Error> {
         let _one = self.shared.build.lock().await;
         let started = std::time::Instant::now();
-        let (meta, stats) = {
+        let (meta, stats, bytes_at) = {
             let mut st = self.shared.state.write().map_err(|_| lock_poisoned())?;
+            let bytes_at = self.shared.applied_bytes.load(Ordering::Relaxed);
             let stats = st
                 .cache
                 .begin_capture()
@@ -305,7 +322,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 last_log_id: st.last_applied.clone(),
                 last_membership: st.membership.clone(),
             };
-            (meta, stats)
+            (meta, stats, bytes_at)
         };
         let shared = self.shared.clone();
         let meta2 = meta.clone();
@@ -321,6 +338,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .cache
             .end_capture();
         let path = written??;
+        self.shared
+            .snapshot_bytes
+            .store(bytes_at, Ordering::Relaxed);
         let build_ms = started.elapsed().as_millis() as u64;
         tracing::info!(last_log_id = ?meta.last_log_id, keys = stats.keys, build_ms, path = %path.display(), "snapshot taken");
         *self.shared.current.lock().map_err(|_| lock_poisoned())? =
@@ -348,6 +368,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
         while let Some((entry, responder)) = entries.try_next().await? {
+            self.shared
+                .applied_bytes
+                .fetch_add(super::entry_bytes(&entry.payload), Ordering::Relaxed);
             let response = {
                 let mut st = self.shared.state.write().map_err(|_| lock_poisoned())?;
                 st.last_applied = Some(entry.log_id.clone());
@@ -418,6 +441,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.shared
                 .clock_ms
                 .store(cache.clock_ms(), Ordering::Relaxed);
+            let applied = self.shared.applied_bytes.load(Ordering::Relaxed);
+            self.shared.snapshot_bytes.store(applied, Ordering::Relaxed);
             self.shared
                 .sink
                 .reset(meta.last_log_id.as_ref().map_or(0, |l| l.index));
