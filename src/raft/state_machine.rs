@@ -88,7 +88,7 @@ struct Shared {
     build: tokio::sync::Mutex<()>,
     /// The cache's replicated clock, mirrored after each change so the
     /// proposer can stamp without taking the state lock.
-    clock_ms: std::sync::atomic::AtomicU64,
+    clock_ms: AtomicU64,
     /// Log bytes ([`super::entry_bytes`]) applied since this process
     /// opened the state machine; and its value when the state of the newest
     /// snapshot was captured (or installed). Their difference is what the
@@ -368,12 +368,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
         while let Some((entry, responder)) = entries.try_next().await? {
-            self.shared
-                .applied_bytes
-                .fetch_add(super::entry_bytes(&entry.payload), Ordering::Relaxed);
             let response = {
                 let mut st = self.shared.state.write().map_err(|_| lock_poisoned())?;
                 st.last_applied = Some(entry.log_id.clone());
+                // Under the lock, with the index: a capture's count covers
+                // exactly the entries its state holds.
+                self.shared
+                    .applied_bytes
+                    .fetch_add(super::entry_bytes(&entry.payload), Ordering::Relaxed);
                 let response = match entry.payload {
                     EntryPayload::Blank => Response::Empty,
                     EntryPayload::Normal(ref req) => {
