@@ -14,9 +14,13 @@
 #   JEPSEN_SEED=123 ...          replay a seed (printed by every run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --quiet --release -p dcache -p dcache-jepsen --bins
+# The server as users run it (release, LTO); the harness with the test
+# profile (its checker optimised, Cargo.toml), which reuses `cargo test`'s
+# build instead of compiling the server's crate a second time with LTO.
+cargo build --quiet --release -p dcache --bin dcache
+cargo build --quiet -p dcache-jepsen --bin dcache-jepsen
 bin=target/release/dcache
-harness=target/release/dcache-jepsen
+harness=target/debug/dcache-jepsen
 seed_arg=()
 if [[ -n "${JEPSEN_SEED:-}" ]]; then seed_arg=(--seed "$JEPSEN_SEED"); fi
 if [[ -n "${JEPSEN_LONG:-}" ]]; then
