@@ -164,12 +164,8 @@ impl Cluster {
             })
         });
         let ri = until(bound, self.follower_reads.join(round)).await???;
-        let wait = bound.saturating_duration_since(Instant::now());
-        let caught_up = self
-            .raft
-            .wait(Some(wait))
-            .applied_index_at_least(Some(ri.index), "follower read")
-            .await;
-        caught_up.ok().map(|_| ri.leader_ms)
+        // Woken once, by the apply that reaches the index (`raft::applied`).
+        let caught_up = until(bound, self.reader.wait_applied(ri.index)).await;
+        caught_up.map(|()| ri.leader_ms)
     }
 }

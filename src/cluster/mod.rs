@@ -481,10 +481,12 @@ impl Cluster {
         let linearizer = self
             .confirm_leadership(self.cfg.read_policy, deadline)
             .await?;
-        match until(deadline, linearizer.await_ready(&self.raft)).await {
+        // Woken by the apply that reaches the read index, not by every
+        // metrics publish as openraft's `await_ready` is (`raft::applied`).
+        let index = linearizer.read_log_id().index();
+        match until(deadline, self.reader.wait_applied(index)).await {
             None => Err(Error::Timeout(start.elapsed())),
-            Some(Err(f)) => Err(Error::Unavailable(f.to_string())),
-            Some(Ok(_)) => Ok(()),
+            Some(()) => Ok(()),
         }
     }
 

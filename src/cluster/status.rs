@@ -290,12 +290,17 @@ impl Cluster {
     /// Log every change of leader at `info` ("leader changed", with term and
     /// leader id) until Raft stops. Run as a background task.
     pub async fn log_leader_changes(self: std::sync::Arc<Self>) {
-        let mut rx = self.raft.metrics();
+        // The server metrics change with the vote, leader or membership
+        // only; `metrics()` is published after every batch of Raft's work
+        // and would wake this task for each.
+        let mut rx = self.raft.server_metrics();
         let mut last: Option<(u64, NodeId)> = None;
         loop {
             let now = {
                 let m = rx.borrow_watched();
-                m.current_leader.clone().map(|l| (m.current_term, l))
+                m.current_leader
+                    .clone()
+                    .map(|l| (m.vote.leader_id().term, l))
             };
             if let Some(now) = now
                 && last.as_ref() != Some(&now)

@@ -13,6 +13,7 @@
 //!
 //! Uses: `kv`, `id`, `net`, `wire` (header names). Used by: `cluster`, `node`.
 
+pub mod applied;
 pub mod compaction;
 pub mod contact;
 pub mod log_store;

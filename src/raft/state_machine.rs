@@ -42,6 +42,7 @@ use openraft::storage::RaftStateMachine;
 
 use super::SnapshotData;
 use super::TypeConfig;
+use super::applied::AppliedIndex;
 use super::snapshot;
 use super::snapshot::SnapshotFile;
 use super::typ;
@@ -95,6 +96,8 @@ struct Shared {
     /// snapshot policy weighs (`compaction`); neither is part of the state.
     applied_bytes: AtomicU64,
     snapshot_bytes: AtomicU64,
+    /// The applied index, for reads waiting on it (outside the lock).
+    applied: AppliedIndex,
 }
 
 /// The state machine handed to openraft. Cheap to clone.
@@ -153,6 +156,7 @@ impl StateMachine {
         state.cache.record_changes();
         sink.reset(state.last_applied.as_ref().map_or(0, |l| l.index));
         let clock_ms = state.cache.clock_ms();
+        let applied = AppliedIndex::new(state.last_applied.as_ref().map_or(0, |l| l.index));
         Ok(Self {
             shared: Arc::new(Shared {
                 state: RwLock::new(state),
@@ -163,6 +167,7 @@ impl StateMachine {
                 clock_ms: AtomicU64::new(clock_ms),
                 applied_bytes: AtomicU64::new(0),
                 snapshot_bytes: AtomicU64::new(0),
+                applied,
             }),
         })
     }
@@ -246,6 +251,12 @@ impl StateReader {
 
     /// Log bytes applied since the state of the newest snapshot was
     /// captured (since start, for the log replayed after it).
+    /// Resolves once this node has applied `index` (woken by the apply
+    /// that reaches it; see [`AppliedIndex`]). Bound it with a deadline.
+    pub async fn wait_applied(&self, index: u64) {
+        self.shared.applied.wait(index).await
+    }
+
     pub fn log_bytes_since_snapshot(&self) -> u64 {
         let applied = self.shared.applied_bytes.load(Ordering::Relaxed);
         applied.saturating_sub(self.shared.snapshot_bytes.load(Ordering::Relaxed))
@@ -396,6 +407,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 self.shared.sink.applied(entry.log_id.index, changes);
                 response
             };
+            // After the lock: a woken read finds the state at this index.
+            self.shared.applied.advance(entry.log_id.index);
             if let Some(r) = responder {
                 r.send(response);
             }
@@ -450,6 +463,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .reset(meta.last_log_id.as_ref().map_or(0, |l| l.index));
             std::mem::replace(&mut st.cache, cache)
         };
+        self.shared
+            .applied
+            .advance(meta.last_log_id.as_ref().map_or(0, |l| l.index));
         // Free the old state outside the lock (a big map takes a while).
         drop(old);
         Ok(())
