@@ -251,6 +251,49 @@ async fn a_data_dir_that_lost_its_raft_state_is_not_bootstrapped_again() {
     assert_eq!(get(&c, &alpha, "k").await.0, 404);
 }
 
+/// A refused start stops what it began: the listeners it was handed close
+/// with it, so nothing keeps serving and a retry may bind the same ports
+/// (in-process: a Redis port already in use, then a data dir that lost its
+/// Raft state).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_start_releases_its_listeners() {
+    use dcache::node::Node;
+    use dcache_testkit::cluster::test_config;
+    use dcache_testkit::ports::free_listener;
+
+    async fn refused(cfg: dcache::config::Config) -> String {
+        let (h, r) = (free_listener().await, free_listener().await);
+        let addrs = [h.local_addr().unwrap(), r.local_addr().unwrap()];
+        let err = Node::start(cfg, h, r)
+            .await
+            .err()
+            .expect("the start is refused");
+        for a in addrs {
+            if let Err(e) = tokio::net::TcpListener::bind(a).await {
+                panic!("{a} is still held after the refused start ({err}): {e}");
+            }
+        }
+        err.to_string()
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut cfg = test_config(dir.path(), 0);
+    cfg.redis.bind_addr = taken.local_addr().unwrap().to_string();
+    let err = refused(cfg).await;
+    assert!(err.contains("cannot listen on redis.bind_addr"), "{err}");
+
+    let cfg = test_config(dir.path(), 1);
+    let node = Node::start(cfg.clone(), free_listener().await, free_listener().await)
+        .await
+        .expect("a fresh node starts");
+    node.shutdown(true).await.unwrap();
+    std::fs::remove_dir_all(cfg.node.data_dir.join("raft-log")).unwrap();
+    std::fs::remove_dir_all(cfg.node.data_dir.join("snapshots")).unwrap();
+    let err = refused(cfg).await;
+    assert!(err.contains("before but holds no Raft state"), "{err}");
+}
+
 /// `chattr -R +i` on a path (even root cannot write it), undone on drop.
 struct Immutable(std::path::PathBuf);
 

@@ -4,9 +4,10 @@
 //! Start-up order: bind both listeners (so a port clash fails fast and
 //! tests can bind port 0) → check the data dir belongs to this node id →
 //! open the log and the state machine (verifying checksums) → start Raft →
-//! serve Raft RPCs → serve Redis clients (`redis.bind_addr`, if set) →
-//! serve HTTP clients → bootstrap (empty `join_addr`, fresh
-//! data dir) or join in the background with backoff.
+//! refuse a data dir that lost its Raft state (empty `join_addr`) → bind
+//! the Redis listener (`redis.bind_addr`, if set) → serve Raft RPCs →
+//! serve Redis clients → serve HTTP clients → bootstrap (empty
+//! `join_addr`, fresh data dir) or join in the background with backoff.
 //!
 //! Shutdown order ([`Node::shutdown`]): stop the join loop → if leader, hand
 //! leadership to the most up-to-date live voter while still serving (so
@@ -17,7 +18,10 @@
 //! (graceful only).
 //!
 //! Every start-up failure is an [`Error::Startup`] naming what failed
-//! (listener, data dir path, Raft settings).
+//! (listener, data dir path, Raft settings), and leaves nothing running:
+//! the refusals come before any task starts (Raft is shut down), and a
+//! failed bootstrap stops the node it had started. The listeners the
+//! caller handed over are closed when `start` returns an error.
 //!
 //! Not here: signal handling and process exit codes (the binary).
 //!
@@ -368,6 +372,38 @@ impl Node {
         } else {
             found.incarnation
         };
+        // Refusals come before any task starts, so a refused start leaves
+        // nothing running and its listeners closed (the caller may retry
+        // on the same ports).
+        if cfg.cluster.join_addr.is_empty() && !initialized && ran_before {
+            // The dir ran a node before but its Raft state is gone (wiped
+            // or lost): bootstrapping would found a second, empty cluster
+            // next to the one this node belonged to.
+            let _ = raft.shutdown().await;
+            return Err(Error::Startup(format!(
+                "data dir {} has run node {:?} before but holds no Raft state; set cluster.join_addr to rejoin its cluster, or remove {} to bootstrap a new one",
+                data_dir.display(),
+                id.0,
+                data_dir.join(identity::IDENTITY_FILE).display()
+            )));
+        }
+        let redis_listener = if cfg.redis.bind_addr.is_empty() {
+            None
+        } else {
+            match TcpListener::bind(&cfg.redis.bind_addr)
+                .await
+                .and_then(|l| Ok((l.local_addr()?, l)))
+            {
+                Ok(bound) => Some(bound),
+                Err(e) => {
+                    let _ = raft.shutdown().await;
+                    return Err(Error::Startup(format!(
+                        "cannot listen on redis.bind_addr {}: {e}",
+                        cfg.redis.bind_addr
+                    )));
+                }
+            }
+        };
 
         let request_timeout = Duration::from_millis(cfg.http.request_timeout_ms);
         let service_cfg = ServiceConfig {
@@ -441,14 +477,7 @@ impl Node {
         let redis_stop = CancellationToken::new();
         let mut redis_addr = None;
         let mut redis_task = None;
-        if !cfg.redis.bind_addr.is_empty() {
-            let listener = TcpListener::bind(&cfg.redis.bind_addr).await.map_err(|e| {
-                Error::Startup(format!(
-                    "cannot listen on redis.bind_addr {}: {e}",
-                    cfg.redis.bind_addr
-                ))
-            })?;
-            let bound = listener.local_addr()?;
+        if let Some((bound, listener)) = redis_listener {
             redis_addr = Some(bound);
             cluster.set_redis_addr(advertise("", &cfg.redis.bind_addr, bound));
             let server = crate::resp::Server::new(
@@ -518,23 +547,10 @@ impl Node {
         };
         let join_stop = CancellationToken::new();
         let mut join_task = None;
+        let mut bootstrap = None;
         if cfg.cluster.join_addr.is_empty() {
-            if !initialized && ran_before {
-                // The dir ran a node before but its Raft state is gone
-                // (wiped or lost): bootstrapping would found a second,
-                // empty cluster next to the one this node belonged to.
-                return Err(Error::Startup(format!(
-                    "data dir {} has run node {:?} before but holds no Raft state; set cluster.join_addr to rejoin its cluster, or remove {} to bootstrap a new one",
-                    data_dir.display(),
-                    id.0,
-                    data_dir.join(identity::IDENTITY_FILE).display()
-                )));
-            }
             if !initialized {
-                tracing::info!(node_id = %id, "bootstrapping a new single-node cluster");
-                raft.initialize(BTreeMap::from([(id.clone(), me)]))
-                    .await
-                    .map_err(|e| Error::Startup(format!("cannot bootstrap: {e}")))?;
+                bootstrap = Some(me);
             }
         } else {
             join_task = Some(tokio::spawn(join::run(
@@ -546,17 +562,8 @@ impl Node {
                 join_stop.clone(),
             )));
         }
-        tracing::info!(
-            node_id = %id,
-            http = %http_bound,
-            raft = %raft_bound,
-            http_advertise = %http_adv,
-            raft_advertise = %raft_adv,
-            data_dir = %data_dir.display(),
-            "node started"
-        );
-        Ok(Node {
-            id,
+        let node = Node {
+            id: id.clone(),
             http_addr: http_bound,
             raft_addr: raft_bound,
             cluster,
@@ -576,7 +583,25 @@ impl Node {
             tls,
             tls_watch,
             tokens: tokens_kept,
-        })
+        };
+        if let Some(me) = bootstrap {
+            tracing::info!(node_id = %id, "bootstrapping a new single-node cluster");
+            if let Err(e) = raft.initialize(BTreeMap::from([(id.clone(), me)])).await {
+                // Stop what started, as for any refused start.
+                let _ = node.shutdown(false).await;
+                return Err(Error::Startup(format!("cannot bootstrap: {e}")));
+            }
+        }
+        tracing::info!(
+            node_id = %id,
+            http = %http_bound,
+            raft = %raft_bound,
+            http_advertise = %http_adv,
+            raft_advertise = %raft_adv,
+            data_dir = %data_dir.display(),
+            "node started"
+        );
+        Ok(node)
     }
 
     /// The node's TLS material (None: TLS off); `Tls::reload` reads the
