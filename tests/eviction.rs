@@ -612,16 +612,19 @@ async fn a_snapshot_taken_at_the_limit_restores_the_same_keys() {
     // A follower whose log was purged behind a snapshot: restarted, it can
     // only rebuild from that snapshot plus the log after it.
     let f = others(leader)[rng.gen_range(0..2)];
-    let st = c.get_json(f, "/v1/cluster").await;
-    let snap = st["snapshot_index"].as_u64();
-    assert!(
-        snap.is_some_and(|s| s >= 30),
-        "node {f} took a snapshot: {st}"
-    );
-    assert!(
-        st["purged_index"].as_u64().is_some_and(|p| p > 0),
-        "node {f} purged its log: {st}"
-    );
+    // Snapshots are taken and the log purged in the background
+    // (`raft::compaction`): wait for both.
+    let snap = wait_for(
+        "the follower to snapshot and purge its log",
+        WAIT,
+        || async {
+            let st = c.get_json(f, "/v1/cluster").await;
+            let snap = st["snapshot_index"].as_u64().filter(|s| *s >= 30);
+            let purged = st["purged_index"].as_u64().is_some_and(|p| p > 0);
+            snap.filter(|_| purged).map(Some)
+        },
+    )
+    .await;
     c.stop(f, false).await;
     c.restart(f).await;
     c.wait_ready(f).await;

@@ -139,11 +139,17 @@ async fn a_follower_that_catches_up_by_snapshot_has_the_same_deadlines() {
         (stat(&c, leader, "expired_keys").await == 1).then_some(())
     })
     .await;
-    let purged = c.get_json(leader, "/v1/cluster").await["purged_index"].as_u64();
-    assert!(
-        purged.is_some_and(|p| p > 100),
-        "leader purged its log: {purged:?}"
-    );
+    // Snapshots are taken in the background (`raft::compaction` looks every
+    // 100 ms, then the build and the purge run): wait for the purge.
+    wait_for(
+        "the leader to purge its log past index 100",
+        WAIT,
+        || async {
+            let purged = c.get_json(leader, "/v1/cluster").await["purged_index"].as_u64();
+            purged.is_some_and(|p| p > 100).then_some(())
+        },
+    )
+    .await;
 
     c.restart(follower).await;
     c.wait_ready(follower).await;
