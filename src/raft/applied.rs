@@ -62,7 +62,7 @@ impl AppliedIndex {
             let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
             let rest = w.by_index.split_off(&(index + 1));
             let ready = std::mem::replace(&mut w.by_index, rest);
-            w.count = w.by_index.values().map(Vec::len).sum();
+            w.count -= ready.values().map(Vec::len).sum::<usize>();
             let min = w.by_index.keys().next().copied().unwrap_or(u64::MAX);
             self.min_waiting.store(min, SeqCst);
             ready

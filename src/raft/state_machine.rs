@@ -249,14 +249,14 @@ impl StateReader {
         self.read().last_applied.as_ref().map_or(0, |l| l.index)
     }
 
-    /// Log bytes applied since the state of the newest snapshot was
-    /// captured (since start, for the log replayed after it).
     /// Resolves once this node has applied `index` (woken by the apply
     /// that reaches it; see [`AppliedIndex`]). Bound it with a deadline.
     pub async fn wait_applied(&self, index: u64) {
         self.shared.applied.wait(index).await
     }
 
+    /// Log bytes applied since the state of the newest snapshot was
+    /// captured (since start, for the log replayed after it).
     pub fn log_bytes_since_snapshot(&self) -> u64 {
         let applied = self.shared.applied_bytes.load(Ordering::Relaxed);
         applied.saturating_sub(self.shared.snapshot_bytes.load(Ordering::Relaxed))
