@@ -14,13 +14,16 @@ ARG RUNTIME_IMAGE=debian:bookworm-slim
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 # Dependencies first, in their own layer: a source change does not rebuild them.
-# The workspace's other member (jepsen/, test tooling) is only needed as a
-# manifest: cargo must load it, nothing of it is built.
+# The workspace's test tooling (jepsen/, testkit/) is only needed as
+# manifests: cargo must load them, nothing of them is built. vendor/ holds a
+# patched dependency (vendor/README.md) and is built.
 COPY Cargo.toml Cargo.lock ./
 COPY jepsen/Cargo.toml jepsen/Cargo.toml
-RUN mkdir -p src jepsen/src \
+COPY testkit/Cargo.toml testkit/Cargo.toml
+COPY vendor ./vendor
+RUN mkdir -p src jepsen/src testkit/src testkit/tests \
  && echo 'fn main() {}' > src/main.rs \
- && touch src/lib.rs \
+ && touch src/lib.rs testkit/src/lib.rs testkit/tests/cleanup.rs \
  && echo 'fn main() {}' > jepsen/src/main.rs \
  && cargo build --release --locked -p dcache \
  && rm -rf src

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== cargo fmt --check"
-cargo fmt --all -- --check
+cargo fmt -p dcache -p dcache-jepsen -p dcache-testkit -- --check
 echo "== cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "== cargo test"

@@ -371,7 +371,8 @@ pub struct RaftConfig {
     /// Timeout of one Raft RPC.
     pub rpc_timeout_ms: u64,
     /// How long the log's flush thread waits for more writes before an
-    /// fsync (group-commit window), in microseconds. 0 = fsync at once.
+    /// fsync (group-commit window), in microseconds, when more than one is
+    /// queued; a lone write is fsynced at once. 0 = never wait.
     pub log_flush_wait_us: u64,
 }
 

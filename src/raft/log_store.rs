@@ -4,8 +4,9 @@
 //! commit mark, truncate, purge) carries a CRC32; on reopen a torn last record
 //! is truncated and a damaged record before the tail is an error. Its flush
 //! worker thread batches pending flush requests into one fsync, so concurrent
-//! client writes share fsyncs (group commit). The measurement behind this
-//! choice is in docs/ARCHITECTURE.md.
+//! client writes share fsyncs (group commit); a lone flush request is fsynced
+//! at once (dcache's patch of chunked-wal, vendor/README.md). The measurement
+//! behind this choice is in docs/ARCHITECTURE.md.
 //!
 //! Invariants:
 //! - `append` reports completion to openraft only after the entries are
@@ -175,7 +176,8 @@ pub struct LogStore {
 impl LogStore {
     /// Open (or create) the log in `dir`. A torn tail is truncated (with a
     /// warning from `raft-log`); any other damage is an error. `flush_wait`:
-    /// the group-commit window (None: raft-log's default, 1 ms).
+    /// the group-commit window, waited only when more than one flush request
+    /// is queued (None: raft-log's default, 1 ms).
     pub fn open(dir: &Path, flush_wait: Option<std::time::Duration>) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let mut config = raft_log::Config::new(dir.display().to_string());
