@@ -261,9 +261,9 @@ ${ROWS}
   writes/s that the Go dcache this project replaces measured on a single node
   on a 2-core machine; here every write is also replicated and fsynced on a
   majority of three nodes before it is acknowledged. $SINGLE_CONN_NOTE A
-  part of this latency is the Raft log's group-commit window
-  (\`raft.log_flush_wait_us\`, 200 µs by default; docs/ARCHITECTURE.md
-  "Storage" compares it end to end with raft-log's own default of 1000 µs).
+  lone write does not wait out the Raft log's group-commit window
+  (\`raft.log_flush_wait_us\`, 200 µs by default): the window is waited
+  only when more than one write is queued (docs/ARCHITECTURE.md "Storage").
 - **Group commit:** 64 connections wrote $(fmt "$PUT64" "%.0f") ops/s,
   $(ratio "$PUT64" "$PUT1")x the single-connection rate, while p50 latency grew
   only $(ratio "$PUT64_P50" "$PUT1_P50")x: concurrent writes share Raft append
