@@ -21,15 +21,15 @@ COPY Cargo.toml Cargo.lock ./
 COPY jepsen/Cargo.toml jepsen/Cargo.toml
 COPY testkit/Cargo.toml testkit/Cargo.toml
 COPY vendor ./vendor
-RUN mkdir -p src jepsen/src testkit/src testkit/tests \
- && echo 'fn main() {}' > src/main.rs \
+RUN mkdir -p src/bin/dcache jepsen/src testkit/src testkit/tests \
+ && echo 'fn main() {}' > src/bin/dcache/main.rs \
  && touch src/lib.rs testkit/src/lib.rs testkit/tests/cleanup.rs \
  && echo 'fn main() {}' > jepsen/src/main.rs \
  && cargo build --release --locked -p dcache \
  && rm -rf src
 COPY src ./src
 # touch: the placeholder build left newer timestamps than the copied sources.
-RUN touch src/main.rs src/lib.rs \
+RUN touch src/bin/dcache/main.rs src/lib.rs \
  && cargo build --release --locked -p dcache --bin dcache \
  && objcopy --strip-debug target/release/dcache /usr/local/bin/dcache \
  && /usr/local/bin/dcache --version

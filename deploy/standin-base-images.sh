@@ -4,7 +4,7 @@
 # Builds two local stand-ins for the Dockerfile's base images, then builds
 # the Dockerfile against them (unchanged, via its build args):
 #   local/standin-bookworm-slim:test  debootstrap --variant=minbase bookworm
-#   local/standin-rust-bookworm:test  the same + gcc, libc6-dev, binutils, this
+#   local/standin-rust-bookworm:test  the same + gcc, libc6-dev, binutils, make, this
 #                                     host's stable Rust toolchain and cargo
 #                                     registry cache (CARGO_NET_OFFLINE=true)
 # and runs the result once (ready, write, read, SIGTERM exit code 0).
@@ -37,7 +37,7 @@ cp -a "$WORK/slim" "$WORK/builder"
 mount -t proc proc "$WORK/builder/proc"
 cp /etc/resolv.conf "$WORK/builder/etc/resolv.conf"
 chroot "$WORK/builder" apt-get update -q
-chroot "$WORK/builder" apt-get install -qy --no-install-recommends gcc libc6-dev binutils
+chroot "$WORK/builder" apt-get install -qy --no-install-recommends gcc libc6-dev binutils make
 umount "$WORK/builder/proc"
 chroot "$WORK/builder" apt-get clean
 rm -rf "$WORK/builder/var/lib/apt/lists/"*
