@@ -4,8 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== cargo fmt --check"
-cargo fmt -p dcache -p dcache-jepsen -p dcache-testkit -- --check
+cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --locked --workspace --all-targets
+echo "== cargo test: vendor/chunked-wal (outside the workspace, its own lock file)"
+cargo test --locked --manifest-path vendor/chunked-wal/Cargo.toml --target-dir target/vendor --lib
