@@ -286,6 +286,11 @@ pub struct NodeConfig {
     /// Legacy (Go) host used with `http.port` / `raft.port`; empty if unset.
     #[serde(deserialize_with = "de_string_or_null")]
     pub bind_addr: String,
+    /// Threads of the async runtime that runs this node (its listeners,
+    /// Raft and the state machine; the WAL's flush thread is apart). 0 = one
+    /// per CPU core. Nodes that share a machine's cores do better with fewer
+    /// (docs/BENCHMARKS.md, "Performance work", item 15).
+    pub worker_threads: usize,
 }
 
 impl Default for NodeConfig {
@@ -294,6 +299,7 @@ impl Default for NodeConfig {
             id: String::new(),
             data_dir: PathBuf::from("./data"),
             bind_addr: String::new(),
+            worker_threads: 0,
         }
     }
 }

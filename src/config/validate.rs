@@ -39,6 +39,8 @@ pub mod bounds {
     pub const MAX_WATCHERS: u64 = 1_000_000;
     /// `http.rate_limit_per_ip` and `http.rate_limit_burst`.
     pub const MAX_RATE: u64 = 1_000_000;
+    /// `node.worker_threads`.
+    pub const MAX_WORKER_THREADS: u64 = 1024;
 }
 
 /// A validation failure, plus the other key a cross-key check compared
@@ -211,8 +213,15 @@ impl Config {
         let (h, r) = (&self.http, &self.raft);
         #[rustfmt::skip]
         let c = &self.cache;
-        let ranges: [(&str, u64, u64, u64, &str); 22] = [
+        let ranges: [(&str, u64, u64, u64, &str); 23] = [
             // (key, value, min, max, max in words)
+            (
+                "node.worker_threads",
+                self.node.worker_threads as u64,
+                0,
+                MAX_WORKER_THREADS,
+                "",
+            ),
             (
                 "http.max_key_bytes",
                 h.max_key_bytes as u64,
@@ -460,6 +469,12 @@ mod tests {
             ),
             ("DCACHE_RAFT_RPC_TIMEOUT_MS", MAX_MS, MAX_MS, vec![]),
             (
+                "DCACHE_NODE_WORKER_THREADS",
+                MAX_WORKER_THREADS,
+                MAX_WORKER_THREADS,
+                vec![],
+            ),
+            (
                 "DCACHE_RAFT_LOG_FLUSH_WAIT_US",
                 MAX_LOG_FLUSH_WAIT_US,
                 MAX_LOG_FLUSH_WAIT_US,
@@ -484,6 +499,7 @@ mod tests {
         for var in [
             "DCACHE_RAFT_LOG_FLUSH_WAIT_US",
             "DCACHE_SHUTDOWN_DRAIN_TIMEOUT_MS",
+            "DCACHE_NODE_WORKER_THREADS",
         ] {
             load(&[(var, "0".into())]).unwrap();
         }

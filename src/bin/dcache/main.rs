@@ -80,21 +80,37 @@ fn normalize_args() -> Vec<String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(normalize_args());
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    // A node's configuration is loaded before the runtime exists: it sizes
+    // the runtime (`node.worker_threads`).
+    let node_cfg = match cli.cmd {
+        None | Some(Cmd::Run) => match Config::load(cli.config.as_deref(), std::env::vars()) {
+            Ok(cfg) => Some(cfg),
+            Err(e) => {
+                eprintln!("dcache: error: {:#}", anyhow::Error::from(e));
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = node_cfg.as_ref().map(|c| c.node.worker_threads)
+        && n > 0
     {
+        builder.worker_threads(n);
+    }
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("dcache: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let result = match cli.cmd {
-        None | Some(Cmd::Run) => rt.block_on(run(cli.config)),
-        Some(Cmd::Bench(args)) => rt.block_on(bench(args)),
-        Some(Cmd::Health { addr }) => rt.block_on(health(addr, &cli.client)),
-        Some(Cmd::Client(cmd)) => return rt.block_on(cli::run(cli.client, cmd)),
+    let result = match (cli.cmd, node_cfg) {
+        (None | Some(Cmd::Run), Some(cfg)) => rt.block_on(run(cfg)),
+        (None | Some(Cmd::Run), None) => unreachable!("a node's config is loaded above"),
+        (Some(Cmd::Bench(args)), _) => rt.block_on(bench(args)),
+        (Some(Cmd::Health { addr }), _) => rt.block_on(health(addr, &cli.client)),
+        (Some(Cmd::Client(cmd)), _) => return rt.block_on(cli::run(cli.client, cmd)),
     };
     match result {
         Ok(code) => code,
@@ -105,8 +121,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let cfg = Config::load(config.as_deref(), std::env::vars())?;
+async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
     dcache::telemetry::init(&cfg.logging, &cfg.node_id());
     let (http, raft) = dcache::node::bind(&cfg).await?;
     let mut node = dcache::node::Node::start(cfg, http, raft)

@@ -445,6 +445,8 @@ fn shipped_configs_parse() {
     assert_eq!(n1.http.bind_addr, "localhost:11001");
     assert_eq!(n1.raft.bind_addr, "localhost:12001");
     assert_eq!(n1.cluster.join_addr, "");
+    // Three nodes on one machine: one runtime thread each (BENCHMARKS item 15).
+    assert_eq!(n1.node.worker_threads, 1);
     assert_eq!(
         n1.logging,
         LoggingConfig {
@@ -463,6 +465,7 @@ fn shipped_configs_parse() {
         assert_eq!(c.http.bind_addr, format!("localhost:1100{n}"));
         assert_eq!(c.raft.bind_addr, format!("localhost:1200{n}"));
         assert_eq!(c.cluster.join_addr, "localhost:11001");
+        assert_eq!(c.node.worker_threads, 1);
         // Everything else stays at the defaults.
         assert_eq!(
             c.raft,
