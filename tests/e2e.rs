@@ -595,17 +595,6 @@ async fn three_processes_survive_sigkill_of_the_leader_and_a_full_restart() {
     }
 }
 
-/// Threads of the node's runtime named `tokio-rt-worker`, from /proc.
-fn runtime_workers(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .filter(|t| {
-            let comm = t.as_ref().unwrap().path().join("comm");
-            std::fs::read_to_string(comm).is_ok_and(|c| c.trim() == "tokio-rt-worker")
-        })
-        .count()
-}
-
 /// `node.worker_threads` sizes the node's runtime; 0 (the default) is one
 /// thread per core.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -618,10 +607,19 @@ async fn node_worker_threads_sizes_the_runtime() {
             .with_env("DCACHE_NODE_WORKER_THREADS", setting);
         let mut p = start_ready(&c, &spec).await;
         put_ok(&c, &spec, "k", setting, CONVERGE).await;
-        assert_eq!(
-            runtime_workers(p.pid()),
-            want,
-            "DCACHE_NODE_WORKER_THREADS={setting}"
+        let metrics = c
+            .get(spec.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let line = format!("dcache_runtime_worker_threads {want}\n");
+        assert!(
+            metrics.contains(&line),
+            "DCACHE_NODE_WORKER_THREADS={setting}: no {line:?} in /metrics:\n{}",
+            tail(&metrics)
         );
         p.stop_gracefully(STOP).await;
     }

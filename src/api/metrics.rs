@@ -56,6 +56,7 @@ pub struct Metrics {
     log_entries: Gauge,
     log_bytes_since_snapshot: Gauge,
     members: Gauge,
+    runtime_workers: Gauge,
     refused_rpcs: Counter,
     keys: Gauge,
     mem_bytes: Gauge,
@@ -143,6 +144,10 @@ impl Metrics {
             "Log bytes applied since the latest snapshot's capture (a snapshot is due once they reach half the accounted memory and raft.snapshot_threshold entries have passed)"
         );
         let members = gauge!("raft_members", "Members in the current configuration");
+        let runtime_workers = gauge!(
+            "runtime_worker_threads",
+            "Worker threads of the node's async runtime (node.worker_threads; 0 there = one per core)"
+        );
         let keys = gauge!("cache_keys", "Keys in the state machine");
         let mem_bytes = gauge!(
             "cache_memory_bytes",
@@ -204,6 +209,7 @@ impl Metrics {
             log_entries,
             log_bytes_since_snapshot,
             members,
+            runtime_workers,
             refused_rpcs,
             keys,
             mem_bytes,
@@ -285,6 +291,9 @@ impl Metrics {
         self.log_bytes_since_snapshot
             .set(as_i64(stats.log_bytes_since_snapshot));
         self.members.set(st.members.len() as i64);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            self.runtime_workers.set(rt.metrics().num_workers() as i64);
+        }
         advance(&self.refused_rpcs, st.refused_rpcs);
         self.keys.set(as_i64(keys));
         self.mem_bytes.set(as_i64(mem));
