@@ -80,43 +80,41 @@ fn normalize_args() -> Vec<String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(normalize_args());
-    // A node's configuration is loaded before the runtime exists: it sizes
-    // the runtime (`node.worker_threads`).
-    let node_cfg = match cli.cmd {
-        None | Some(Cmd::Run) => match Config::load(cli.config.as_deref(), std::env::vars()) {
-            Ok(cfg) => Some(cfg),
-            Err(e) => {
-                eprintln!("dcache: error: {:#}", anyhow::Error::from(e));
-                return ExitCode::FAILURE;
-            }
+    let result = match cli.cmd.unwrap_or(Cmd::Run) {
+        // A node's configuration sizes its runtime (`node.worker_threads`),
+        // so it is loaded before the runtime exists.
+        Cmd::Run => match Config::load(cli.config.as_deref(), std::env::vars()) {
+            Ok(cfg) => block_on(cfg.node.worker_threads, run(cfg)),
+            Err(e) => Ok(Err(e.into())),
         },
-        _ => None,
-    };
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = node_cfg.as_ref().map(|c| c.node.worker_threads)
-        && n > 0
-    {
-        builder.worker_threads(n);
-    }
-    let rt = match builder.enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("dcache: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+        Cmd::Bench(args) => block_on(0, bench(args)),
+        Cmd::Health { addr } => block_on(0, health(addr, &cli.client)),
+        Cmd::Client(cmd) => {
+            return block_on(0, cli::run(cli.client, cmd)).unwrap_or_else(|code| code);
         }
     };
-    let result = match (cli.cmd, node_cfg) {
-        (None | Some(Cmd::Run), Some(cfg)) => rt.block_on(run(cfg)),
-        (None | Some(Cmd::Run), None) => unreachable!("a node's config is loaded above"),
-        (Some(Cmd::Bench(args)), _) => rt.block_on(bench(args)),
-        (Some(Cmd::Health { addr }), _) => rt.block_on(health(addr, &cli.client)),
-        (Some(Cmd::Client(cmd)), _) => return rt.block_on(cli::run(cli.client, cmd)),
-    };
     match result {
-        Ok(code) => code,
-        Err(e) => {
+        Ok(Ok(code)) | Err(code) => code,
+        Ok(Err(e)) => {
             eprintln!("dcache: error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `f` to completion on a multi-thread runtime of `worker_threads`
+/// workers (0 = one per core); `Err` with the exit code if the runtime
+/// cannot start.
+fn block_on<F: Future>(worker_threads: usize, f: F) -> Result<F::Output, ExitCode> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if worker_threads > 0 {
+        builder.worker_threads(worker_threads);
+    }
+    match builder.enable_all().build() {
+        Ok(rt) => Ok(rt.block_on(f)),
+        Err(e) => {
+            eprintln!("dcache: cannot start the async runtime: {e}");
+            Err(ExitCode::FAILURE)
         }
     }
 }
