@@ -43,8 +43,6 @@ use crate::raft::typ;
 const FILE_MAGIC: &[u8; 8] = b"DCSNAP2\n";
 const DATA_VERSION: u32 = 2;
 const HEAD_BYTES: usize = 48;
-/// Snapshots kept on disk; older ones are removed after a new one is durable.
-const KEEP_SNAPSHOTS: usize = 1;
 /// Largest snapshot meta accepted (a membership of many nodes is a few KiB).
 const MAX_META_BYTES: u32 = 1 << 20;
 /// Temp-file suffix of snapshots being built or received.
@@ -152,7 +150,9 @@ impl Writer {
         Ok(())
     }
 
-    /// Seal, fsync and rename the file into place; remove older snapshots.
+    /// Seal, fsync and rename the file into place. Older snapshots stay
+    /// until the caller calls [`remove_all_but`]: a reader may be about to
+    /// open the one that is current until then.
     pub fn finish(self) -> io::Result<PathBuf> {
         if self.written != self.count {
             return Err(io::Error::other(format!(
@@ -168,7 +168,6 @@ impl Writer {
         let path = self.dir.join(file_name(&self.meta));
         fs::rename(&self.tmp, &path)?;
         fs::File::open(&self.dir)?.sync_all()?;
-        remove_old(&self.dir, KEEP_SNAPSHOTS)?;
         Ok(path)
     }
 }
@@ -317,21 +316,24 @@ fn list(dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn remove_old(dir: &Path, keep: usize) -> io::Result<()> {
-    let files = list(dir)?;
-    let n = files.len().saturating_sub(keep);
-    for p in &files[..n] {
-        fs::remove_file(p)?;
+/// Remove every snapshot file in `dir` except `keep`. Called once `keep`
+/// is the snapshot readers are given, so none of them can be about to open
+/// a removed file (a file already open stays readable after removal).
+pub fn remove_all_but(dir: &Path, keep: &Path) -> io::Result<()> {
+    for p in list(dir)? {
+        if p != keep {
+            fs::remove_file(&p)?;
+        }
     }
     Ok(())
 }
 
-/// Put a verified received file in place as the newest snapshot.
+/// Put a verified received file in place as the newest snapshot (older
+/// ones stay until [`remove_all_but`]).
 pub fn adopt(dir: &Path, tmp: &Path, meta: &typ::SnapshotMeta) -> io::Result<PathBuf> {
     let path = dir.join(file_name(meta));
     fs::rename(tmp, &path)?;
     fs::File::open(dir)?.sync_all()?;
-    remove_old(dir, KEEP_SNAPSHOTS)?;
     Ok(path)
 }
 
@@ -453,8 +455,11 @@ mod tests {
     #[test]
     fn latest_keeps_the_newest_and_removes_temp_files() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), &sample(), 5);
+        let old = write(dir.path(), &sample(), 5);
         let p = write(dir.path(), &sample(), 9);
+        // Writing a new file leaves the old one until it is let go.
+        assert_eq!(list(dir.path()).unwrap(), vec![old, p.clone()]);
+        remove_all_but(dir.path(), &p).unwrap();
         assert_eq!(list(dir.path()).unwrap(), vec![p.clone()]);
         fs::write(dir.path().join(format!("x{TMP_SUFFIX}")), b"junk").unwrap();
         assert_eq!(latest(dir.path()).unwrap(), Some(p));

@@ -17,6 +17,10 @@
 //! - A snapshot is durable (fsynced file) before openraft learns of it, so
 //!   openraft may purge the log it covers.
 //! - One snapshot build or install runs at a time (`build` lock).
+//! - Older snapshot files are removed only after the new one is the one
+//!   readers get, under the `current` lock, and readers open the file under
+//!   that lock: a leader sending a snapshot never finds its file gone (an
+//!   open file stays readable after removal).
 //! - On open, the newest snapshot on disk is loaded and verified; openraft
 //!   then re-applies the committed log after it.
 //!
@@ -82,7 +86,9 @@ impl ChangeSink for NoSink {
 struct Shared {
     state: RwLock<SmState>,
     sink: Arc<dyn ChangeSink>,
-    /// Path and meta of the newest durable snapshot.
+    /// Path and meta of the newest durable snapshot. Files are opened and
+    /// older files removed only under this lock ([`Shared::make_current`],
+    /// `get_current_snapshot`), so a reader never opens a removed file.
     current: Mutex<Option<(typ::SnapshotMeta, PathBuf)>>,
     dir: PathBuf,
     /// Held by a snapshot build or install for its whole duration.
@@ -131,6 +137,9 @@ impl StateMachine {
         let (state, current) = match snapshot::latest(dir)? {
             Some(path) => {
                 let (meta, cache) = snapshot::load(&path)?;
+                // A crash between a new file's rename and the removal of
+                // the old one leaves both.
+                snapshot::remove_all_but(dir, &path)?;
                 tracing::info!(
                     last_log_id = ?meta.last_log_id,
                     keys = cache.len(),
@@ -316,6 +325,17 @@ fn open_file(path: PathBuf) -> io::Result<SnapshotFile> {
     Ok(SnapshotFile { path, file })
 }
 
+impl Shared {
+    /// Make `path` the snapshot readers are given, then remove every older
+    /// file, under the `current` lock: a reader either opened the old file
+    /// before (it stays readable, unlinked) or gets the new one.
+    fn make_current(&self, meta: &typ::SnapshotMeta, path: &Path) -> io::Result<()> {
+        let mut current = self.current.lock().map_err(|_| lock_poisoned())?;
+        *current = Some((meta.clone(), path.to_path_buf()));
+        snapshot::remove_all_but(&self.dir, path)
+    }
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotData;
 
@@ -354,8 +374,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .store(bytes_at, Ordering::Relaxed);
         let build_ms = started.elapsed().as_millis() as u64;
         tracing::info!(last_log_id = ?meta.last_log_id, keys = stats.keys, build_ms, path = %path.display(), "snapshot taken");
-        *self.shared.current.lock().map_err(|_| lock_poisoned())? =
-            Some((meta.clone(), path.clone()));
+        self.shared.make_current(&meta, &path)?;
+        // Still under the build lock: no other build or install can remove
+        // the file before it is open.
         Ok(typ::Snapshot {
             meta,
             snapshot: open_file(path)?,
@@ -448,7 +469,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .await
         .map_err(io::Error::other)??;
         tracing::info!(last_log_id = ?meta.last_log_id, keys = cache.len(), "installed snapshot");
-        *self.shared.current.lock().map_err(|_| lock_poisoned())? = Some((meta.clone(), path));
+        self.shared.make_current(meta, &path)?;
         let old = {
             let mut st = self.shared.state.write().map_err(|_| lock_poisoned())?;
             st.last_applied = meta.last_log_id.clone();
@@ -472,18 +493,80 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<typ::Snapshot>, io::Error> {
-        let current = self
-            .shared
-            .current
-            .lock()
-            .map_err(|_| lock_poisoned())?
-            .clone();
-        let Some((meta, path)) = current else {
+        // Open under the lock: a build or install finishing now removes the
+        // old file only after it takes this lock.
+        let current = self.shared.current.lock().map_err(|_| lock_poisoned())?;
+        let Some((meta, path)) = current.as_ref() else {
             return Ok(None);
         };
         Ok(Some(typ::Snapshot {
-            meta,
-            snapshot: open_file(path)?,
+            meta: meta.clone(),
+            snapshot: open_file(path.clone())?,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::entry::RaftEntry;
+
+    use super::*;
+
+    /// Apply one blank entry at `index`, moving the snapshot's name on.
+    async fn apply_blank(sm: &mut StateMachine, index: u64) {
+        let log_id = openraft::testing::log_id::<TypeConfig>(1, 1u64.into(), index);
+        let entry = typ::Entry::new_blank(log_id);
+        let one = futures_util::stream::iter([Ok((entry, None))]);
+        sm.apply(one).await.expect("apply");
+    }
+
+    /// Builds replace the snapshot file while a reader (a leader sending a
+    /// snapshot) keeps asking for the current one: every read must open a
+    /// file, and only the newest file is left at the end. Before the fix, a
+    /// reader could take the old path just as the build removed its file.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reader_never_gets_a_snapshot_a_build_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sm = StateMachine::open(dir.path()).expect("open");
+        apply_blank(&mut sm, 1).await;
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build");
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let mut sm = sm.clone();
+            let done = done.clone();
+            tokio::spawn(async move {
+                let mut reads = 0u64;
+                while !done.load(Ordering::Relaxed) {
+                    let snap = sm
+                        .get_current_snapshot()
+                        .await
+                        .expect("open current snapshot");
+                    assert!(snap.is_some());
+                    reads += 1;
+                    tokio::task::yield_now().await;
+                }
+                reads
+            })
+        };
+        for index in 2..300 {
+            apply_blank(&mut sm, index).await;
+            sm.get_snapshot_builder()
+                .await
+                .build_snapshot()
+                .await
+                .expect("build");
+        }
+        done.store(true, Ordering::Relaxed);
+        let reads = reader.await.expect("reader");
+        assert!(reads > 0);
+        let files: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
     }
 }
