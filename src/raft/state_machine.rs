@@ -17,10 +17,10 @@
 //! - A snapshot is durable (fsynced file) before openraft learns of it, so
 //!   openraft may purge the log it covers.
 //! - One snapshot build or install runs at a time (`build` lock).
-//! - Older snapshot files are removed only after the new one is the one
-//!   readers get, under the `current` lock, and readers open the file under
-//!   that lock: a leader sending a snapshot never finds its file gone (an
-//!   open file stays readable after removal).
+//! - Older snapshot files are removed only after `current` names the new
+//!   one, and readers open the file under the `current` lock: a leader
+//!   sending a snapshot never finds its file gone (an open file stays
+//!   readable after removal).
 //! - On open, the newest snapshot on disk is loaded and verified; openraft
 //!   then re-applies the committed log after it.
 //!
@@ -86,9 +86,10 @@ impl ChangeSink for NoSink {
 struct Shared {
     state: RwLock<SmState>,
     sink: Arc<dyn ChangeSink>,
-    /// Path and meta of the newest durable snapshot. Files are opened and
-    /// older files removed only under this lock ([`Shared::make_current`],
-    /// `get_current_snapshot`), so a reader never opens a removed file.
+    /// Path and meta of the newest durable snapshot. Readers open the file
+    /// under this lock (`get_current_snapshot`), and older files are removed
+    /// only after it names the new one ([`Shared::make_current`]), so a
+    /// reader never opens a removed file.
     current: Mutex<Option<(typ::SnapshotMeta, PathBuf)>>,
     dir: PathBuf,
     /// Held by a snapshot build or install for its whole duration.
@@ -327,12 +328,17 @@ fn open_file(path: PathBuf) -> io::Result<SnapshotFile> {
 
 impl Shared {
     /// Make `path` the snapshot readers are given, then remove every older
-    /// file, under the `current` lock: a reader either opened the old file
-    /// before (it stays readable, unlinked) or gets the new one.
-    fn make_current(&self, meta: &typ::SnapshotMeta, path: &Path) -> io::Result<()> {
-        let mut current = self.current.lock().map_err(|_| lock_poisoned())?;
-        *current = Some((meta.clone(), path.to_path_buf()));
-        snapshot::remove_all_but(&self.dir, path)
+    /// file. Readers open the current file under the `current` lock, so
+    /// once it names `path` none can open an older one (a file already open
+    /// stays readable, unlinked). The removal, which may free a large file,
+    /// runs on the blocking pool, outside the lock.
+    async fn make_current(&self, meta: &typ::SnapshotMeta, path: &Path) -> io::Result<()> {
+        *self.current.lock().map_err(|_| lock_poisoned())? =
+            Some((meta.clone(), path.to_path_buf()));
+        let (dir, keep) = (self.dir.clone(), path.to_path_buf());
+        tokio::task::spawn_blocking(move || snapshot::remove_all_but(&dir, &keep))
+            .await
+            .map_err(io::Error::other)?
     }
 }
 
@@ -374,7 +380,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .store(bytes_at, Ordering::Relaxed);
         let build_ms = started.elapsed().as_millis() as u64;
         tracing::info!(last_log_id = ?meta.last_log_id, keys = stats.keys, build_ms, path = %path.display(), "snapshot taken");
-        self.shared.make_current(&meta, &path)?;
+        self.shared.make_current(&meta, &path).await?;
         // Still under the build lock: no other build or install can remove
         // the file before it is open.
         Ok(typ::Snapshot {
@@ -469,7 +475,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .await
         .map_err(io::Error::other)??;
         tracing::info!(last_log_id = ?meta.last_log_id, keys = cache.len(), "installed snapshot");
-        self.shared.make_current(meta, &path)?;
+        self.shared.make_current(meta, &path).await?;
         let old = {
             let mut st = self.shared.state.write().map_err(|_| lock_poisoned())?;
             st.last_applied = meta.last_log_id.clone();
