@@ -3,7 +3,10 @@
 //!
 //! - [`serve()`]: the accept loop with a connection cap (idle connections
 //!   make room for new ones), a per-IP cap, header timeout and graceful
-//!   drain, used by the client API and the Raft peer listener;
+//!   drain, used by the client API; [`serve_with`] the same loop for any
+//!   protocol (the Redis listener; the Raft listener, which hands HTTP
+//!   connections to [`serve::serve_http`], with bytes it already read given
+//!   back by [`serve::Rewind`]);
 //! - [`http_client`]: the one place a `reqwest::Client` is built (forwarding,
 //!   peer RPCs, the join probe, the join loop, the client library);
 //! - [`Backoff`]: capped exponential backoff for retry loops;

@@ -91,49 +91,146 @@ pub async fn serve(
         shutdown,
         opts,
         move |stream, peer, activity, shutdown| {
-            let router = router.clone();
             let certs = stream.peer_certificates().map(PeerCertificates);
-            let svc = tower::service_fn(move |mut req: axum::http::Request<Incoming>| {
-                let busy = activity.busy();
-                req.extensions_mut().insert(ConnectInfo(peer));
-                if let Some(c) = &certs {
-                    req.extensions_mut().insert(c.clone());
-                }
-                let router = router.clone();
-                async move {
-                    let resp = router.oneshot(req).await?;
-                    // Busy until the body is sent, too (streams).
-                    Ok::<_, std::convert::Infallible>(
-                        resp.map(|body| Body::new(Tracked { body, _busy: busy })),
-                    )
-                }
-            });
-            let svc = TowerToHyperService::new(svc);
-            async move {
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(header_timeout)
-                    // A client may shut down its write side after sending the
-                    // request and wait for the answer; without this hyper would
-                    // drop the request in flight on that EOF.
-                    .half_close(true)
-                    .serve_connection(TokioIo::new(stream), svc);
-                let mut conn = std::pin::pin!(conn);
-                tokio::select! {
-                    r = conn.as_mut() => {
-                        if let Err(e) = r {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                    }
-                    _ = shutdown.cancelled() => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = conn.await;
-                    }
-                }
-            }
+            serve_http(
+                stream,
+                HttpConn {
+                    peer,
+                    certs,
+                    router: router.clone(),
+                    activity,
+                    shutdown,
+                    header_timeout,
+                },
+            )
         },
     )
     .await
+}
+
+/// What [`serve_http`] needs to know about one connection.
+pub struct HttpConn {
+    /// The client's address (the `ConnectInfo` of every request).
+    pub peer: SocketAddr,
+    /// The client's verified certificate chain, when TLS had one.
+    pub certs: Option<PeerCertificates>,
+    pub router: Router,
+    pub activity: Arc<Activity>,
+    pub shutdown: CancellationToken,
+    /// Bound on receiving each request's headers.
+    pub header_timeout: Duration,
+}
+
+/// Serve HTTP/1.1 on one connection that [`serve_with`] accepted (the
+/// handler [`serve`] uses; a listener that speaks another protocol too
+/// hands it the connections that turn out to be HTTP).
+pub async fn serve_http<S>(stream: S, c: HttpConn)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let HttpConn {
+        peer,
+        certs,
+        router,
+        activity,
+        shutdown,
+        header_timeout,
+    } = c;
+    let svc = tower::service_fn(move |mut req: axum::http::Request<Incoming>| {
+        let busy = activity.busy();
+        req.extensions_mut().insert(ConnectInfo(peer));
+        if let Some(c) = &certs {
+            req.extensions_mut().insert(c.clone());
+        }
+        let router = router.clone();
+        async move {
+            let resp = router.oneshot(req).await?;
+            // Busy until the body is sent, too (streams).
+            Ok::<_, std::convert::Infallible>(
+                resp.map(|body| Body::new(Tracked { body, _busy: busy })),
+            )
+        }
+    });
+    let svc = TowerToHyperService::new(svc);
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        // A client may shut down its write side after sending the
+        // request and wait for the answer; without this hyper would
+        // drop the request in flight on that EOF.
+        .half_close(true)
+        .serve_connection(TokioIo::new(stream), svc);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// A stream whose first bytes were already read (to tell protocols
+/// apart): reads give back `prefix` first, then the rest of `inner`.
+pub struct Rewind<S> {
+    prefix: Bytes,
+    inner: S,
+}
+
+impl<S> Rewind<S> {
+    pub fn new(prefix: Bytes, inner: S) -> Self {
+        Self { prefix, inner }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Rewind<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            let head = self.prefix.split_to(n);
+            buf.put_slice(&head);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Rewind<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 /// The accept loop with any protocol: `handle(stream, peer, activity,

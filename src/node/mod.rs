@@ -448,21 +448,32 @@ impl Node {
             max_value_bytes: cfg.http.max_value_bytes,
             request_timeout,
         };
-        let raft_task = tokio::spawn(crate::net::serve(
+        let peer_limits = raft::rpc::PeerLimits {
+            max_append_bytes: max_append_bytes(&limits),
+            body_timeout: tuning.header_timeout,
+        };
+        let peer_stream = Arc::new(raft::stream::Server::new(
+            raft.clone(),
+            &info,
+            contact.clone(),
+            secret.clone(),
+            peer_limits,
+            tls.is_some(),
+        ));
+        let raft_router = raft::rpc::router(
+            raft.clone(),
+            info,
+            contact,
+            snap_dir.clone(),
+            secret.clone(),
+            peer_limits,
+            tls.is_some(),
+            cluster.clone(),
+        );
+        // One listener, two protocols: the peer stream (AppendEntries) and
+        // HTTP (every other peer RPC); `raft::stream` tells them apart.
+        let raft_task = tokio::spawn(crate::net::serve_with(
             raft_listener,
-            raft::rpc::router(
-                raft.clone(),
-                info,
-                contact,
-                snap_dir.clone(),
-                secret.clone(),
-                raft::rpc::PeerLimits {
-                    max_append_bytes: max_append_bytes(&limits),
-                    body_timeout: tuning.header_timeout,
-                },
-                tls.is_some(),
-                cluster.clone(),
-            ),
             raft_stop.clone(),
             ServeOptions {
                 name: "raft",
@@ -471,6 +482,15 @@ impl Node {
                 header_timeout: tuning.header_timeout,
                 drain_timeout: Duration::from_secs(1),
                 tls: tls.as_ref().map(|t| t.acceptor(Side::Peers)),
+            },
+            move |stream, peer, activity, shutdown| {
+                peer_stream.clone().serve_connection(
+                    raft_router.clone(),
+                    stream,
+                    peer,
+                    activity,
+                    shutdown,
+                )
             },
         ));
 

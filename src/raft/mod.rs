@@ -21,6 +21,7 @@ pub mod network;
 pub mod rpc;
 pub mod snapshot;
 pub mod state_machine;
+pub mod stream;
 
 use std::fmt;
 

@@ -1,5 +1,8 @@
-//! Peer transport, client side: openraft's [`RaftNetworkV2`] over HTTP/1.1
-//! to the peer's `raft.bind_addr` listener (see [`super::rpc`]).
+//! Peer transport, client side: openraft's [`RaftNetworkV2`] to the peer's
+//! `raft.bind_addr` listener: AppendEntries on the peer stream
+//! ([`super::stream`], one connection per target, opened on demand), every
+//! other RPC over HTTP/1.1 (see [`super::rpc`]), and AppendEntries too for
+//! a peer that does not speak the stream.
 //!
 //! Bodies are MessagePack. Each target gets its own `reqwest::Client`, which
 //! keeps connections alive and reconnects on demand; every call is bounded:
@@ -11,11 +14,16 @@
 //! Invariants:
 //! - A failed connection and a call that does not finish in time both map
 //!   to openraft's `Unreachable` (openraft backs off before trying that peer
-//!   again); an error the peer answered with, or a body that does not
-//!   decode, maps to `Network`. None of them panics.
+//!   again); an error the peer answered with, or an HTTP body that does
+//!   not decode, maps to `Network` (on the stream, an answer that does not
+//!   decode breaks the connection: `Unreachable`). None of them panics.
 //! - Every RPC carries the cluster secret when one is configured, and the
-//!   sender's node id (`x-dcache-raft-from`).
-//! - With TLS, every RPC is https with this node's certificate as client
+//!   sender's node id (`x-dcache-raft-from`; on the stream, its hello).
+//! - A stream exchange that fails or does not finish in time drops the
+//!   connection before the next call (a late answer is never read as the
+//!   next one's).
+//! - With TLS, every RPC is TLS (https, or the stream over TLS) with this
+//!   node's certificate as client
 //!   certificate, and the target's certificate must chain to the CA and
 //!   name the target's node id (`net::tls::node_name`), whatever address
 //!   it answers on; a target no certificate can name is unreachable.
@@ -41,8 +49,10 @@ use super::NodeId;
 use super::SnapshotData;
 use super::TypeConfig;
 use super::rpc;
+use super::stream;
 use super::typ;
 use crate::net::ClusterSecret;
+use crate::net::tls::ClientTls;
 use crate::net::tls::Tls;
 
 /// Creates one [`PeerClient`] per target.
@@ -81,22 +91,16 @@ impl PeerNetwork {
         }
     }
 
-    /// The client for `target`; Err when TLS is on and no certificate can
-    /// name the target's id.
-    fn client(&self, target: &NodeId) -> Result<reqwest::Client, String> {
-        let tls = match &self.tls {
-            Some(t) => Some(
-                t.node_client(Some(target.as_str()))
-                    .map_err(|e| e.to_string())?,
-            ),
-            None => None,
-        };
-        Ok(crate::net::http_client(crate::net::HttpClientOptions {
-            connect_timeout: self.connect_timeout,
-            local_address: self.local_ip,
-            tls,
-            ..Default::default()
-        }))
+    /// The TLS client configuration for `target` (None: plain); Err when
+    /// TLS is on and no certificate can name the target's id.
+    fn client_tls(&self, target: &NodeId) -> Result<Option<ClientTls>, String> {
+        match &self.tls {
+            Some(t) => t
+                .node_client(Some(target.as_str()))
+                .map(Some)
+                .map_err(|e| e.to_string()),
+            None => Ok(None),
+        }
     }
 }
 
@@ -105,8 +109,21 @@ impl PeerNetwork {
     /// asking the leader for a read index).
     pub fn peer(&self, target: NodeId, node: &Node) -> PeerClient {
         let scheme = crate::net::scheme(self.tls.is_some());
+        let tls = self.client_tls(&target);
+        let http = tls.clone().map(|tls| {
+            crate::net::http_client(crate::net::HttpClientOptions {
+                connect_timeout: self.connect_timeout,
+                local_address: self.local_ip,
+                tls,
+                ..Default::default()
+            })
+        });
         PeerClient {
-            http: self.client(&target),
+            http,
+            tls: tls.ok().flatten(),
+            local_ip: self.local_ip,
+            connect_timeout: self.connect_timeout,
+            stream: StreamState::Closed,
             target,
             me: self.me.clone(),
             incarnation: node.incarnation,
@@ -136,8 +153,24 @@ pub struct PeerClient {
     /// The target's Raft address as the membership recorded it.
     raft_addr: String,
     http: Result<reqwest::Client, String>,
+    /// The TLS configuration of `http`, for the peer stream.
+    tls: Option<ClientTls>,
+    local_ip: Option<IpAddr>,
+    connect_timeout: Duration,
+    /// AppendEntries go on the peer stream ([`stream`]) when it is open.
+    stream: StreamState,
     rpc_timeout: Duration,
     secret: Option<ClusterSecret>,
+}
+
+/// The peer stream of one [`PeerClient`].
+enum StreamState {
+    /// Not open: the next AppendEntries opens it.
+    Closed,
+    Open(stream::Conn),
+    /// The peer did not speak it at this moment: AppendEntries go over
+    /// HTTP until [`stream::RETRY_STREAM_AFTER`] has passed.
+    Unsupported(std::time::Instant),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -336,6 +369,45 @@ impl PeerClient {
     }
 }
 
+impl PeerClient {
+    /// One AppendEntries on the peer stream, opening it first if needed.
+    /// Ok(Err): the peer's Raft refused it (the stream stays open).
+    async fn append_on_stream(
+        &mut self,
+        req: &typ::AppendEntriesRequest,
+    ) -> Result<stream::Answer, stream::OpenError> {
+        if !matches!(self.stream, StreamState::Open(_)) {
+            if let Err(e) = &self.http {
+                return Err(stream::OpenError::Io(std::io::Error::other(e.clone())));
+            }
+            let hello = stream::Hello {
+                from: self.me.clone(),
+                to: self.target.clone(),
+                incarnation: self.incarnation,
+                secret: self.secret.as_ref().map(|s| s.header_value().to_string()),
+            };
+            let dial = stream::Dial {
+                addr: &self.raft_addr,
+                local_ip: self.local_ip,
+                connect_timeout: self.connect_timeout,
+                tls: self.tls.as_ref(),
+            };
+            let conn = stream::Conn::open(dial, &hello).await?;
+            self.stream = StreamState::Open(conn);
+        }
+        let StreamState::Open(conn) = &mut self.stream else {
+            unreachable!("opened above")
+        };
+        match conn.append(req).await {
+            Ok(answer) => Ok(answer),
+            Err(e) => {
+                self.stream = StreamState::Closed;
+                Err(stream::OpenError::Io(e))
+            }
+        }
+    }
+}
+
 impl RaftNetworkV2<TypeConfig> for PeerClient {
     type SnapshotData = SnapshotData;
 
@@ -344,7 +416,46 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         req: typ::AppendEntriesRequest,
         option: RPCOption,
     ) -> Result<typ::AppendEntriesResponse, typ::RPCError> {
-        self.rpc(rpc::APPEND, &req, &option).await
+        if let StreamState::Unsupported(since) = &self.stream {
+            if since.elapsed() < stream::RETRY_STREAM_AFTER {
+                return self.rpc(rpc::APPEND, &req, &option).await;
+            }
+            self.stream = StreamState::Closed;
+        }
+        let ttl = option.hard_ttl().min(self.rpc_timeout);
+        let started = tokio::time::Instant::now();
+        let failed = match tokio::time::timeout(ttl, self.append_on_stream(&req)).await {
+            Ok(Ok(Ok(resp))) => return Ok(resp),
+            Ok(Ok(Err(refused))) => {
+                CallError::Remote(Msg(format!("{} (stream): {refused}", self.raft_addr)))
+            }
+            Ok(Err(stream::OpenError::Unsupported)) => {
+                tracing::info!(peer = %self.target, "peer does not speak the Raft stream: AppendEntries over HTTP");
+                self.stream = StreamState::Unsupported(std::time::Instant::now());
+                let ttl = ttl.saturating_sub(started.elapsed());
+                return self
+                    .call(rpc::APPEND, &req, ttl)
+                    .await
+                    .map_err(CallError::into_rpc);
+            }
+            Ok(Err(stream::OpenError::Refused(why))) => {
+                self.stream = StreamState::Closed;
+                CallError::Remote(Msg(format!("{} refused the stream: {why}", self.raft_addr)))
+            }
+            Ok(Err(stream::OpenError::Io(e))) => {
+                self.stream = StreamState::Closed;
+                CallError::Unreachable(Msg(format!("{} (stream): {e}", self.raft_addr)))
+            }
+            Err(_) => {
+                // A frame may be half written or its answer still coming.
+                self.stream = StreamState::Closed;
+                CallError::Unreachable(Msg(format!(
+                    "{} (stream): no answer from {} within {ttl:?}",
+                    self.raft_addr, self.target
+                )))
+            }
+        };
+        Err(failed.into_rpc())
     }
 
     async fn vote(
@@ -389,5 +500,129 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             r = self.send(rpc::SNAPSHOT, body, option.hard_ttl()) => r.map_err(CallError::into_streaming),
             closed = cancel => Err(typ::StreamingError::Closed(closed)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer that speaks the stream: the client opens it once, says who
+    /// it is and whom it means (with the secret), and sends every
+    /// AppendEntries on it, nothing over HTTP.
+    #[tokio::test]
+    async fn appends_go_on_one_stream_after_a_hello() {
+        use tokio::io::AsyncReadExt;
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut magic = [0u8; 8];
+            s.read_exact(&mut magic).await.unwrap();
+            assert_eq!(&magic, stream::MAGIC);
+            let mut buf = Vec::new();
+            stream::read_frame(&mut s, 1 << 16, &mut buf).await.unwrap();
+            let hello: stream::Hello = rmp_serde::from_slice(&buf).unwrap();
+            let mut out = stream::MAGIC.to_vec();
+            out.extend_from_slice(&stream::frame(&stream::Welcome::Accepted).unwrap());
+            s.write_all(&out).await.unwrap();
+            let mut appends = 0;
+            while stream::read_frame(&mut s, 1 << 20, &mut buf).await.is_ok() {
+                let _: typ::AppendEntriesRequest = rmp_serde::from_slice(&buf).unwrap();
+                appends += 1;
+                let ok: stream::Answer = Ok(openraft::raft::AppendEntriesResponse::Success);
+                s.write_all(&stream::frame(&ok).unwrap()).await.unwrap();
+            }
+            // All of them on this one connection.
+            (hello, appends)
+        });
+        let secret = ClusterSecret::new("s3cret-s3cret-s3cret-s3cret");
+        let mut client = n0_to_n1(addr, Some(secret), 42);
+        for n in 1..=3 {
+            let resp = client
+                .append_entries(heartbeat(), RPCOption::new(Duration::from_secs(5)))
+                .await
+                .unwrap_or_else(|e| panic!("append {n}: {e}"));
+            assert!(matches!(
+                resp,
+                openraft::raft::AppendEntriesResponse::Success
+            ));
+            assert!(matches!(client.stream, StreamState::Open(_)));
+        }
+        drop(client);
+        let (hello, appends) = server.await.unwrap();
+        assert_eq!((hello.from.as_str(), hello.to.as_str()), ("n0", "n1"));
+        assert_eq!(hello.incarnation, 42);
+        assert_eq!(hello.secret.as_deref(), Some("s3cret-s3cret-s3cret-s3cret"));
+        assert_eq!(appends, 3);
+    }
+
+    /// n0's client for n1 at `addr`, whose incarnation is `incarnation`.
+    fn n0_to_n1(
+        addr: std::net::SocketAddr,
+        secret: Option<ClusterSecret>,
+        incarnation: u64,
+    ) -> PeerClient {
+        let net = PeerNetwork::new(
+            NodeId::from("n0"),
+            None,
+            Duration::from_secs(2),
+            Duration::from_secs(5),
+            secret,
+            None,
+        );
+        let node = Node {
+            raft_addr: addr.to_string(),
+            http_addr: addr.to_string(),
+            incarnation,
+        };
+        net.peer(NodeId::from("n1"), &node)
+    }
+
+    fn heartbeat() -> typ::AppendEntriesRequest {
+        typ::AppendEntriesRequest {
+            vote: typ::Vote::new_committed(1, NodeId::from("n0")),
+            prev_log_id: None,
+            entries: vec![],
+            leader_commit: None,
+        }
+    }
+
+    /// A peer that speaks only HTTP (a version before the stream): the
+    /// client falls back to HTTP for its AppendEntries, and stays there.
+    #[tokio::test]
+    async fn an_http_only_peer_gets_its_appends_over_http() {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = calls.clone();
+        let app = axum::Router::new().route(
+            rpc::APPEND,
+            axum::routing::post(move || {
+                let counted = counted.clone();
+                async move {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let ok: typ::AppendEntriesResponse =
+                        openraft::raft::AppendEntriesResponse::Success;
+                    rpc::MsgPack(ok)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut client = n0_to_n1(addr, None, 0);
+        for n in 1..=2 {
+            let resp = client
+                .append_entries(heartbeat(), RPCOption::new(Duration::from_secs(5)))
+                .await
+                .unwrap_or_else(|e| panic!("append {n}: {e}"));
+            assert!(
+                matches!(resp, openraft::raft::AppendEntriesResponse::Success),
+                "{resp:?}"
+            );
+            assert!(matches!(client.stream, StreamState::Unsupported(_)));
+            assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), n);
+        }
+        server.abort();
     }
 }

@@ -32,7 +32,9 @@
 //! - An AppendEntries that a current leader sent touches [`LeaderContact`].
 //!
 //! Not here: the accept loop and its limits (`net::serve`), the client side
-//! (`raft::network`).
+//! (`raft::network`), the peer stream that carries AppendEntries on the
+//! same listener and hands this router every connection that is HTTP
+//! (`raft::stream`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -444,7 +446,7 @@ async fn require_secret(
 }
 
 /// The node a vote speaks for.
-fn voter(vote: &typ::Vote) -> &NodeId {
+pub(super) fn voter(vote: &typ::Vote) -> &NodeId {
     use openraft::vote::RaftLeaderId;
     vote.leader_id().node_id()
 }
@@ -639,10 +641,34 @@ fn header(req: &Request, name: &str) -> Option<String> {
 
 /// Who this listener answers for.
 #[derive(Clone)]
-struct Target {
-    id: NodeId,
-    incarnation: u64,
-    contact: Arc<LeaderContact>,
+pub(super) struct Target {
+    pub(super) id: NodeId,
+    pub(super) incarnation: u64,
+    pub(super) contact: Arc<LeaderContact>,
+}
+
+impl Target {
+    /// Why a peer message addressed to `to`, by a sender that knows this
+    /// node's incarnation as `known` (0: unknown), is not for this node
+    /// (see [`TO_HEADER`] and [`INCARNATION_HEADER`]); None when it is.
+    pub(super) fn misaddressed(&self, to: Option<&str>, known: u64) -> Option<String> {
+        let (me, incarnation) = (&self.id, self.incarnation);
+        match to {
+            Some(to) if to == me.as_str() && known != 0 && known != incarnation => {
+                self.contact.refused_stale_incarnation();
+                Some(format!(
+                    "node {me} lost the Raft state of the member the sender knows \
+                     (incarnation {known}, this data dir is {incarnation}); \
+                     remove the member and let it join again"
+                ))
+            }
+            Some(to) if to == me.as_str() => None,
+            other => Some(format!(
+                "this is node {me}, not {}",
+                other.unwrap_or("(no target named)")
+            )),
+        }
+    }
 }
 
 /// Refuse a peer RPC addressed to another node (see [`TO_HEADER`]), or to
@@ -656,29 +682,9 @@ async fn addressed_to_us(
     let known: u64 = header(&req, INCARNATION_HEADER)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let (me, incarnation) = (&target.id, target.incarnation);
-    match to.as_deref() {
-        Some(to) if to == me.as_str() && known != 0 && known != incarnation => {
-            target.contact.refused_stale_incarnation();
-            (
-                StatusCode::MISDIRECTED_REQUEST,
-                format!(
-                    "node {me} lost the Raft state of the member the sender knows \
-                 (incarnation {known}, this data dir is {incarnation}); \
-                 remove the member and let it join again"
-                ),
-            )
-                .into_response()
-        }
-        Some(to) if to == me.as_str() => next.run(req).await,
-        other => (
-            StatusCode::MISDIRECTED_REQUEST,
-            format!(
-                "this is node {me}, not {}",
-                other.unwrap_or("(no target named)")
-            ),
-        )
-            .into_response(),
+    match target.misaddressed(to.as_deref(), known) {
+        None => next.run(req).await,
+        Some(why) => (StatusCode::MISDIRECTED_REQUEST, why).into_response(),
     }
 }
 
