@@ -376,6 +376,11 @@ impl PeerClient {
         &mut self,
         req: &typ::AppendEntriesRequest,
     ) -> Result<stream::Answer, stream::OpenError> {
+        if let StreamState::Open(conn) = &self.stream
+            && conn.abandoned()
+        {
+            self.stream = StreamState::Closed;
+        }
         if !matches!(self.stream, StreamState::Open(_)) {
             if let Err(e) = &self.http {
                 return Err(stream::OpenError::Io(std::io::Error::other(e.clone())));
@@ -556,6 +561,67 @@ mod tests {
         assert_eq!(hello.incarnation, 42);
         assert_eq!(hello.secret.as_deref(), Some("s3cret-s3cret-s3cret-s3cret"));
         assert_eq!(appends, 3);
+    }
+
+    /// openraft may drop an AppendEntries call half way (it cancels a
+    /// replication stream): the next call must not read the abandoned
+    /// call's answer as its own, so it opens a new connection.
+    #[tokio::test]
+    async fn an_abandoned_call_is_never_answered_on_the_next_one() {
+        use tokio::io::AsyncReadExt;
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (got_first, first_arrived) = tokio::sync::oneshot::channel();
+        let server = tokio::spawn(async move {
+            let mut conns = Vec::new();
+            let mut got_first = Some(got_first);
+            let mut answered = 0;
+            // Connection 1 gets the abandoned call and answers nothing;
+            // connection 2 gets the next one and answers it.
+            for i in 0..2 {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = Vec::new();
+                let mut magic = [0u8; 8];
+                s.read_exact(&mut magic).await.unwrap();
+                stream::read_frame(&mut s, 1 << 16, &mut buf).await.unwrap();
+                let mut out = stream::MAGIC.to_vec();
+                out.extend_from_slice(&stream::frame(&stream::Welcome::Accepted).unwrap());
+                s.write_all(&out).await.unwrap();
+                stream::read_frame(&mut s, 1 << 20, &mut buf).await.unwrap();
+                if i == 0 {
+                    got_first.take().unwrap().send(()).unwrap();
+                } else {
+                    let ok: stream::Answer = Ok(openraft::raft::AppendEntriesResponse::Success);
+                    s.write_all(&stream::frame(&ok).unwrap()).await.unwrap();
+                    answered += 1;
+                }
+                conns.push(s);
+            }
+            answered
+        });
+        let mut client = n0_to_n1(addr, None, 0);
+        let long = RPCOption::new(Duration::from_secs(30));
+        {
+            // The first call, dropped once its request has arrived.
+            let call = client.append_entries(heartbeat(), long.clone());
+            tokio::select! {
+                r = call => panic!("the first call got an answer: {r:?}"),
+                _ = first_arrived => {}
+            }
+        }
+        let resp = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.append_entries(heartbeat(), long),
+        )
+        .await
+        .expect("the second call is answered on a new connection")
+        .unwrap();
+        assert!(matches!(
+            resp,
+            openraft::raft::AppendEntriesResponse::Success
+        ));
+        assert_eq!(server.await.unwrap(), 1);
     }
 
     /// n0's client for n1 at `addr`, whose incarnation is `incarnation`.

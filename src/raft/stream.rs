@@ -37,7 +37,10 @@
 //!   Raft and never panics.
 //! - Client side: any failure of the connection (connect, TLS, a read or
 //!   write, an answer that does not decode, the call's deadline) drops it
-//!   and reports openraft's `Unreachable`; the next call reconnects. A
+//!   and reports openraft's `Unreachable`; the next call reconnects. So
+//!   does a call whose future was dropped half way (openraft cancelling a
+//!   replication stream): an answer is only ever read by the call whose
+//!   request it answers. A
 //!   server that does not answer [`MAGIC`] (an older version) is spoken to
 //!   over HTTP for [`RETRY_STREAM_AFTER`] before the stream is tried again.
 
@@ -354,6 +357,10 @@ pub enum OpenError {
 pub struct Conn {
     io: tokio::io::BufStream<Box<dyn Io>>,
     buf: Vec<u8>,
+    /// An exchange began and did not end: its future was dropped (openraft
+    /// drops a replication stream's call when it cancels it), so a frame
+    /// may be half written or its answer still coming. Never used again.
+    abandoned: bool,
 }
 
 /// Where and how to open a [`Conn`].
@@ -400,7 +407,11 @@ impl Conn {
             .await
             .map_err(OpenError::Io)?;
         match decode(&buf).map_err(OpenError::Io)? {
-            Welcome::Accepted => Ok(Conn { io, buf }),
+            Welcome::Accepted => Ok(Conn {
+                io,
+                buf,
+                abandoned: false,
+            }),
             Welcome::Refused(why) => Err(OpenError::Refused(why)),
         }
     }
@@ -408,10 +419,19 @@ impl Conn {
     /// Send one AppendEntries and read its answer. An Err means the
     /// connection is broken (drop it); the inner Err is Raft's refusal.
     pub async fn append(&mut self, req: &typ::AppendEntriesRequest) -> io::Result<Answer> {
-        self.io.write_all(&frame(req)?).await?;
+        let frame = frame(req)?;
+        self.abandoned = true;
+        self.io.write_all(&frame).await?;
         self.io.flush().await?;
         read_frame(&mut self.io, MAX_SMALL_RPC_BODY, &mut self.buf).await?;
+        self.abandoned = false;
         decode(&self.buf)
+    }
+
+    /// Whether an exchange on it was cancelled half way (see `abandoned`):
+    /// the connection must be dropped, not reused.
+    pub fn abandoned(&self) -> bool {
+        self.abandoned
     }
 }
 
