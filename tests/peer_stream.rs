@@ -37,6 +37,7 @@ fn hello(from: &str, to: &str, secret: Option<&str>) -> Hello {
         to: NodeId::from(to),
         incarnation: 0,
         secret: secret.map(str::to_string),
+        purpose: stream::Purpose::Append,
     }
 }
 
@@ -58,10 +59,10 @@ async fn say<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, hello: &Hello) -> Opt
 
 /// Send `frame` (already framed); the answer, or None if the server
 /// closed instead.
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin, T: serde::de::DeserializeOwned>(
     s: &mut S,
     frame: &[u8],
-) -> Option<stream::Answer> {
+) -> Option<T> {
     s.write_all(frame).await.ok()?;
     let mut buf = Vec::new();
     match tokio::time::timeout(READ, stream::read_frame(s, 64 * 1024, &mut buf)).await {
@@ -124,7 +125,8 @@ async fn a_stream_needs_the_secret_and_the_right_addressee() {
         Some(Welcome::Accepted)
     );
     for _ in 0..2 {
-        let answer = exchange(&mut s, &stream::frame(&heartbeat(0, "n1")).unwrap()).await;
+        let answer: Option<stream::Answer> =
+            exchange(&mut s, &stream::frame(&heartbeat(0, "n1")).unwrap()).await;
         match answer {
             Some(Ok(openraft::raft::AppendEntriesResponse::HigherVote(_))) => {}
             other => panic!("a stale heartbeat: {other:?}"),
@@ -133,7 +135,7 @@ async fn a_stream_needs_the_secret_and_the_right_addressee() {
     // A frame that is not an AppendEntries closes the stream, unanswered.
     let mut garbage = 5u32.to_le_bytes().to_vec();
     garbage.extend_from_slice(b"\xc1\xc1\xc1\xc1\xc1");
-    assert_eq!(exchange(&mut s, &garbage).await, None);
+    assert_eq!(exchange::<_, stream::Answer>(&mut s, &garbage).await, None);
 
     // A declared length over the AppendEntries bound closes the stream
     // before its body is read (none is sent).
@@ -142,7 +144,10 @@ async fn a_stream_needs_the_secret_and_the_right_addressee() {
         say(&mut s, &hello("n1", "n0", Some(SECRET))).await,
         Some(Welcome::Accepted)
     );
-    assert_eq!(exchange(&mut s, &u32::MAX.to_le_bytes()).await, None);
+    assert_eq!(
+        exchange::<_, stream::Answer>(&mut s, &u32::MAX.to_le_bytes()).await,
+        None
+    );
 
     // A hello longer than its bound: closed, no welcome.
     let mut s = TcpStream::connect(raft).await.unwrap();
@@ -150,6 +155,31 @@ async fn a_stream_needs_the_secret_and_the_right_addressee() {
     out.extend_from_slice(&(1u32 << 30).to_le_bytes());
     s.write_all(&out).await.unwrap();
     assert!(closed(&mut s).await);
+
+    // A read-index stream: after a write, each request is answered with
+    // an index that covers it (this node is the leader), one at a time on
+    // one connection; a stream with another purpose takes no AppendEntries.
+    c.put_ok(0, "k", "v").await;
+    let mut s = TcpStream::connect(raft).await.unwrap();
+    let reads = Hello {
+        purpose: stream::Purpose::ReadIndex,
+        ..hello("n1", "n0", Some(SECRET))
+    };
+    assert_eq!(say(&mut s, &reads).await, Some(Welcome::Accepted));
+    let applied = c.get_json(0, "/health").await["applied_index"]
+        .as_u64()
+        .unwrap();
+    for _ in 0..2 {
+        match exchange::<_, stream::ReadIndexAnswer>(&mut s, &stream::frame(&()).unwrap()).await {
+            Some(Ok(ri)) => assert!(ri.index >= applied, "{} < {applied}", ri.index),
+            other => panic!("a read index: {other:?}"),
+        }
+    }
+    let hb = stream::frame(&heartbeat(0, "n1")).unwrap();
+    assert_eq!(
+        exchange::<_, stream::ReadIndexAnswer>(&mut s, &hb).await,
+        None
+    );
 
     // HTTP on the same port still answers, the node is still the leader.
     let r = send(
@@ -159,7 +189,7 @@ async fn a_stream_needs_the_secret_and_the_right_addressee() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    c.put_ok(0, "k", "v").await;
+    c.put_ok(0, "k2", "v2").await;
     c.shutdown_all().await;
 }
 
@@ -217,11 +247,13 @@ async fn a_tls_stream_speaks_only_for_its_certificate() {
         say(&mut s, &hello("n1", "n0", Some(SECRET))).await,
         Some(Welcome::Accepted)
     );
-    match exchange(&mut s, &stream::frame(&heartbeat(0, "n1")).unwrap()).await {
+    match exchange::<_, stream::Answer>(&mut s, &stream::frame(&heartbeat(0, "n1")).unwrap()).await
+    {
         Some(Ok(openraft::raft::AppendEntriesResponse::HigherVote(_))) => {}
         other => panic!("n1's stale heartbeat: {other:?}"),
     }
-    match exchange(&mut s, &stream::frame(&heartbeat(0, "n2")).unwrap()).await {
+    match exchange::<_, stream::Answer>(&mut s, &stream::frame(&heartbeat(0, "n2")).unwrap()).await
+    {
         Some(Err(m)) => assert!(
             m.contains("node n1 sent a message on behalf of node n2"),
             "{m}"

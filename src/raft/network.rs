@@ -118,12 +118,24 @@ impl PeerNetwork {
                 ..Default::default()
             })
         });
-        PeerClient {
-            http,
-            tls: tls.ok().flatten(),
+        let peer = stream::Peer {
+            hello: stream::Hello {
+                from: self.me.clone(),
+                to: target.clone(),
+                incarnation: node.incarnation,
+                secret: self.secret.as_ref().map(|s| s.header_value().to_string()),
+                purpose: stream::Purpose::Append,
+            },
+            addr: node.raft_addr.clone(),
             local_ip: self.local_ip,
             connect_timeout: self.connect_timeout,
-            stream: StreamState::Closed,
+            tls: tls.ok().flatten(),
+        };
+        PeerClient {
+            http,
+            peer,
+            appends: stream::Link::new(stream::Purpose::Append),
+            read_indexes: tokio::sync::Mutex::new(stream::Link::new(stream::Purpose::ReadIndex)),
             target,
             me: self.me.clone(),
             incarnation: node.incarnation,
@@ -153,24 +165,15 @@ pub struct PeerClient {
     /// The target's Raft address as the membership recorded it.
     raft_addr: String,
     http: Result<reqwest::Client, String>,
-    /// The TLS configuration of `http`, for the peer stream.
-    tls: Option<ClientTls>,
-    local_ip: Option<IpAddr>,
-    connect_timeout: Duration,
-    /// AppendEntries go on the peer stream ([`stream`]) when it is open.
-    stream: StreamState,
+    /// Whom the peer streams dial and what their hellos say.
+    peer: stream::Peer,
+    /// AppendEntries go on this stream ([`stream`]).
+    appends: stream::Link,
+    /// Read-index requests go on this one (a client shared by the reads
+    /// of one follower, one request at a time).
+    read_indexes: tokio::sync::Mutex<stream::Link>,
     rpc_timeout: Duration,
     secret: Option<ClusterSecret>,
-}
-
-/// The peer stream of one [`PeerClient`].
-enum StreamState {
-    /// Not open: the next AppendEntries opens it.
-    Closed,
-    Open(stream::Conn),
-    /// The peer did not speak it at this moment: AppendEntries go over
-    /// HTTP until [`stream::RETRY_STREAM_AFTER`] has passed.
-    Unsupported(std::time::Instant),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -299,11 +302,19 @@ impl PeerClient {
     /// message: the caller forwards the read instead.
     pub async fn read_index(&self, ttl: Duration) -> Result<rpc::ReadIndex, String> {
         let ttl = ttl.min(self.rpc_timeout);
-        self.send(rpc::READ_INDEX, reqwest::Body::from(Vec::new()), ttl)
-            .await
-            .map_err(|e| match e {
-                CallError::Unreachable(m) | CallError::Remote(m) => m.0,
-            })
+        let usable = self.http.as_ref().map(|_| ());
+        let mut link = self.read_indexes.lock().await;
+        let answer = match Self::on_stream(&self.peer, usable, &mut link, &(), ttl).await {
+            Ok(r) => r,
+            Err(left) => {
+                drop(link);
+                self.send(rpc::READ_INDEX, reqwest::Body::from(Vec::new()), left)
+                    .await
+            }
+        };
+        answer.map_err(|e| match e {
+            CallError::Unreachable(m) | CallError::Remote(m) => m.0,
+        })
     }
 
     /// Hand the target (the leader) client writes ([`rpc::WRITES`]), bounded
@@ -370,46 +381,32 @@ impl PeerClient {
 }
 
 impl PeerClient {
-    /// One AppendEntries on the peer stream, opening it first if needed.
-    /// Ok(Err): the peer's Raft refused it (the stream stays open).
-    async fn append_on_stream(
-        &mut self,
-        req: &typ::AppendEntriesRequest,
-    ) -> Result<stream::Answer, stream::OpenError> {
-        if let StreamState::Open(conn) = &self.stream
-            && conn.abandoned()
-        {
-            self.stream = StreamState::Closed;
+    /// One call on `link` (see [`stream::Link::call`]) to `peer`; Err: it
+    /// must go over HTTP instead, with what is left of `ttl`. `usable`:
+    /// Err when no call can reach the peer (no certificate can name it).
+    async fn on_stream<Req: Serialize, Resp: DeserializeOwned>(
+        peer: &stream::Peer,
+        usable: Result<(), &String>,
+        link: &mut stream::Link,
+        req: &Req,
+        ttl: Duration,
+    ) -> Result<Result<Resp, CallError>, Duration> {
+        if link.use_http() {
+            return Err(ttl);
         }
-        if !matches!(self.stream, StreamState::Open(_)) {
-            if let Err(e) = &self.http {
-                return Err(stream::OpenError::Io(std::io::Error::other(e.clone())));
+        let addr = &peer.addr;
+        if let Err(e) = usable {
+            return Ok(Err(CallError::Unreachable(Msg(format!("{addr}: {e}")))));
+        }
+        Ok(match link.call(peer, req, ttl).await {
+            stream::Outcome::Answered(Ok(r)) => Ok(r),
+            stream::Outcome::Answered(Err(m)) => {
+                Err(CallError::Remote(Msg(format!("{addr} (stream): {m}"))))
             }
-            let hello = stream::Hello {
-                from: self.me.clone(),
-                to: self.target.clone(),
-                incarnation: self.incarnation,
-                secret: self.secret.as_ref().map(|s| s.header_value().to_string()),
-            };
-            let dial = stream::Dial {
-                addr: &self.raft_addr,
-                local_ip: self.local_ip,
-                connect_timeout: self.connect_timeout,
-                tls: self.tls.as_ref(),
-            };
-            let conn = stream::Conn::open(dial, &hello).await?;
-            self.stream = StreamState::Open(conn);
-        }
-        let StreamState::Open(conn) = &mut self.stream else {
-            unreachable!("opened above")
-        };
-        match conn.append(req).await {
-            Ok(answer) => Ok(answer),
-            Err(e) => {
-                self.stream = StreamState::Closed;
-                Err(stream::OpenError::Io(e))
-            }
-        }
+            stream::Outcome::Refused(m) => Err(CallError::Remote(Msg(m))),
+            stream::Outcome::Unreachable(m) => Err(CallError::Unreachable(Msg(m))),
+            stream::Outcome::UseHttp(left) => return Err(left),
+        })
     }
 }
 
@@ -421,46 +418,15 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         req: typ::AppendEntriesRequest,
         option: RPCOption,
     ) -> Result<typ::AppendEntriesResponse, typ::RPCError> {
-        if let StreamState::Unsupported(since) = &self.stream {
-            if since.elapsed() < stream::RETRY_STREAM_AFTER {
-                return self.rpc(rpc::APPEND, &req, &option).await;
-            }
-            self.stream = StreamState::Closed;
-        }
         let ttl = option.hard_ttl().min(self.rpc_timeout);
-        let started = tokio::time::Instant::now();
-        let failed = match tokio::time::timeout(ttl, self.append_on_stream(&req)).await {
-            Ok(Ok(Ok(resp))) => return Ok(resp),
-            Ok(Ok(Err(refused))) => {
-                CallError::Remote(Msg(format!("{} (stream): {refused}", self.raft_addr)))
-            }
-            Ok(Err(stream::OpenError::Unsupported)) => {
-                tracing::info!(peer = %self.target, "peer does not speak the Raft stream: AppendEntries over HTTP");
-                self.stream = StreamState::Unsupported(std::time::Instant::now());
-                let ttl = ttl.saturating_sub(started.elapsed());
-                return self
-                    .call(rpc::APPEND, &req, ttl)
-                    .await
-                    .map_err(CallError::into_rpc);
-            }
-            Ok(Err(stream::OpenError::Refused(why))) => {
-                self.stream = StreamState::Closed;
-                CallError::Remote(Msg(format!("{} refused the stream: {why}", self.raft_addr)))
-            }
-            Ok(Err(stream::OpenError::Io(e))) => {
-                self.stream = StreamState::Closed;
-                CallError::Unreachable(Msg(format!("{} (stream): {e}", self.raft_addr)))
-            }
-            Err(_) => {
-                // A frame may be half written or its answer still coming.
-                self.stream = StreamState::Closed;
-                CallError::Unreachable(Msg(format!(
-                    "{} (stream): no answer from {} within {ttl:?}",
-                    self.raft_addr, self.target
-                )))
-            }
-        };
-        Err(failed.into_rpc())
+        let usable = self.http.as_ref().map(|_| ());
+        match Self::on_stream(&self.peer, usable, &mut self.appends, &req, ttl).await {
+            Ok(r) => r.map_err(CallError::into_rpc),
+            Err(left) => self
+                .call(rpc::APPEND, &req, left)
+                .await
+                .map_err(CallError::into_rpc),
+        }
     }
 
     async fn vote(
@@ -553,7 +519,7 @@ mod tests {
                 resp,
                 openraft::raft::AppendEntriesResponse::Success
             ));
-            assert!(matches!(client.stream, StreamState::Open(_)));
+            assert!(client.appends.is_open());
         }
         drop(client);
         let (hello, appends) = server.await.unwrap();
@@ -686,7 +652,7 @@ mod tests {
                 matches!(resp, openraft::raft::AppendEntriesResponse::Success),
                 "{resp:?}"
             );
-            assert!(matches!(client.stream, StreamState::Unsupported(_)));
+            assert!(client.appends.use_http());
             assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), n);
         }
         server.abort();

@@ -476,18 +476,28 @@ async fn append_checked(
 /// (see [`ReadIndex`]); 503 if this node is not the leader or cannot reach
 /// a quorum (the follower then forwards the read instead).
 async fn read_index(State(s): State<RpcState>) -> Answer<ReadIndex> {
-    let linearizer = s
-        .raft
+    read_index_now(&s.raft)
+        .await
+        .map(MsgPack)
+        .map_err(Unavailable)
+}
+
+/// A ReadIndex round on this node (the leader), begun now: the index and
+/// the leader's clock (see [`ReadIndex`]); Err: not the leader, no quorum,
+/// or Raft stopped. The HTTP route and the peer stream both answer this.
+pub(super) async fn read_index_now(raft: &Raft) -> Result<ReadIndex, String> {
+    let linearizer = raft
         .get_read_linearizer(openraft::ReadPolicy::ReadIndex)
-        .await?;
+        .await
+        .map_err(|e| e.to_string())?;
     let leader_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    Ok(MsgPack(ReadIndex {
+    Ok(ReadIndex {
         index: linearizer.read_log_id().index(),
         leader_ms,
-    }))
+    })
 }
 
 /// Propose the client writes a follower forwarded, each by its own budget,
