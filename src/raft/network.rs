@@ -1,8 +1,9 @@
-//! Peer transport, client side: openraft's [`RaftNetworkV2`] to the peer's
-//! `raft.bind_addr` listener: AppendEntries on the peer stream
-//! ([`super::stream`], one connection per target, opened on demand), every
-//! other RPC over HTTP/1.1 (see [`super::rpc`]), and AppendEntries too for
-//! a peer that does not speak the stream.
+//! Peer transport, client side: openraft's [`RaftNetworkV2`] and a
+//! follower's read-index requests to the peer's `raft.bind_addr` listener:
+//! AppendEntries and read-index requests on peer streams
+//! ([`super::stream`], one connection per target and kind, opened on
+//! demand), every other RPC over HTTP/1.1 (see [`super::rpc`]), and those
+//! two too for a peer that does not speak the streams.
 //!
 //! Bodies are MessagePack. Each target gets its own `reqwest::Client`, which
 //! keeps connections alive and reconnects on demand; every call is bounded:
