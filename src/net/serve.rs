@@ -1,5 +1,8 @@
 //! The accept loop shared by the client API, Raft peer and Redis listeners
-//! ([`serve`] for HTTP, [`serve_with`] for any protocol).
+//! ([`serve`] for HTTP, [`serve_with`] for any protocol), and one HTTP
+//! connection's serving ([`serve_http`]) for a listener that tells
+//! protocols apart by a connection's first bytes ([`Rewind`] gives them
+//! back).
 //!
 //! Invariants:
 //! - At most `max_connections` connections are served at once. Past that,

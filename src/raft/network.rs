@@ -526,6 +526,7 @@ mod tests {
         let (hello, appends) = server.await.unwrap();
         assert_eq!((hello.from.as_str(), hello.to.as_str()), ("n0", "n1"));
         assert_eq!(hello.incarnation, 42);
+        assert_eq!(hello.purpose, stream::Purpose::Append);
         assert_eq!(hello.secret.as_deref(), Some("s3cret-s3cret-s3cret-s3cret"));
         assert_eq!(appends, 3);
     }

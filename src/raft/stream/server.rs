@@ -39,18 +39,18 @@ use crate::raft::typ;
 
 /// The server side: what the Raft listener needs to serve a stream.
 pub struct Server {
-    pub(super) raft: Raft,
-    pub(super) target: rpc::Target,
-    pub(super) secret: Option<ClusterSecret>,
+    raft: Raft,
+    target: rpc::Target,
+    secret: Option<ClusterSecret>,
     /// The listener serves mutual TLS: the hello's sender must be named by
     /// the client certificate.
-    pub(super) tls: bool,
-    pub(super) limits: rpc::PeerLimits,
+    tls: bool,
+    limits: rpc::PeerLimits,
 }
 
 impl Server {
     /// `raft`, `contact`, `secret`, `limits` and `tls` as for
-    /// [`rpc::router`]; `me` and `incarnation`: who this node is.
+    /// [`rpc::router`]; `info`: who this node is (its id and incarnation).
     pub fn new(
         raft: Raft,
         info: &rpc::NodeInfo,
