@@ -24,7 +24,7 @@ use super::Welcome;
 use super::decode;
 use super::frame;
 use super::read_frame;
-use super::read_up_to;
+use super::read_magic;
 use super::within;
 use crate::net::tls::ClientTls;
 
@@ -211,7 +211,7 @@ impl Conn {
         // An older server answers HTTP's 400 and closes (the close may
         // reach us as a reset before the answer does): not the magic.
         let mut head = [0u8; MAGIC.len()];
-        let n = read_up_to(&mut io, &mut head).await.unwrap_or(0);
+        let n = read_magic(&mut io, &mut head).await.unwrap_or(0);
         if n < head.len() || head != *MAGIC {
             return Err(OpenError::Unsupported);
         }

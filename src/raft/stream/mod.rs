@@ -22,10 +22,11 @@
 //! A frame is a `u32` little-endian length, then that many bytes.
 //!
 //! Invariants:
-//! - The listener tells the protocols apart by the first 8 bytes (an HTTP
-//!   request line is longer); anything but [`MAGIC`] is served as HTTP
-//!   with those bytes given back ([`crate::net::serve::Rewind`]). The 8
-//!   bytes must arrive within the header timeout.
+//! - The listener tells the protocols apart by a connection's first bytes:
+//!   [`MAGIC`] whole, or read up to the first byte that departs from it
+//!   (never waiting for more); anything but the magic is served as HTTP
+//!   with those bytes given back ([`crate::net::serve::Rewind`]). They
+//!   must arrive within the header timeout.
 //! - Before any request reaches Raft, the [`Hello`] passed the same
 //!   checks as an HTTP peer RPC: the cluster secret (constant time), with
 //!   TLS a client certificate naming the sender, and the addressee and its
@@ -166,11 +167,18 @@ async fn within<T>(bound: Duration, fut: impl Future<Output = io::Result<T>>) ->
     }
 }
 
-/// Read until `buf` is full or the peer stops sending (EOF); the count read.
-async fn read_up_to<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+/// Read the first bytes of a connection into `head` until they are
+/// [`MAGIC`], or stop being its beginning, or the peer stops sending (EOF);
+/// the count read. Never waits for more bytes once they cannot be the
+/// magic: an HTTP request shorter than it ("GET\r\n\r\n") is answered
+/// at once.
+async fn read_magic<R: AsyncRead + Unpin>(
+    r: &mut R,
+    head: &mut [u8; MAGIC.len()],
+) -> io::Result<usize> {
     let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]).await? {
+    while n < head.len() && head[..n] == MAGIC[..n] {
+        match r.read(&mut head[n..n + 1]).await? {
             0 => break,
             k => n += k,
         }
@@ -180,7 +188,41 @@ async fn read_up_to<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> io::Resu
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::AsyncWriteExt;
+
     use super::*;
+
+    /// The magic is read byte by byte until it is complete or cannot be
+    /// it any more; a short HTTP request gets no wait for bytes that will
+    /// not come.
+    #[tokio::test]
+    async fn the_magic_is_told_from_anything_else_at_the_first_differing_byte() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        let mut head = [0u8; MAGIC.len()];
+        client.write_all(b"GET\r\n\r\n").await.unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), read_magic(&mut server, &mut head))
+            .await
+            .expect("no wait for more bytes once they cannot be the magic")
+            .unwrap();
+        assert_eq!(&head[..n], b"G");
+        // The rest is still unread, for the HTTP parser.
+        let mut rest = [0u8; 6];
+        server.read_exact(&mut rest).await.unwrap();
+        assert_eq!(&rest, b"ET\r\n\r\n");
+
+        let (mut client, mut server) = tokio::io::duplex(64);
+        client.write_all(b"DCRAFT1\nmore").await.unwrap();
+        let n = read_magic(&mut server, &mut head).await.unwrap();
+        assert_eq!((n, &head), (8, MAGIC));
+        // "DELETE": it departs from the magic at its second byte.
+        let (mut client, mut server) = tokio::io::duplex(64);
+        client.write_all(b"DELETE / HTTP/1.1\r\n").await.unwrap();
+        let n = read_magic(&mut server, &mut head).await.unwrap();
+        assert_eq!(&head[..n], b"DE");
+        // A peer that closes early.
+        let n = read_magic(&mut &b"DCR"[..], &mut head).await.unwrap();
+        assert_eq!(&head[..n], b"DCR");
+    }
 
     #[tokio::test]
     async fn a_frame_reads_back_and_an_oversized_one_is_refused_unread() {

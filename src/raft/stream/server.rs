@@ -24,7 +24,7 @@ use super::decode;
 use super::frame;
 use super::read_body;
 use super::read_frame;
-use super::read_up_to;
+use super::read_magic;
 use super::within;
 use crate::net::ClusterSecret;
 use crate::net::PeerCertificates;
@@ -85,7 +85,7 @@ impl Server {
         let certs = stream.peer_certificates().map(PeerCertificates);
         let bound = self.limits.body_timeout;
         let mut head = [0u8; MAGIC.len()];
-        let n = match tokio::time::timeout(bound, read_up_to(&mut stream, &mut head)).await {
+        let n = match tokio::time::timeout(bound, read_magic(&mut stream, &mut head)).await {
             Ok(Ok(n)) => n,
             _ => return,
         };
