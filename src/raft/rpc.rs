@@ -339,23 +339,8 @@ async fn certificate_names_sender(
     }
     let from = header(&req, FROM_HEADER);
     let certs = req.extensions().get::<crate::net::PeerCertificates>();
-    let named = match (&from, certs) {
-        (Some(from), Some(c)) => {
-            c.0.first()
-                .is_some_and(|leaf| crate::net::tls::names_node(leaf, from))
-        }
-        _ => false,
-    };
-    if !named {
-        return (
-            StatusCode::FORBIDDEN,
-            [(header::CONNECTION, "close")],
-            format!(
-                "the client certificate does not name the sending node {}",
-                from.as_deref().unwrap_or("(no x-dcache-raft-from)")
-            ),
-        )
-            .into_response();
+    if let Some(why) = sender_not_named(certs, from.as_deref()) {
+        return (StatusCode::FORBIDDEN, [(header::CONNECTION, "close")], why).into_response();
     }
     req.extensions_mut()
         .insert(ProvenSender(from.map(NodeId::from)));
@@ -373,12 +358,40 @@ impl IntoResponse for Impersonation {
 
 /// Err when TLS proved the sender and the message speaks for another node.
 fn check_sender(proven: &ProvenSender, claimed: &NodeId) -> Result<(), Impersonation> {
-    match &proven.0 {
-        Some(p) if p != claimed => Err(Impersonation(format!(
-            "node {p} sent a message on behalf of node {claimed}"
-        ))),
-        _ => Ok(()),
+    match impersonation(proven.0.as_ref(), claimed) {
+        Some(why) => Err(Impersonation(why)),
+        None => Ok(()),
     }
+}
+
+/// Why a message that speaks for `claimed` may not come from `proven`
+/// (the sender TLS proved; None: nothing proven, nothing checked). The
+/// HTTP routes and the peer stream both ask this.
+pub(super) fn impersonation(proven: Option<&NodeId>, claimed: &NodeId) -> Option<String> {
+    let p = proven?;
+    (p != claimed).then(|| format!("node {p} sent a message on behalf of node {claimed}"))
+}
+
+/// Why the client certificate `certs` (its leaf) does not prove that the
+/// peer is node `from` (None: it does). The HTTP routes and the peer
+/// stream both ask this.
+pub(super) fn sender_not_named(
+    certs: Option<&crate::net::PeerCertificates>,
+    from: Option<&str>,
+) -> Option<String> {
+    let named = match (from, certs) {
+        (Some(from), Some(c)) => {
+            c.0.first()
+                .is_some_and(|leaf| crate::net::tls::names_node(leaf, from))
+        }
+        _ => false,
+    };
+    (!named).then(|| {
+        format!(
+            "the client certificate does not name the sending node {}",
+            from.unwrap_or("(no x-dcache-raft-from)")
+        )
+    })
 }
 
 /// The body bound of a route: AppendEntries gets `max_append`, the small
@@ -419,6 +432,11 @@ async fn refuse_declared_over(
     }
 }
 
+/// Why a peer without the cluster secret is refused (HTTP's 401, the peer
+/// stream's refusal).
+pub(super) const NO_SECRET: &str =
+    "this Raft listener requires the cluster secret (cluster.secret)";
+
 /// 401 unless the request carries the cluster secret (when one is set).
 async fn require_secret(
     State(secret): State<Option<ClusterSecret>>,
@@ -437,7 +455,7 @@ async fn require_secret(
             (
                 StatusCode::UNAUTHORIZED,
                 [(header::CONNECTION, "close")],
-                "this Raft listener requires the cluster secret (cluster.secret)",
+                NO_SECRET,
             )
                 .into_response()
         }
@@ -464,12 +482,26 @@ async fn append_checked(
     s: RpcState,
     req: typ::AppendEntriesRequest,
 ) -> Answer<typ::AppendEntriesResponse> {
-    let resp = s.raft.append_entries(req).await?;
+    append_entries(&s.raft, &s.contact, req)
+        .await
+        .map(MsgPack)
+        .map_err(Unavailable)
+}
+
+/// Hand an AppendEntries (its sender already checked) to Raft, and note
+/// the contact with a current leader. Err: Raft refused or is stopped. The
+/// HTTP route and the peer stream both run this.
+pub(super) async fn append_entries(
+    raft: &Raft,
+    contact: &LeaderContact,
+    req: typ::AppendEntriesRequest,
+) -> Result<typ::AppendEntriesResponse, String> {
+    let resp = raft.append_entries(req).await.map_err(|e| e.to_string())?;
     // Any answer but HigherVote means the sender is the current leader.
     if !matches!(resp, openraft::raft::AppendEntriesResponse::HigherVote(_)) {
-        s.contact.touch();
+        contact.touch();
     }
-    Ok(MsgPack(resp))
+    Ok(resp)
 }
 
 /// Confirm leadership with a ReadIndex round and answer the read index

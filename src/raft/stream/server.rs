@@ -120,17 +120,11 @@ impl Server {
         if let Some(s) = &self.secret
             && !s.matches(hello.secret.as_deref().map(str::as_bytes))
         {
-            return Err("this Raft listener requires the cluster secret (cluster.secret)".into());
+            return Err(rpc::NO_SECRET.into());
         }
         let proven = if self.tls {
-            let named = certs
-                .and_then(|c| c.0.first())
-                .is_some_and(|leaf| crate::net::tls::names_node(leaf, hello.from.as_str()));
-            if !named {
-                return Err(format!(
-                    "the client certificate does not name the sending node {}",
-                    hello.from
-                ));
+            if let Some(why) = rpc::sender_not_named(certs, Some(hello.from.as_str())) {
+                return Err(why);
             }
             Some(hello.from.clone())
         } else {
@@ -184,12 +178,16 @@ impl Server {
             let answer = match hello.purpose {
                 Purpose::Append => {
                     let req: typ::AppendEntriesRequest = decode(&buf)?;
-                    if let Some(why) = impersonates(proven.as_ref(), &req) {
+                    let claimed = rpc::voter(&req.vote);
+                    if let Some(why) = rpc::impersonation(proven.as_ref(), claimed) {
                         let answer: Answer = Err(why.clone());
                         within(bound, w.write_all(&frame(&answer)?)).await?;
                         return Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
                     }
-                    frame(&self.append(req).await)?
+                    let answer: Answer = rpc::append_entries(&self.raft, &self.target.contact, req)
+                        .await
+                        .map_err(|e| format!("raft unavailable: {e}"));
+                    frame(&answer)?
                 }
                 Purpose::ReadIndex => {
                     let () = decode(&buf)?;
@@ -200,27 +198,4 @@ impl Server {
             within(bound, w.write_all(&answer)).await?;
         }
     }
-
-    /// Run one AppendEntries.
-    async fn append(&self, req: typ::AppendEntriesRequest) -> Answer {
-        match self.raft.append_entries(req).await {
-            Ok(resp) => {
-                // Any answer but HigherVote means the sender is the
-                // current leader.
-                if !matches!(resp, openraft::raft::AppendEntriesResponse::HigherVote(_)) {
-                    self.target.contact.touch();
-                }
-                Ok(resp)
-            }
-            Err(e) => Err(format!("raft unavailable: {e}")),
-        }
-    }
-}
-
-/// Why `req` may not come from `proven` (TLS proved the sender, and the
-/// vote speaks for another node); None when it may.
-fn impersonates(proven: Option<&NodeId>, req: &typ::AppendEntriesRequest) -> Option<String> {
-    let p = proven?;
-    let claimed = rpc::voter(&req.vote);
-    (p != claimed).then(|| format!("node {p} sent a message on behalf of node {claimed}"))
 }
