@@ -130,20 +130,15 @@ impl PeerNetwork {
             addr: node.raft_addr.clone(),
             local_ip: self.local_ip,
             connect_timeout: self.connect_timeout,
-            tls: tls.ok().flatten(),
+            tls,
         };
         PeerClient {
             http,
             peer,
             appends: stream::Link::new(stream::Purpose::Append),
             read_indexes: tokio::sync::Mutex::new(stream::Link::new(stream::Purpose::ReadIndex)),
-            target,
-            me: self.me.clone(),
-            incarnation: node.incarnation,
             base: format!("{scheme}://{}", node.raft_addr),
-            raft_addr: node.raft_addr.clone(),
             rpc_timeout: self.rpc_timeout,
-            secret: self.secret.clone(),
         }
     }
 }
@@ -158,15 +153,12 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 
 /// Connection to one peer.
 pub struct PeerClient {
-    target: NodeId,
-    me: NodeId,
-    /// The target's incarnation as the membership records it.
-    incarnation: u64,
     base: String,
-    /// The target's Raft address as the membership recorded it.
-    raft_addr: String,
     http: Result<reqwest::Client, String>,
-    /// Whom the peer streams dial and what their hellos say.
+    /// Who this node is and whom it talks to: the target, its incarnation
+    /// as the membership records it, its Raft address, the secret (what
+    /// every RPC's headers and every stream's hello say), and how the
+    /// streams dial it.
     peer: stream::Peer,
     /// AppendEntries go on this stream ([`stream`]).
     appends: stream::Link,
@@ -174,7 +166,6 @@ pub struct PeerClient {
     /// of one follower, one request at a time).
     read_indexes: tokio::sync::Mutex<stream::Link>,
     rpc_timeout: Duration,
-    secret: Option<ClusterSecret>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -221,14 +212,15 @@ impl PeerClient {
     /// RPC carries: addressee, sender, the addressee's incarnation and the
     /// cluster secret when one is configured.
     fn post(&self, http: &reqwest::Client, url: &str) -> reqwest::RequestBuilder {
+        let hello = &self.peer.hello;
         let req = http
             .post(url)
             .header("content-type", rpc::CONTENT_TYPE)
-            .header(rpc::TO_HEADER, self.target.as_str())
-            .header(rpc::FROM_HEADER, self.me.as_str())
-            .header(rpc::INCARNATION_HEADER, self.incarnation);
-        match &self.secret {
-            Some(s) => req.header(crate::wire::header::CLUSTER_SECRET, s.header_value()),
+            .header(rpc::TO_HEADER, hello.to.as_str())
+            .header(rpc::FROM_HEADER, hello.from.as_str())
+            .header(rpc::INCARNATION_HEADER, hello.incarnation);
+        match &hello.secret {
+            Some(s) => req.header(crate::wire::header::CLUSTER_SECRET, s.as_str()),
             None => req,
         }
     }
@@ -280,7 +272,7 @@ impl PeerClient {
             Ok(r) => r,
             Err(_) => Err(CallError::Unreachable(Msg(format!(
                 "{url}: no answer from {} within {ttl:?}",
-                self.target
+                self.peer.hello.to
             )))),
         }
     }
@@ -289,13 +281,13 @@ impl PeerClient {
 impl PeerClient {
     /// The node this client talks to.
     pub fn target(&self) -> &NodeId {
-        &self.target
+        &self.peer.hello.to
     }
 
     /// Whether this client still reaches `node` as the membership records
     /// it now (same incarnation, same Raft address).
     pub fn reaches(&self, node: &Node) -> bool {
-        self.incarnation == node.incarnation && self.raft_addr == node.raft_addr
+        self.peer.hello.incarnation == node.incarnation && self.peer.addr == node.raft_addr
     }
 
     /// Ask the target (the leader) for a read index ([`rpc::READ_INDEX`]),
@@ -303,9 +295,8 @@ impl PeerClient {
     /// message: the caller forwards the read instead.
     pub async fn read_index(&self, ttl: Duration) -> Result<rpc::ReadIndex, String> {
         let ttl = ttl.min(self.rpc_timeout);
-        let usable = self.http.as_ref().map(|_| ());
         let mut link = self.read_indexes.lock().await;
-        let answer = match Self::on_stream(&self.peer, usable, &mut link, &(), ttl).await {
+        let answer = match Self::on_stream(&self.peer, &mut link, &(), ttl).await {
             Ok(r) => r,
             Err(left) => {
                 drop(link);
@@ -383,11 +374,9 @@ impl PeerClient {
 
 impl PeerClient {
     /// One call on `link` (see [`stream::Link::call`]) to `peer`; Err: it
-    /// must go over HTTP instead, with what is left of `ttl`. `usable`:
-    /// Err when no call can reach the peer (no certificate can name it).
+    /// must go over HTTP instead, with what is left of `ttl`.
     async fn on_stream<Req: Serialize, Resp: DeserializeOwned>(
         peer: &stream::Peer,
-        usable: Result<(), &String>,
         link: &mut stream::Link,
         req: &Req,
         ttl: Duration,
@@ -396,9 +385,6 @@ impl PeerClient {
             return Err(ttl);
         }
         let addr = &peer.addr;
-        if let Err(e) = usable {
-            return Ok(Err(CallError::Unreachable(Msg(format!("{addr}: {e}")))));
-        }
         Ok(match link.call(peer, req, ttl).await {
             stream::Outcome::Answered(Ok(r)) => Ok(r),
             stream::Outcome::Answered(Err(m)) => {
@@ -420,8 +406,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<typ::AppendEntriesResponse, typ::RPCError> {
         let ttl = option.hard_ttl().min(self.rpc_timeout);
-        let usable = self.http.as_ref().map(|_| ());
-        match Self::on_stream(&self.peer, usable, &mut self.appends, &req, ttl).await {
+        match Self::on_stream(&self.peer, &mut self.appends, &req, ttl).await {
             Ok(r) => r.map_err(CallError::into_rpc),
             Err(left) => self
                 .call(rpc::APPEND, &req, left)

@@ -37,8 +37,10 @@ pub struct Peer {
     /// Bind the connection to this local address (None: the kernel's choice).
     pub local_ip: Option<IpAddr>,
     pub connect_timeout: Duration,
-    /// TLS to a server whose certificate must name the peer (None: plain).
-    pub tls: Option<ClientTls>,
+    /// TLS to a server whose certificate must name the peer (None:
+    /// plain); Err: TLS is on and no certificate can name the peer, so it
+    /// cannot be reached.
+    pub tls: Result<Option<ClientTls>, String>,
 }
 
 /// One stream to a peer, for one [`Purpose`].
@@ -190,10 +192,14 @@ struct Conn {
 impl Conn {
     /// Connect, say the peer's hello, and wait for the server's welcome.
     async fn open(peer: &Peer, hello: &Hello) -> Result<Conn, OpenError> {
+        let tls = peer
+            .tls
+            .as_ref()
+            .map_err(|e| OpenError::Io(io::Error::other(e.clone())))?;
         let tcp = connect(&peer.addr, peer.local_ip, peer.connect_timeout)
             .await
             .map_err(OpenError::Io)?;
-        let io: Box<dyn Io> = match &peer.tls {
+        let io: Box<dyn Io> = match tls {
             None => Box::new(tcp),
             Some(tls) => {
                 let host = host_of(&peer.addr);
