@@ -354,6 +354,7 @@ async fn wal_of_a_stopped_node(n: usize) -> (TestCluster, PathBuf) {
             .await;
     }
     c.stop(0, true).await;
+    c.wait_log_free(0).await;
     let dir = c.nodes[0].cfg.node.data_dir.join("raft-log");
     (c, dir)
 }

@@ -238,32 +238,50 @@ impl TestCluster {
         v
     }
 
-    /// Stop node `i` (graceful or abrupt). Its data dir stays.
+    /// Stop node `i` (graceful or abrupt). Its data dir stays; see
+    /// [`TestCluster::wait_log_free`] before opening it.
     pub async fn stop(&mut self, i: usize, graceful: bool) {
         let node = self.nodes[i].node.take().expect("node running");
         node.shutdown(graceful).await.expect("shutdown");
     }
 
-    /// Restart a stopped node on the same addresses and data dir.
+    /// Wait until stopped node `i`'s Raft log is closed (its directory lock
+    /// free), so that the data dir can be opened again.
     ///
-    /// `Node::shutdown` returns once Raft's core has stopped, but openraft's
-    /// replication tasks may hold a reader of the log (and so its lock)
-    /// until their last RPC returns; in one process (unlike a restarted
-    /// binary) the restart waits for that lock instead of failing.
-    pub async fn restart(&mut self, i: usize) {
+    /// `Node::shutdown` returns once Raft's core has stopped, but tasks the
+    /// node spawned (openraft's replication tasks until their last RPC
+    /// returns, aborted tasks the runtime has not dropped yet) may still
+    /// hold the log a moment longer, and so may a test's own clone of the
+    /// node's `Cluster`. A restarted binary never sees this (its old
+    /// process is gone); in one process, a restart or a test reading the
+    /// WAL would find the directory locked.
+    pub async fn wait_log_free(&self, i: usize) {
         assert!(self.nodes[i].node.is_none(), "node {i} is running");
-        let cfg = self.nodes[i].cfg.clone();
-        let tuning = self.nodes[i].tuning.clone();
-        let node = wait_ok(&format!("node {i} to restart"), WAIT, || async {
-            let http = bind_retry(&cfg.http.bind_addr, WAIT).await;
-            let raft = bind_retry(&cfg.raft.bind_addr, WAIT).await;
-            match Node::start_tuned(cfg.clone(), http, raft, tuning.clone()).await {
-                Ok(node) => Ok(node),
-                Err(e) if e.to_string().contains("already locked") => Err(e),
-                Err(e) => panic!("restart node {i}: {e}"),
+        let lock = self.nodes[i].cfg.node.data_dir.join("raft-log/LOCK");
+        let what = format!("node {i}'s raft log lock ({}) to be free", lock.display());
+        wait_ok(&what, WAIT, || async {
+            // flock(2): another open file description conflicts even in
+            // this process; closing `f` releases the probe's own lock. No
+            // file (a test wiped the log): nothing to wait for.
+            match std::fs::File::open(&lock) {
+                Ok(f) => f.try_lock().map_err(std::io::Error::from),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
             }
         })
         .await;
+    }
+
+    /// Restart a stopped node on the same addresses and data dir.
+    pub async fn restart(&mut self, i: usize) {
+        self.wait_log_free(i).await;
+        let cfg = self.nodes[i].cfg.clone();
+        let tuning = self.nodes[i].tuning.clone();
+        let http = bind_retry(&cfg.http.bind_addr, WAIT).await;
+        let raft = bind_retry(&cfg.raft.bind_addr, WAIT).await;
+        let node = Node::start_tuned(cfg, http, raft, tuning)
+            .await
+            .unwrap_or_else(|e| panic!("restart node {i}: {e}"));
         self.nodes[i].node = Some(node);
     }
 
