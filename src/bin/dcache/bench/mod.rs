@@ -15,8 +15,9 @@
 //! # How
 //!
 //! * `--connections` workers run concurrently as tokio tasks. Each worker owns
-//!   one HTTP/1.1 keep-alive connection (`conn.rs`, hyper's connection API:
-//!   cheaper per request than a pooled client), reopened after a failure.
+//!   one HTTP/1.1 keep-alive connection (`conn.rs`: a socket the worker
+//!   drives itself, cheaper per request than hyper's or reqwest's client),
+//!   reopened after a failure.
 //!   Worker `i` talks to `addrs[i % addrs.len()]` (round-robin over the nodes).
 //! * Each worker picks keys `<prefix><n>` (`--key-prefix`, default `bench-`),
 //!   `n` uniform in `0..keys`, and sends one request at a time: it waits for
@@ -177,8 +178,9 @@ struct Worker {
 
 impl Worker {
     async fn put(&mut self, n: usize) -> Result<(), String> {
-        let (status, body) = self.conn.send(self.requests.build(Kind::Put, n)).await?;
-        match target::judge(self.requests.target(), Kind::Put, status, &body) {
+        let req = self.requests.build(Kind::Put, n);
+        let (status, body) = self.conn.send(&req).await?;
+        match target::judge(self.requests.target(), Kind::Put, status, body) {
             Outcome::Ok => Ok(()),
             _ => Err(format!("status {status}")),
         }
@@ -186,8 +188,9 @@ impl Worker {
 
     async fn request(&mut self, kind: Kind, n: usize) -> Outcome {
         // The whole body is read: it is part of the latency.
-        match self.conn.send(self.requests.build(kind, n)).await {
-            Ok((status, body)) => target::judge(self.requests.target(), kind, status, &body),
+        let req = self.requests.build(kind, n);
+        match self.conn.send(&req).await {
+            Ok((status, body)) => target::judge(self.requests.target(), kind, status, body),
             Err(_) => Outcome::Error,
         }
     }
