@@ -38,8 +38,9 @@ use tokio::net::TcpStream;
 
 /// Largest status line plus headers accepted.
 const MAX_HEAD: usize = 64 * 1024;
-/// Largest body accepted (dcache's largest value, 64 MiB, with room).
-const MAX_BODY: usize = 80 * 1024 * 1024;
+/// Largest body accepted: the largest value a dcache node can be
+/// configured to take (`config::bounds::MAX_VALUE_BYTES`), and room.
+const MAX_BODY: usize = dcache::config::bounds::MAX_VALUE_BYTES + 1024 * 1024;
 /// Headers parsed per answer at most.
 const MAX_HEADERS: usize = 32;
 

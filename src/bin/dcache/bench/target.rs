@@ -28,9 +28,9 @@
 //! The run loop, timing and counting (`mod.rs`); the report (`report.rs`).
 //! No check of the values read back.
 
-use base64::Engine as _;
 use std::borrow::Cow;
 
+use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
