@@ -340,10 +340,16 @@ pub fn node_name(id: &str) -> Option<ServerName<'static>> {
     if let Ok(n) = ServerName::try_from(id) {
         return Some(n.to_owned());
     }
-    let (host, port) = id.rsplit_once(':')?;
+    let (_, port) = id.rsplit_once(':')?;
     port.parse::<u16>().ok()?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    ServerName::try_from(host).ok().map(|n| n.to_owned())
+    ServerName::try_from(host_of(id)).ok().map(|n| n.to_owned())
+}
+
+/// The host of `host:port` (the brackets of an IPv6 literal removed); the
+/// whole of `addr` when it has no port.
+pub fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// Whether `cert` (already verified against the CA) names node `id`.
@@ -577,6 +583,14 @@ impl AsyncWrite for Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_host_of_an_address() {
+        assert_eq!(host_of("node1.example:12000"), "node1.example");
+        assert_eq!(host_of("127.0.0.1:12000"), "127.0.0.1");
+        assert_eq!(host_of("[::1]:12000"), "::1");
+        assert_eq!(host_of("n1"), "n1");
+    }
 
     #[test]
     fn a_node_is_named_by_its_id_or_the_host_of_an_address_id() {

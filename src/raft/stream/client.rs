@@ -202,7 +202,7 @@ impl Conn {
         let io: Box<dyn Io> = match tls {
             None => Box::new(tcp),
             Some(tls) => {
-                let host = host_of(&peer.addr);
+                let host = crate::net::tls::host_of(&peer.addr);
                 let s = within(peer.connect_timeout, tls.connect(tcp, host))
                     .await
                     .map_err(OpenError::Io)?;
@@ -251,12 +251,6 @@ impl Conn {
     }
 }
 
-/// The host of `host:port` (brackets of an IPv6 literal removed).
-fn host_of(addr: &str) -> &str {
-    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-    host.trim_start_matches('[').trim_end_matches(']')
-}
-
 /// TCP to `addr` (each resolved address in turn), bound to `local_ip`
 /// when given, each attempt bounded by `timeout`.
 async fn connect(
@@ -285,17 +279,4 @@ async fn connect(
     }
     Err(last
         .unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{addr}: no address"))))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_host_of_an_address() {
-        assert_eq!(host_of("node1.example:12000"), "node1.example");
-        assert_eq!(host_of("127.0.0.1:12000"), "127.0.0.1");
-        assert_eq!(host_of("[::1]:12000"), "::1");
-        assert_eq!(host_of("n1"), "n1");
-    }
 }
