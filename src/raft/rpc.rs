@@ -216,12 +216,14 @@ impl<E: std::fmt::Display> From<E> for Unavailable {
 
 impl IntoResponse for Unavailable {
     fn into_response(self) -> Response {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("raft unavailable: {}", self.0),
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, unavailable(&self.0)).into_response()
     }
+}
+
+/// The text a peer gets when this node's Raft refused its RPC or is
+/// stopped (HTTP's 503 body, the peer stream's Err answer).
+pub(super) fn unavailable(why: &str) -> String {
+    format!("raft unavailable: {why}")
 }
 
 type Answer<T> = Result<MsgPack<T>, Unavailable>;

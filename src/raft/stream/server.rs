@@ -186,12 +186,14 @@ impl Server {
                     }
                     let answer: Answer = rpc::append_entries(&self.raft, &self.target.contact, req)
                         .await
-                        .map_err(|e| format!("raft unavailable: {e}"));
+                        .map_err(|e| rpc::unavailable(&e));
                     frame(&answer)?
                 }
                 Purpose::ReadIndex => {
                     let () = decode(&buf)?;
-                    let answer: ReadIndexAnswer = rpc::read_index_now(&self.raft).await;
+                    let answer: ReadIndexAnswer = rpc::read_index_now(&self.raft)
+                        .await
+                        .map_err(|e| rpc::unavailable(&e));
                     frame(&answer)?
                 }
             };
