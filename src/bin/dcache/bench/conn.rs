@@ -30,6 +30,7 @@
 //! TLS, HTTP/2, redirects, proxies, DNS caching (a reconnect resolves again).
 
 use std::borrow::Cow;
+use std::io::Write as _;
 use std::time::Duration;
 
 use hyper::{Method, StatusCode};
@@ -207,9 +208,8 @@ fn write_request(out: &mut Vec<u8>, host: &str, req: &Req<'_>) {
     out.extend_from_slice(req.path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(host.as_bytes());
-    out.extend_from_slice(b"\r\ncontent-length: ");
-    out.extend_from_slice(req.body.len().to_string().as_bytes());
-    out.extend_from_slice(b"\r\n\r\n");
+    // Into the buffer itself: no string allocated per request.
+    let _ = write!(out, "\r\ncontent-length: {}\r\n\r\n", req.body.len());
     out.extend_from_slice(&req.body);
 }
 
