@@ -1,7 +1,7 @@
 //! Linearizable reads answered by a follower: the follower asks the leader
 //! for a read index (one ReadIndex round on the leader, `raft::rpc`'s
-//! `READ_INDEX`, sent on a peer stream: `raft::stream`), waits until its own state machine has applied that index,
-//! and reads locally. The reads waiting on one follower at the same moment
+//! `READ_INDEX`, sent on a peer stream: `raft::stream`), waits until its
+//! own state machine has applied that index, and reads locally. The reads waiting on one follower at the same moment
 //! share one request to the leader ([`SharedRound`]; the leader's own reads
 //! share ReadIndex rounds the same way).
 //!
